@@ -1,0 +1,3 @@
+"""
+The agent: control client, tunnel session and origin forwarder.
+"""

@@ -1,0 +1,46 @@
+"""
+The edge's settings, gathered from the command line in one frozen object.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["EdgeConfig"]
+
+
+@attrs.frozen
+class EdgeConfig:
+    """
+    Everything the edge's components need to know about their policy.
+
+    Durations are in seconds (floats allowed).
+    """
+
+    domain: str = "localhost"
+    data_dir: str = "netbore-data"
+    edge_id: str = "edge-1"
+    region: str = "local"
+    allow_anonymous: bool = False
+    #: The C{edge_url} put in C{candidates}; L{None} means "the scheme and
+    #: Host the create request came in on, path C{/connect}".
+    advertise_url: str | None = None
+    #: The scheme viewers use for C{public_url}; L{None} means the scheme the
+    #: request came in on.
+    public_scheme: str | None = None
+    ephemeral_ttl: float = 600.0
+    recreate_default_ttl: float = 86400.0
+    recreate_max_ttl: float = 30 * 86400.0
+    management_ttl: float = 86400.0
+    response_timeout: float = 60.0
+    heartbeat_interval: float = 10.0
+    heartbeat_timeout: float = 10.0
+    grace: float = 30.0
+    drain_timeout: float = 10.0
+    auth_failures_per_minute: int = 10
+    #: Largest control API request body, in bytes (413 above it).
+    max_control_body: int = 64 * 1024
+    #: Flow-control windows offered to agents, and the largest frame payload.
+    stream_window: int = 256 * 1024
+    session_window: int = 4 * 1024 * 1024
+    max_frame_payload: int = 64 * 1024
