@@ -1,0 +1,142 @@
+"""
+C{twistd netbore-edge}: command-line options and the service tree.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application import service, strports
+from twisted.python import usage
+
+from ..names import is_valid_label
+from .config import EdgeConfig
+
+__all__ = ["Options", "makeService"]
+
+DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+
+
+def _positive(kind: type) -> Any:
+    def coerce(value: str) -> Any:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"must be greater than zero, not {value}")
+        return number
+
+    coerce.coerceDoc = "Must be greater than zero."  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run a netbore edge: the control API, the agents' WebSocket endpoint "
+        "(/connect) and the tunnel proxy for <name>.<domain>, on one port."
+    )
+
+    optFlags = [
+        ["allow-anonymous", None, "Accept POST /tunnels/create without credentials."],
+    ]
+
+    optParameters = [
+        ["domain", None, "localhost", "Tunnels are served at <name>.<domain>."],
+        ["data-dir", None, "netbore-data", "Directory for signing keys and state kept across restarts (created 0700)."],
+        ["api-keys-file", None, None, "File of '<account> <key> [admin]' lines; a key may be 'sha256:<hex>'."],
+        ["jwt-secret-file", None, None, "Sign tokens HS256 with the secret(s) in this file instead of RS256 keys."],
+        ["advertise-url", None, None, "The edge_url put in candidates (default: scheme and Host of the create request, path /connect)."],
+        ["public-scheme", None, None, "Scheme of public URLs: http or https (default: the scheme the create request came in on)."],
+        ["edge-id", None, "edge-1", "This edge's id in candidates."],
+        ["region", None, "local", "This edge's region in candidates."],
+        ["ephemeral-ttl", None, 600.0, "Lifetime of ephemeral (agent handshake) tokens, seconds.", _positive(float)],
+        ["recreate-default-ttl", None, 86400.0, "Lifetime of recreate tokens when the client asks none, seconds.", _positive(float)],
+        ["recreate-max-ttl", None, 30 * 86400.0, "Largest lifetime a recreate token may be given, seconds.", _positive(float)],
+        ["management-ttl", None, 86400.0, "Lifetime of management tokens, seconds.", _positive(float)],
+        ["response-timeout", None, 60.0, "Time allowed for the origin's response head before 504, seconds.", _positive(float)],
+        ["heartbeat-interval", None, 10.0, "WebSocket ping interval towards agents, seconds.", _positive(float)],
+        ["heartbeat-timeout", None, 10.0, "Time to wait for a pong before dropping an agent, seconds.", _positive(float)],
+        ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float)],
+        ["drain-timeout", None, 10.0, "On SIGTERM, time allowed for in-flight requests, seconds.", _positive(float)],
+        ["auth-failures-per-minute", None, 10, "Failed authentications per client address a minute before 429.", _positive(int)],
+        ["stream-window", None, 256 * 1024, "Flow-control window per stream, bytes.", _positive(int)],
+        ["session-window", None, 4 * 1024 * 1024, "Flow-control window per agent session, bytes.", _positive(int)],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on this Twisted server endpoint (repeatable), e.g.
+        tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=k.pem:certKey=c.pem,
+        systemd:domain=INET:index=0.  Default: tcp:8080:interface=127.0.0.1.
+        """
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        if not self["listen"]:
+            self["listen"] = [DEFAULT_LISTEN]
+        domain = self["domain"].lower().rstrip(".")
+        if not domain or not all(is_valid_label(part) for part in domain.split(".")):
+            raise usage.UsageError(f"--domain {self['domain']!r} is not a valid DNS name")
+        self["domain"] = domain
+        if self["public-scheme"] not in (None, "http", "https"):
+            raise usage.UsageError("--public-scheme must be http or https")
+        for name in ("api-keys-file", "jwt-secret-file"):
+            path = self[name]
+            if path is not None and not os.path.isfile(path):
+                raise usage.UsageError(f"--{name}: no such file: {path}")
+
+    def config(self) -> EdgeConfig:
+        return EdgeConfig(
+            domain=self["domain"],
+            data_dir=self["data-dir"],
+            edge_id=self["edge-id"],
+            region=self["region"],
+            allow_anonymous=bool(self["allow-anonymous"]),
+            advertise_url=self["advertise-url"],
+            public_scheme=self["public-scheme"],
+            ephemeral_ttl=self["ephemeral-ttl"],
+            recreate_default_ttl=self["recreate-default-ttl"],
+            recreate_max_ttl=self["recreate-max-ttl"],
+            management_ttl=self["management-ttl"],
+            response_timeout=self["response-timeout"],
+            heartbeat_interval=self["heartbeat-interval"],
+            heartbeat_timeout=self["heartbeat-timeout"],
+            grace=self["grace"],
+            drain_timeout=self["drain-timeout"],
+            auth_failures_per_minute=self["auth-failures-per-minute"],
+            stream_window=self["stream-window"],
+            session_window=self["session-window"],
+        )
+
+
+def makeService(options: Options, reactor: Any = None) -> service.MultiService:
+    """
+    The edge's service tree: one listening service per C{--listen}, all
+    serving the same L{twisted.web.server.Site}.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    from .site import build_edge
+
+    try:
+        edge = build_edge(
+            options.config(),
+            reactor=reactor,
+            api_keys_file=options["api-keys-file"],
+            jwt_secret_file=options["jwt-secret-file"],
+        )
+    except Exception as e:  # a clear message, not a traceback, at start-up
+        sys.stderr.write(f"netbore-edge: cannot start: {e}\n")
+        raise SystemExit(1)
+    parent = service.MultiService()
+    edge.setServiceParent(parent)
+    for description in options["listen"]:
+        strports.service(description, edge.site).setServiceParent(parent)
+    return parent
