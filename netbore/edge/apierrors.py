@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 
 __all__ = [
     "ApiError",
@@ -97,7 +97,7 @@ def rate_limited(retry_after: float) -> ApiError:
 
 
 def json_response(
-    request: IRequest, status: int, body: Any, *, no_store: bool = False
+    request: Request, status: int, body: Any, *, no_store: bool = False
 ) -> bytes:
     """
     Set C{status} and JSON headers on C{request}; the encoded C{body}.
@@ -109,7 +109,7 @@ def json_response(
     return json.dumps(body, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
-def render_error(request: IRequest, error: ApiError) -> bytes:
+def render_error(request: Request, error: ApiError) -> bytes:
     """
     Write C{error} to C{request}; the body bytes.
     """

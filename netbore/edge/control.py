@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from netbore.edge.apierrors import (
@@ -127,7 +127,7 @@ def _describe(error: ValidationError) -> str:
     return error.message
 
 
-def _client_address(request: IRequest) -> str:
+def _client_address(request: Request) -> str:
     """
     The peer's address, or C{"unknown"} for transports without a host (a
     UNIX socket, some test transports).
@@ -172,7 +172,7 @@ class ControlAPI:
 
     # -- helpers ----------------------------------------------------------
 
-    def _check_rate(self, request: IRequest) -> str:
+    def _check_rate(self, request: Request) -> str:
         addr = _client_address(request)
         retry_after = self.limiter.check(addr)
         if retry_after is not None:
@@ -189,7 +189,7 @@ class ControlAPI:
         )
         return unauthorized(message)
 
-    def _body(self, request: IRequest, validator: Draft202012Validator) -> dict[str, Any]:
+    def _body(self, request: Request, validator: Draft202012Validator) -> dict[str, Any]:
         limit = self.config.max_control_body
         length = request.getHeader(b"content-length")
         if length is not None:
@@ -226,7 +226,7 @@ class ControlAPI:
             raise invalid_request(_describe(error))
         return body
 
-    def _bearer(self, request: IRequest, addr: str) -> str | None:
+    def _bearer(self, request: Request, addr: str) -> str | None:
         header = request.getHeader("authorization")
         if header is None:
             return None
@@ -243,7 +243,7 @@ class ControlAPI:
             raise self._refuse(addr, f"invalid {token_use} token: {e}") from None
 
     def _management(
-        self, request: IRequest, addr: str, body_token: str | None = None
+        self, request: Request, addr: str, body_token: str | None = None
     ) -> Claims | None:
         bearer = self._bearer(request, addr)
         if bearer is not None and body_token is not None and bearer != body_token:
@@ -255,7 +255,7 @@ class ControlAPI:
             return None
         return self._verify(addr, token, MANAGEMENT)
 
-    def _host(self, request: IRequest) -> tuple[str, int | None]:
+    def _host(self, request: Request) -> tuple[str, int | None]:
         raw = request.getHeader("host")
         if raw is None:
             address = request.getHost()
@@ -268,7 +268,7 @@ class ControlAPI:
         port = match.group("port")
         return (host, int(port) if port is not None else None)
 
-    def _public_url(self, request: IRequest, hostname: str) -> str:
+    def _public_url(self, request: Request, hostname: str) -> str:
         scheme = self.config.public_scheme or (
             "https" if request.isSecure() else "http"
         )
@@ -278,7 +278,7 @@ class ControlAPI:
             return f"{scheme}://{hostname}"
         return f"{scheme}://{hostname}:{port}"
 
-    def _edge_url(self, request: IRequest) -> str:
+    def _edge_url(self, request: Request) -> str:
         if self.config.advertise_url:
             return self.config.advertise_url
         scheme = "wss" if request.isSecure() else "ws"
@@ -291,13 +291,13 @@ class ControlAPI:
     # -- error handlers (tried in this order) --------------------------------
 
     @app.handle_errors(ApiError)
-    def _api_error(self, request: IRequest, failure: Failure) -> bytes:
+    def _api_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, ApiError)
         return render_error(request, error)
 
     @app.handle_errors(HTTPException)
-    def _routing_error(self, request: IRequest, failure: Failure) -> bytes:
+    def _routing_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         if isinstance(error, MethodNotAllowed):
             allowed = sorted(error.valid_methods or [])
@@ -313,7 +313,7 @@ class ControlAPI:
         )
 
     @app.handle_errors(Exception)
-    def _internal_error(self, request: IRequest, failure: Failure) -> bytes:
+    def _internal_error(self, request: Request, failure: Failure) -> bytes:
         self.log.failure("control API request failed", failure)
         return render_error(
             request, ApiError(500, "internal_error", "internal error; see the edge's log")
@@ -322,7 +322,7 @@ class ControlAPI:
     # -- routes ---------------------------------------------------------------
 
     @app.route("/tunnels/create", methods=["POST"])
-    def create(self, request: IRequest) -> bytes:
+    def create(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _CREATE)
         management = self._management(request, addr, body.get("management_token"))
@@ -361,7 +361,7 @@ class ControlAPI:
         return self._grant(request, tunnel, body)
 
     def _new_tunnel(
-        self, request: IRequest, tunnel_id: str, name: str, owner: str | None
+        self, request: Request, tunnel_id: str, name: str, owner: str | None
     ) -> Tunnel:
         hostname = f"{name}.{self.config.domain}"
         tunnel = Tunnel(
@@ -387,7 +387,7 @@ class ControlAPI:
         )
         return tunnel
 
-    def _recreate(self, request: IRequest, claims: Claims, owner: str | None) -> Tunnel:
+    def _recreate(self, request: Request, claims: Claims, owner: str | None) -> Tunnel:
         tunnel = self.registry.get(claims.sub)
         if tunnel is not None:
             return tunnel
@@ -399,7 +399,7 @@ class ControlAPI:
             raise name_taken(f"the name {claims.name!r} is held by another tunnel")
         return self._new_tunnel(request, claims.sub, claims.name, owner)
 
-    def _claim(self, request: IRequest, name: str, management: Claims | None) -> Tunnel:
+    def _claim(self, request: Request, name: str, management: Claims | None) -> Tunnel:
         holder = self.registry.by_name(name)
         if holder is None:
             owner = management.sub if management is not None else None
@@ -410,14 +410,14 @@ class ControlAPI:
             return holder
         raise name_taken(f"the name {name!r} is held by another tunnel")
 
-    def _new_random(self, request: IRequest, owner: str | None) -> Tunnel:
+    def _new_random(self, request: Request, owner: str | None) -> Tunnel:
         for _ in range(_RANDOM_NAME_ATTEMPTS):
             name = random_name()
             if self.registry.by_name(name) is None:
                 return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner)
         raise ApiError(503, "internal_error", "could not find a free name; try again")
 
-    def _grant(self, request: IRequest, tunnel: Tunnel, body: dict[str, Any]) -> bytes:
+    def _grant(self, request: Request, tunnel: Tunnel, body: dict[str, Any]) -> bytes:
         config = self.config
         asked = body.get("recreate_token_ttl_seconds")
         wanted = float(asked) if asked is not None else config.recreate_default_ttl
@@ -472,7 +472,7 @@ class ControlAPI:
         )
 
     @app.route("/tunnels/delete", methods=["POST"])
-    def delete(self, request: IRequest) -> bytes:
+    def delete(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _DELETE)
         tunnel_id: str = body["tunnel_id"]
@@ -513,7 +513,7 @@ class ControlAPI:
         )
 
     @app.route("/tunnels/list", methods=["GET"])
-    def list_tunnels(self, request: IRequest) -> bytes:
+    def list_tunnels(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         management = self._management(request, addr)
         if management is None:
@@ -539,7 +539,7 @@ class ControlAPI:
         return json_response(request, 200, {"tunnels": tunnels}, no_store=True)
 
     @app.route("/auth/token", methods=["POST"])
-    def auth_token(self, request: IRequest) -> bytes:
+    def auth_token(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _AUTH_TOKEN)
         bearer = self._bearer(request, addr)
@@ -580,6 +580,6 @@ class ControlAPI:
         )
 
     @app.route("/.well-known/jwks.json", methods=["GET"])
-    def jwks(self, request: IRequest) -> bytes:
+    def jwks(self, request: Request) -> bytes:
         request.setHeader(b"Cache-Control", b"public, max-age=300")
         return json_response(request, 200, self.authority.jwks())
