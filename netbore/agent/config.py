@@ -1,0 +1,157 @@
+"""
+The agent's settings: command line over YAML config file over defaults.
+
+The YAML file has the shape of seed 001 §5 (C{agent_id}, C{origin},
+C{control_url}, C{requested_name}) and may also set any command-line option
+by its long name, with C{-} or C{_}.  Unknown keys and wrong types stop the
+agent at start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+import attrs
+import yaml
+
+__all__ = ["AgentConfig", "ConfigError", "DEFAULTS", "OPTION_TYPES", "load_config_file", "merge"]
+
+
+class ConfigError(Exception):
+    """
+    The configuration is unusable; the message names the key.
+    """
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise TypeError("a non-empty string")
+    return value.strip()
+
+
+def _duration(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise TypeError("a number of seconds") from None
+        else:
+            raise TypeError("a number of seconds")
+    if value <= 0:
+        raise TypeError("a number of seconds greater than zero")
+    return float(value)
+
+
+def _seconds_int(value: Any) -> int:
+    number = _duration(value)
+    if number != int(number) or number < 60:
+        raise TypeError("a whole number of seconds, at least 60")
+    return int(number)
+
+
+#: Every setting, by its long option name, with its coercion.
+OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
+    "control-url": _text,
+    "origin": _text,
+    "name": _text,
+    "agent-id": _text,
+    "api-key-file": _text,
+    "state-file": _text,
+    "ca-cert": _text,
+    "host-header": _text,
+    "recreate-ttl": _seconds_int,
+    "backoff-base": _duration,
+    "backoff-cap": _duration,
+    "drain-timeout": _duration,
+    "heartbeat-interval": _duration,
+    "heartbeat-timeout": _duration,
+}
+
+#: Seed 001 §5 names for some options.
+ALIASES = {"requested-name": "name"}
+
+DEFAULTS: dict[str, Any] = {
+    "control-url": "http://localhost:8080",
+    "origin": None,
+    "name": None,
+    "agent-id": None,
+    "api-key-file": None,
+    "state-file": None,
+    "ca-cert": None,
+    "host-header": None,
+    "recreate-ttl": 7 * 86400,
+    "backoff-base": 1.0,
+    "backoff-cap": 60.0,
+    "drain-timeout": 10.0,
+    "heartbeat-interval": 10.0,
+    "heartbeat-timeout": 10.0,
+}
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """
+    Read a YAML config file into settings by long option name.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings")
+    settings: dict[str, Any] = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"config file {path}: key {key!r} is not a string")
+        name = key.replace("_", "-")
+        name = ALIASES.get(name, name)
+        if name not in OPTION_TYPES:
+            raise ConfigError(f"config file {path}: unknown key {key!r}")
+        try:
+            settings[name] = OPTION_TYPES[name](value)
+        except TypeError as e:
+            raise ConfigError(f"config file {path}: {key!r} must be {e}, not {value!r}") from None
+    return settings
+
+
+@attrs.frozen
+class AgentConfig:
+    control_url: str
+    origin: str
+    name: str | None
+    agent_id: str | None
+    api_key_file: str | None
+    state_file: str | None
+    ca_cert: str | None
+    host_header: str | None
+    recreate_ttl: int
+    backoff_base: float
+    backoff_cap: float
+    drain_timeout: float
+    heartbeat_interval: float
+    heartbeat_timeout: float
+
+
+def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentConfig:
+    """
+    Command line wins over the config file, which wins over the defaults.
+    """
+    values = dict(DEFAULTS)
+    values.update({k: v for k, v in config_file.items() if v is not None})
+    values.update({k: v for k, v in command_line.items() if v is not None})
+    origin = values["origin"]
+    if not origin:
+        raise ConfigError("--origin is required (or 'origin' in the config file)")
+    for key in ("origin", "control-url"):
+        parts = urlsplit(values[key])
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"{key} must be an http:// or https:// URL, not {values[key]!r}")
+    if values["backoff-cap"] < values["backoff-base"]:
+        raise ConfigError("backoff-cap must not be smaller than backoff-base")
+    return AgentConfig(**{k.replace("-", "_"): v for k, v in values.items()})

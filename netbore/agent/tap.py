@@ -1,0 +1,79 @@
+"""
+C{twistd netbore-agent}: command-line options and the service tree.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application import service
+from twisted.python import usage
+
+from .config import OPTION_TYPES, AgentConfig, ConfigError, load_config_file, merge
+
+__all__ = ["Options", "makeService"]
+
+
+def _coerce(name: str) -> Any:
+    convert = OPTION_TYPES[name]
+
+    def coerce(value: str) -> Any:
+        try:
+            return convert(value)
+        except TypeError as e:
+            raise ValueError(f"must be {e}") from None
+
+    return coerce
+
+
+class Options(usage.Options):
+    synopsis = "--origin URL [options]"
+    longdesc = (
+        "Run a netbore agent: create (or re-create) a tunnel on the edge and "
+        "serve the origin's HTTP service at the tunnel's public URL."
+    )
+
+    # Defaults are None here so that a value given in --config is only
+    # overridden by an option actually given; see netbore.agent.config.
+    optParameters = [
+        ["control-url", None, None, "The edge's control API (default http://localhost:8080)."],
+        ["origin", None, None, "The local service to expose, e.g. http://127.0.0.1:3000 (required)."],
+        ["name", None, None, "The tunnel name to ask for (default: a random one)."],
+        ["agent-id", None, None, "This agent's id; agents with distinct ids may serve one name (default: random)."],
+        ["api-key-file", None, None, "File holding an API key for the edge (default: anonymous)."],
+        ["state-file", None, None, "Where the tunnel id, name and recreate token are kept between runs."],
+        ["config", None, None, "YAML config file (agent_id, origin, control_url, requested_name, any option)."],
+        ["ca-cert", None, None, "Trust this CA (PEM) for https/wss to the edge."],
+        ["host-header", None, None, "Host sent to the origin: 'rewrite' (the origin's), a value, or default the public name."],
+        ["recreate-ttl", None, None, "Lifetime to ask for the recreate token, seconds (default 604800).", _coerce("recreate-ttl")],
+        ["backoff-base", None, None, "First reconnect delay, seconds (default 1).", _coerce("backoff-base")],
+        ["backoff-cap", None, None, "Largest reconnect delay, seconds (default 60).", _coerce("backoff-cap")],
+        ["drain-timeout", None, None, "On SIGTERM, time allowed for in-flight requests (default 10).", _coerce("drain-timeout")],
+        ["heartbeat-interval", None, None, "WebSocket ping interval, seconds (default 10).", _coerce("heartbeat-interval")],
+        ["heartbeat-timeout", None, None, "Time to wait for a pong, seconds (default 10).", _coerce("heartbeat-timeout")],
+    ]
+
+    def postOptions(self) -> None:
+        file_settings = {}
+        try:
+            if self["config"]:
+                file_settings = load_config_file(self["config"])
+            cli = {name: self[name] for name in OPTION_TYPES}
+            self.agent_config: AgentConfig = merge(cli, file_settings)
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def makeService(options: Options, reactor: Any = None) -> service.IService:
+    if reactor is None:
+        from twisted.internet import reactor as _reactor
+
+        reactor = _reactor
+    from .service import AgentService
+
+    try:
+        return AgentService(options.agent_config, reactor)
+    except Exception as e:
+        sys.stderr.write(f"netbore-agent: cannot start: {e}\n")
+        raise SystemExit(1)
