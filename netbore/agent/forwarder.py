@@ -19,16 +19,13 @@ Both directions are streamed under flow control:
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, ConnectingCancelledError
-from twisted.internet.interfaces import (
-    IConsumer,
-    IPushProducer,
-    IReactorTime,
-)
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -41,11 +38,11 @@ from twisted.web.client import (
 )
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IResponse
 from zope.interface import implementer
 
 from netbore.headers import Header, strip_hop_by_hop
-from netbore.protocol.frames import ErrorCode
+from netbore.protocol.errors import ErrorCode
 
 __all__ = [
     "DEFAULT_MAX_PERSISTENT_PER_HOST",
@@ -105,6 +102,37 @@ class StreamSink(TypingProtocol):
         """
 
 
+class _Consumer(TypingProtocol):
+    def write(self, data: bytes) -> None: ...
+
+
+class _Response(TypingProtocol):
+    """
+    The parts of L{IResponse} used here (mypy has no zope plugin here).
+    """
+
+    code: int
+    phrase: bytes
+    headers: Headers
+    length: int | object
+
+    def deliverBody(self, protocol: Protocol) -> None: ...
+
+
+class _Agent(TypingProtocol):
+    """
+    The L{IAgent} method used here.
+    """
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: Any = None,
+    ) -> Deferred[Any]: ...
+
+
 def make_pool(
     reactor: IReactorTime, max_per_host: int = DEFAULT_MAX_PERSISTENT_PER_HOST
 ) -> HTTPConnectionPool:
@@ -152,7 +180,7 @@ def _classify(failure: Failure) -> tuple[ErrorCode, bytes]:
     """
     Map a failure before the response head to a reset code and message.
     """
-    if failure.check(ConnectError, ConnectingCancelledError):
+    if failure.check(ConnectError, DNSLookupError, ConnectingCancelledError):
         return ErrorCode.ORIGIN_UNREACHABLE, b"origin unreachable: " + _short(failure)
     if failure.check(ResponseFailed):
         return ErrorCode.ORIGIN_RESET, b"origin closed the connection: " + _short(failure)
@@ -174,11 +202,12 @@ class _StreamBodyProducer:
         self._stream = stream
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
-        self._consumer: IConsumer | None = None
+        self._consumer: _Consumer | None = None
         self._done: Deferred[None] | None = None
         self._paused = False
         self._stopped = False
         self._ended = False
+        self._fed = 0
 
     @property
     def buffered(self) -> int:
@@ -194,6 +223,11 @@ class _StreamBodyProducer:
             return
         self._buffer.append(data)
         self._buffered += len(data)
+        self._fed += len(data)
+        if isinstance(self.length, int) and self._fed >= self.length:
+            # A declared length ends the body by itself; the origin may
+            # answer before the stream's END arrives.
+            self._ended = True
         self._flush()
 
     def finish(self) -> None:
@@ -202,7 +236,7 @@ class _StreamBodyProducer:
 
     # IBodyProducer.
 
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
+    def startProducing(self, consumer: _Consumer) -> Deferred[None]:
         self._consumer = consumer
         self._done = Deferred()
         self._flush()
@@ -221,6 +255,21 @@ class _StreamBodyProducer:
         self._done = None
         self._buffer.clear()
         self._buffered = 0
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def abandon(self) -> None:
+        """
+        Give up on the body from our side: the origin request fails its
+        transmission, so Twisted closes that connection instead of waiting
+        for bytes that will never come.
+        """
+        done = self._done
+        self.stopProducing()
+        if done is not None:
+            done.errback(CancelledError("request body abandoned"))
 
     def _flush(self) -> None:
         consumer = self._consumer
@@ -244,8 +293,8 @@ class _EmptyBody:
 
     length = 0
 
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        return Deferred.fromCoroutine(_nothing())
+    def startProducing(self, consumer: _Consumer) -> Deferred[None]:
+        return succeed(None)
 
     def pauseProducing(self) -> None:
         pass
@@ -255,10 +304,6 @@ class _EmptyBody:
 
     def stopProducing(self) -> None:
         pass
-
-
-async def _nothing() -> None:
-    return None
 
 
 class _Discard(Protocol):
@@ -285,7 +330,9 @@ class _ResponseBody(Protocol):
         self.pending_bytes += len(data)
         self._stream.pump()
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        if reason is None:
+            reason = Failure(ResponseDone())
         if self._stream.finished:
             return
         if reason.check(ResponseDone, PotentialDataLoss):
@@ -306,7 +353,7 @@ class _ResponseBody(Protocol):
         if self.transport is None or paused == self._transport_paused:
             return
         self._transport_paused = paused
-        producer = IPushProducer(self.transport)
+        producer: Any = self.transport
         if paused:
             producer.pauseProducing()
         else:
@@ -316,7 +363,8 @@ class _ResponseBody(Protocol):
         self.pending.clear()
         self.pending_bytes = 0
         if self.transport is not None:
-            IPushProducer(self.transport).stopProducing()
+            transport: Any = self.transport
+            transport.stopProducing()
 
 
 class OriginStream:
@@ -328,13 +376,13 @@ class OriginStream:
     L{resume_sending} and L{abort}; everything else is internal.
     """
 
-    def __init__(self, forwarder: OriginForwarder, sink: StreamSink, stream_id: int) -> None:
+    def __init__(self, sink: StreamSink, stream_id: int, method: bytes) -> None:
         self.stream_id = stream_id
         self.finished = False
-        self._forwarder = forwarder
+        self._method = method.upper()
         self._sink = sink
         self._body: _StreamBodyProducer | None = None
-        self._request_d: Deferred[IResponse] | None = None
+        self._request_d: Deferred[Any] | None = None
         self._response: _ResponseBody | None = None
         self._sending_paused = False
 
@@ -410,11 +458,11 @@ class OriginStream:
 
     def start(
         self,
-        agent: IAgent,
+        agent: _Agent,
         method: bytes,
         uri: bytes,
         headers: Headers,
-        body: IBodyProducer | None,
+        body: _StreamBodyProducer | _EmptyBody | None,
     ) -> None:
         if isinstance(body, _StreamBodyProducer):
             self._body = body
@@ -423,7 +471,7 @@ class OriginStream:
         d.addCallbacks(self._got_response, self._request_failed)
         d.addErrback(self._unexpected)
 
-    def _got_response(self, response: IResponse) -> None:
+    def _got_response(self, response: _Response) -> None:
         self._request_d = None
         if self.finished:
             response.deliverBody(_Discard())
@@ -437,7 +485,7 @@ class OriginStream:
             ]
         )
         no_body = (
-            self._forwarder_method == b"HEAD"
+            self._method == b"HEAD"
             or 100 <= status < 200
             or status in _NO_BODY_STATUSES
             or response.length == 0
@@ -445,7 +493,7 @@ class OriginStream:
         length = response.length
         if (
             isinstance(length, int)
-            and self._forwarder_method != b"HEAD"
+            and self._method != b"HEAD"
             and status not in _NO_BODY_STATUSES
             and not any(name.lower() == b"content-length" for name, _ in headers)
         ):
@@ -455,15 +503,13 @@ class OriginStream:
         )
         if no_body:
             response.deliverBody(_Discard())
-            self._finish()
+            self._response_complete()
             return
         body = _ResponseBody(self)
         self._response = body
         response.deliverBody(body)
         # deliverBody resumes the origin transport; apply our own state now.
         self.pump()
-
-    _forwarder_method = b"GET"
 
     def _request_failed(self, failure: Failure) -> None:
         self._request_d = None
@@ -510,13 +556,13 @@ class OriginStream:
             last = body.complete and not body.pending
             sink.send_data(self.stream_id, chunk, end_stream=last)
             if last:
-                self._finish()
+                self._response_complete()
                 return
             if self.finished:
                 return
         if body.complete and not body.pending:
             sink.send_end(self.stream_id)
-            self._finish()
+            self._response_complete()
             return
         self._update_reading()
 
@@ -543,12 +589,26 @@ class OriginStream:
         self.finished = True
         self._sink.stream_finished(self.stream_id)
 
+    def _response_complete(self) -> None:
+        """
+        The whole response went out.  If the viewer is still uploading
+        (the origin answered early), tell the edge to stop sending and drop
+        the rest of the request on the origin side.
+        """
+        body = self._body
+        if body is not None and not body.ended:
+            self._sink.reset_stream(self.stream_id, ErrorCode.NO_ERROR, b"response complete")
+            self._finish()
+            body.abandon()
+            return
+        self._finish()
+
     def _abort_origin(self) -> None:
-        if self._body is not None:
-            self._body.stopProducing()
         d, self._request_d = self._request_d, None
         if d is not None:
             d.cancel()
+        if self._body is not None:
+            self._body.abandon()
         if self._response is not None and not self._response.complete:
             self._response.stop()
 
@@ -574,7 +634,7 @@ class OriginForwarder:
         host_header: str | None = None,
         pool: HTTPConnectionPool | None = None,
         connect_timeout: float = 10.0,
-        agent: IAgent | None = None,
+        agent: _Agent | None = None,
     ) -> None:
         parts = urlsplit(origin_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -591,7 +651,7 @@ class OriginForwarder:
         else:
             self._host = host_header.encode("latin-1")
         self.pool = pool if pool is not None else make_pool(reactor)
-        self._agent: IAgent = (
+        self._agent: _Agent = (
             agent
             if agent is not None
             else _ExactTargetAgent(reactor, connectTimeout=connect_timeout, pool=self.pool)
@@ -609,8 +669,7 @@ class OriginForwarder:
         """
         Start forwarding one stream whose request head just arrived.
         """
-        stream = OriginStream(self, sink, stream_id)
-        stream._forwarder_method = method.upper()
+        stream = OriginStream(sink, stream_id, method)
         if not target.startswith(b"/"):
             # Agent can only send origin-form targets (not "*" or
             # absolute-form); the edge sends origin-form.
@@ -643,7 +702,7 @@ class OriginForwarder:
         if not host_done:
             out.addRawHeader(b"Host", self._host if self._host is not None else self._origin_host)
 
-        body: IBodyProducer | None
+        body: _StreamBodyProducer | _EmptyBody | None
         if end_stream:
             body = _EmptyBody() if declared_length and length == 0 else None
         else:
