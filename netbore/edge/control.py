@@ -147,8 +147,8 @@ class ControlAPI:
     """
 
     app = Klein()
-    # "/tunnels/list/" is not redirected to "/tunnels/list" (a 308 to a
-    # JSON client is noise): it is a 404 like any other unknown path.
+    # "/tunnels/list/" is served as "/tunnels/list" rather than answered
+    # with a 308 redirect, which JSON clients rarely follow for a POST.
     app.url_map.strict_slashes = False
     log = Logger()
 
