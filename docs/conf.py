@@ -1,0 +1,5 @@
+project = "netbore"
+author = "the netbore developers"
+extensions: list[str] = []
+exclude_patterns = ["_build"]
+html_theme = "alabaster"
