@@ -1,0 +1,93 @@
+"""
+The netbore tunnel wire protocol, sans-IO: bytes in, events out.
+
+No Twisted, no sockets, no clock.  See C{docs/protocol.rst} for the
+specification; the shells (C{netbore.edge}, C{netbore.agent}) move WebSocket
+messages in and out of a L{Session}.
+"""
+
+from .errors import (
+    ErrorCode,
+    FlowControlError,
+    ProtocolError,
+    StreamClosedError,
+    StreamError,
+    UnsupportedVersion,
+    websocket_close_code,
+)
+from .frames import (
+    FLAG_END_STREAM,
+    MAX_HEAD_PAYLOAD,
+    Data,
+    End,
+    Frame,
+    FrameType,
+    GoAway,
+    RequestHead,
+    Reset,
+    ResponseHead,
+    WindowUpdate,
+    decode,
+    encode,
+    max_message_size,
+)
+from .handshake import (
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+    SUPPORTED_VERSIONS,
+    Hello,
+    Settings,
+    decode_hello,
+    encode_hello,
+)
+from .session import (
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    RequestReceived,
+    ResponseReceived,
+    Session,
+    StreamEnded,
+    StreamReset,
+    WindowOpened,
+)
+
+__all__ = [
+    "FLAG_END_STREAM",
+    "MAX_HEAD_PAYLOAD",
+    "PROTOCOL_VERSION",
+    "SUBPROTOCOL",
+    "SUPPORTED_VERSIONS",
+    "Data",
+    "DataReceived",
+    "End",
+    "ErrorCode",
+    "Event",
+    "FlowControlError",
+    "Frame",
+    "FrameType",
+    "GoAway",
+    "GoAwayReceived",
+    "Hello",
+    "ProtocolError",
+    "RequestHead",
+    "RequestReceived",
+    "Reset",
+    "ResponseHead",
+    "ResponseReceived",
+    "Session",
+    "Settings",
+    "StreamClosedError",
+    "StreamEnded",
+    "StreamError",
+    "StreamReset",
+    "UnsupportedVersion",
+    "WindowOpened",
+    "WindowUpdate",
+    "decode",
+    "decode_hello",
+    "encode",
+    "encode_hello",
+    "max_message_size",
+    "websocket_close_code",
+]

@@ -1,0 +1,516 @@
+"""
+The frame codec: one binary WebSocket message is one frame.
+
+Every frame starts with a six-byte header, C{struct} format C{"!BBI"}::
+
+    offset 0  u8   type       (L{FrameType})
+    offset 1  u8   flags      (L{FLAG_END_STREAM} or 0)
+    offset 2  u32  stream id  (big-endian; 0 = the session)
+    offset 6  ...  payload    (its length is the message's length - 6)
+
+The payload layouts are in C{docs/protocol.rst}; in short, all integers are
+big-endian, a I{field} is a u16 length then that many bytes, and a I{header
+block} is a u16 count then, per header, a name field and a value field.
+
+L{decode} raises only L{ProtocolError}, whatever the bytes.  L{encode}
+raises L{ValueError} for values the wire cannot carry.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import struct
+from typing import Callable, Union
+
+import attrs
+
+from .errors import ErrorCode, ProtocolError
+
+__all__ = [
+    "FLAG_END_STREAM",
+    "HEADER",
+    "HEADER_SIZE",
+    "MAX_HEAD_PAYLOAD",
+    "MAX_MESSAGE",
+    "MAX_STREAM_ID",
+    "MAX_WINDOW",
+    "Data",
+    "End",
+    "ErrorCode",
+    "Frame",
+    "FrameType",
+    "GoAway",
+    "ProtocolError",
+    "RequestHead",
+    "Reset",
+    "ResponseHead",
+    "WindowUpdate",
+    "decode",
+    "encode",
+    "encode_data",
+    "max_message_size",
+]
+
+
+class FrameType(enum.IntEnum):
+    REQUEST_HEAD = 1  # edge -> agent
+    RESPONSE_HEAD = 2  # agent -> edge
+    DATA = 3
+    END = 4
+    RESET = 5
+    WINDOW_UPDATE = 6
+    GOAWAY = 7
+
+
+#: Allowed on REQUEST_HEAD, RESPONSE_HEAD and DATA: the sender's body ends
+#: with this frame.  Every other flag bit, and this bit on other frames,
+#: must be zero.
+FLAG_END_STREAM = 0x1
+
+HEADER = struct.Struct("!BBI")
+HEADER_SIZE = HEADER.size  # 6
+
+#: Largest stream id and largest window (and window increment).
+MAX_STREAM_ID = 2**32 - 1
+MAX_WINDOW = 2**31 - 1
+
+#: Largest payload of a REQUEST_HEAD or RESPONSE_HEAD (independent of the
+#: negotiated max_frame_payload, which bounds DATA only).
+MAX_HEAD_PAYLOAD = 256 * 1024
+
+#: Largest message text of RESET and GOAWAY that L{encode} accepts.
+MAX_MESSAGE = 4096
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U32U32 = struct.Struct("!II")
+_U16_MAX = 0xFFFF
+
+# Characters that may not appear in a method or header name (token-ish:
+# no controls that break HTTP/1.1 framing, no whitespace, no colon) ...
+_BAD_TOKEN = re.compile(rb"[\x00\t\n\r :]")
+# ... in a request target (no whitespace, it sits in the request line) ...
+_BAD_TARGET = re.compile(rb"[\x00\t\n\r ]")
+# ... and in a header value or reason phrase.
+_BAD_TEXT = re.compile(rb"[\x00\n\r]")
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@attrs.frozen
+class RequestHead:
+    """
+    Edge to agent: opens stream C{stream_id} with a viewer's request line and
+    headers.  C{end_stream}: the request has no body.
+    """
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    headers: Headers
+    end_stream: bool = False
+
+
+@attrs.frozen
+class ResponseHead:
+    """
+    Agent to edge: the origin's status line and headers for C{stream_id}.
+    A 1xx status is informational: a further ResponseHead follows.
+    """
+
+    stream_id: int
+    status: int
+    reason: bytes
+    headers: Headers
+    end_stream: bool = False
+
+
+@attrs.frozen
+class Data:
+    """
+    A chunk of the sender's body on C{stream_id}; flow controlled.
+    """
+
+    stream_id: int
+    data: bytes
+    end_stream: bool = False
+
+
+@attrs.frozen
+class End:
+    """
+    The sender's body on C{stream_id} ends (no more DATA from it).
+    """
+
+    stream_id: int
+
+
+@attrs.frozen
+class Reset:
+    """
+    Abort C{stream_id} in both directions with an L{ErrorCode}.
+    """
+
+    stream_id: int
+    code: int
+    message: bytes = b""
+
+
+@attrs.frozen
+class WindowUpdate:
+    """
+    The receiver can take C{increment} more DATA bytes on C{stream_id}
+    (0: on the whole session).
+    """
+
+    stream_id: int
+    increment: int
+
+
+@attrs.frozen
+class GoAway:
+    """
+    The sender opens or accepts no new streams; streams up to
+    C{last_stream_id} (that the sender received from its peer) go on.
+    """
+
+    last_stream_id: int
+    code: int
+    message: bytes = b""
+
+
+Frame = Union[RequestHead, ResponseHead, Data, End, Reset, WindowUpdate, GoAway]
+
+
+def max_message_size(max_frame_payload: int) -> int:
+    """
+    The largest binary WebSocket message a side must accept when it
+    announced C{max_frame_payload}: a full DATA frame or the largest head.
+    Give it to autobahn as C{maxMessagePayloadSize} (and
+    C{maxFramePayloadSize}); the hello (text) is far smaller.
+    """
+    return HEADER_SIZE + max(max_frame_payload, MAX_HEAD_PAYLOAD)
+
+
+def _as_code(code: int) -> int:
+    """
+    An L{ErrorCode} when C{code} is one, else the plain integer.
+    """
+    try:
+        return ErrorCode(code)
+    except ValueError:
+        return code
+
+
+# --------------------------------------------------------------------------
+# Encoding
+
+
+def _field(value: bytes, what: str) -> bytes:
+    if len(value) > _U16_MAX:
+        raise ValueError(f"{what} is longer than {_U16_MAX} bytes")
+    return _U16.pack(len(value)) + value
+
+
+def _header_block(headers: Headers, parts: list[bytes]) -> None:
+    if len(headers) > _U16_MAX:
+        raise ValueError(f"more than {_U16_MAX} headers")
+    parts.append(_U16.pack(len(headers)))
+    for name, value in headers:
+        if not name or _BAD_TOKEN.search(name):
+            raise ValueError(f"invalid header name {name!r}")
+        if _BAD_TEXT.search(value):
+            raise ValueError(f"invalid value for header {name!r}")
+        parts.append(_field(name, "a header name"))
+        parts.append(_field(value, "a header value"))
+
+
+def _check_stream_id(stream_id: int) -> None:
+    if not 0 < stream_id <= MAX_STREAM_ID:
+        raise ValueError(f"stream id {stream_id} out of range 1..{MAX_STREAM_ID}")
+
+
+def _head(ftype: int, stream_id: int, end_stream: bool, parts: list[bytes]) -> bytes:
+    payload = b"".join(parts)
+    if len(payload) > MAX_HEAD_PAYLOAD:
+        raise ValueError(f"head larger than {MAX_HEAD_PAYLOAD} bytes")
+    return HEADER.pack(ftype, FLAG_END_STREAM if end_stream else 0, stream_id) + payload
+
+
+def _encode_request_head(frame: RequestHead) -> bytes:
+    _check_stream_id(frame.stream_id)
+    if not frame.method or _BAD_TOKEN.search(frame.method):
+        raise ValueError(f"invalid method {frame.method!r}")
+    if not frame.target or _BAD_TARGET.search(frame.target):
+        raise ValueError(f"invalid request target {frame.target!r}")
+    parts = [_field(frame.method, "the method"), _field(frame.target, "the target")]
+    _header_block(frame.headers, parts)
+    return _head(FrameType.REQUEST_HEAD, frame.stream_id, frame.end_stream, parts)
+
+
+def _encode_response_head(frame: ResponseHead) -> bytes:
+    _check_stream_id(frame.stream_id)
+    if not 100 <= frame.status <= 999:
+        raise ValueError(f"status {frame.status} out of range 100..999")
+    if _BAD_TEXT.search(frame.reason):
+        raise ValueError(f"invalid reason phrase {frame.reason!r}")
+    parts = [_U16.pack(frame.status), _field(frame.reason, "the reason phrase")]
+    _header_block(frame.headers, parts)
+    return _head(FrameType.RESPONSE_HEAD, frame.stream_id, frame.end_stream, parts)
+
+
+def encode_data(
+    stream_id: int, data: "bytes | bytearray | memoryview", end_stream: bool = False
+) -> bytes:
+    """
+    Encode one DATA frame without building a L{Data}: the header and the
+    payload are concatenated once.  C{data} may be any bytes-like object
+    (a C{memoryview} slice avoids an intermediate copy).
+    """
+    return (
+        HEADER.pack(FrameType.DATA, FLAG_END_STREAM if end_stream else 0, stream_id)
+        + data
+    )
+
+
+def _encode_data(frame: Data) -> bytes:
+    _check_stream_id(frame.stream_id)
+    return encode_data(frame.stream_id, frame.data, frame.end_stream)
+
+
+def _encode_end(frame: End) -> bytes:
+    _check_stream_id(frame.stream_id)
+    return HEADER.pack(FrameType.END, 0, frame.stream_id)
+
+
+def _check_message(code: int, message: bytes) -> None:
+    if not 0 <= code <= 0xFFFFFFFF:
+        raise ValueError(f"error code {code} out of range")
+    if len(message) > MAX_MESSAGE:
+        raise ValueError(f"message longer than {MAX_MESSAGE} bytes")
+
+
+def _encode_reset(frame: Reset) -> bytes:
+    _check_stream_id(frame.stream_id)
+    _check_message(frame.code, frame.message)
+    return (
+        HEADER.pack(FrameType.RESET, 0, frame.stream_id)
+        + _U32.pack(frame.code)
+        + frame.message
+    )
+
+
+def _encode_window_update(frame: WindowUpdate) -> bytes:
+    if not 0 <= frame.stream_id <= MAX_STREAM_ID:
+        raise ValueError(f"stream id {frame.stream_id} out of range")
+    if not 1 <= frame.increment <= MAX_WINDOW:
+        raise ValueError(f"window increment {frame.increment} out of range")
+    return HEADER.pack(FrameType.WINDOW_UPDATE, 0, frame.stream_id) + _U32.pack(
+        frame.increment
+    )
+
+
+def _encode_go_away(frame: GoAway) -> bytes:
+    if not 0 <= frame.last_stream_id <= MAX_STREAM_ID:
+        raise ValueError(f"last stream id {frame.last_stream_id} out of range")
+    _check_message(frame.code, frame.message)
+    return (
+        HEADER.pack(FrameType.GOAWAY, 0, 0)
+        + _U32U32.pack(frame.last_stream_id, frame.code)
+        + frame.message
+    )
+
+
+_ENCODERS: dict[type, Callable[..., bytes]] = {
+    RequestHead: _encode_request_head,
+    ResponseHead: _encode_response_head,
+    Data: _encode_data,
+    End: _encode_end,
+    Reset: _encode_reset,
+    WindowUpdate: _encode_window_update,
+    GoAway: _encode_go_away,
+}
+
+
+def encode(frame: Frame) -> bytes:
+    """
+    One frame as the bytes of one binary WebSocket message.
+
+    @raise ValueError: a value the wire cannot carry (a stream id, status,
+        increment or length out of range; a method, target, header name or
+        value with forbidden characters).
+    """
+    try:
+        encoder = _ENCODERS[type(frame)]
+    except KeyError:
+        raise TypeError(f"not a frame: {frame!r}") from None
+    return encoder(frame)
+
+
+# --------------------------------------------------------------------------
+# Decoding
+#
+# Each decoder gets (flags, stream id, whole message) and reads the payload
+# from offset HEADER_SIZE.  They raise ProtocolError; struct.error from a
+# truncated payload is turned into one by decode().
+
+
+def _no_flags(ftype: FrameType, flags: int) -> None:
+    if flags:
+        raise ProtocolError(f"{ftype.name} frame with flags 0x{flags:02x}")
+
+
+def _stream_frame(ftype: FrameType, stream_id: int) -> None:
+    if stream_id == 0:
+        raise ProtocolError(f"{ftype.name} frame on stream 0")
+
+
+def _end_stream_flag(ftype: FrameType, flags: int) -> bool:
+    if flags & ~FLAG_END_STREAM:
+        raise ProtocolError(f"{ftype.name} frame with flags 0x{flags:02x}")
+    return bool(flags)
+
+
+def _read_field(message: bytes, offset: int) -> tuple[bytes, int]:
+    (length,) = _U16.unpack_from(message, offset)
+    offset += 2
+    end = offset + length
+    if end > len(message):
+        raise ProtocolError("truncated field")
+    return message[offset:end], end
+
+
+def _read_header_block(message: bytes, offset: int) -> Headers:
+    (count,) = _U16.unpack_from(message, offset)
+    offset += 2
+    headers: Headers = []
+    append = headers.append
+    for _ in range(count):
+        name, offset = _read_field(message, offset)
+        value, offset = _read_field(message, offset)
+        if not name or _BAD_TOKEN.search(name):
+            raise ProtocolError(f"invalid header name {name[:64]!r}")
+        if _BAD_TEXT.search(value):
+            raise ProtocolError(f"invalid value for header {name[:64]!r}")
+        append((name, value))
+    if offset != len(message):
+        raise ProtocolError("trailing bytes after the header block")
+    return headers
+
+
+def _check_head_size(ftype: FrameType, message: bytes) -> None:
+    if len(message) - HEADER_SIZE > MAX_HEAD_PAYLOAD:
+        raise ProtocolError(
+            f"{ftype.name} larger than {MAX_HEAD_PAYLOAD} bytes",
+            ErrorCode.FRAME_TOO_LARGE,
+        )
+
+
+def _decode_request_head(flags: int, stream_id: int, message: bytes) -> RequestHead:
+    ftype = FrameType.REQUEST_HEAD
+    end_stream = _end_stream_flag(ftype, flags)
+    _stream_frame(ftype, stream_id)
+    _check_head_size(ftype, message)
+    method, offset = _read_field(message, HEADER_SIZE)
+    target, offset = _read_field(message, offset)
+    if not method or _BAD_TOKEN.search(method):
+        raise ProtocolError(f"invalid method {method[:64]!r}")
+    if not target or _BAD_TARGET.search(target):
+        raise ProtocolError(f"invalid request target {target[:64]!r}")
+    headers = _read_header_block(message, offset)
+    return RequestHead(stream_id, method, target, headers, end_stream)
+
+
+def _decode_response_head(flags: int, stream_id: int, message: bytes) -> ResponseHead:
+    ftype = FrameType.RESPONSE_HEAD
+    end_stream = _end_stream_flag(ftype, flags)
+    _stream_frame(ftype, stream_id)
+    _check_head_size(ftype, message)
+    (status,) = _U16.unpack_from(message, HEADER_SIZE)
+    if not 100 <= status <= 999:
+        raise ProtocolError(f"status {status} out of range 100..999")
+    reason, offset = _read_field(message, HEADER_SIZE + 2)
+    if _BAD_TEXT.search(reason):
+        raise ProtocolError(f"invalid reason phrase {reason[:64]!r}")
+    headers = _read_header_block(message, offset)
+    return ResponseHead(stream_id, status, reason, headers, end_stream)
+
+
+def _decode_data(flags: int, stream_id: int, message: bytes) -> Data:
+    if flags & ~FLAG_END_STREAM:
+        raise ProtocolError(f"DATA frame with flags 0x{flags:02x}")
+    if stream_id == 0:
+        raise ProtocolError("DATA frame on stream 0")
+    return Data(stream_id, message[HEADER_SIZE:], bool(flags))
+
+
+def _decode_end(flags: int, stream_id: int, message: bytes) -> End:
+    _no_flags(FrameType.END, flags)
+    _stream_frame(FrameType.END, stream_id)
+    if len(message) != HEADER_SIZE:
+        raise ProtocolError("END frame with a payload")
+    return End(stream_id)
+
+
+def _decode_reset(flags: int, stream_id: int, message: bytes) -> Reset:
+    _no_flags(FrameType.RESET, flags)
+    _stream_frame(FrameType.RESET, stream_id)
+    (code,) = _U32.unpack_from(message, HEADER_SIZE)
+    return Reset(stream_id, _as_code(code), message[HEADER_SIZE + 4 :])
+
+
+def _decode_window_update(flags: int, stream_id: int, message: bytes) -> WindowUpdate:
+    _no_flags(FrameType.WINDOW_UPDATE, flags)
+    if len(message) != HEADER_SIZE + 4:
+        raise ProtocolError("WINDOW_UPDATE payload is not 4 bytes")
+    (increment,) = _U32.unpack_from(message, HEADER_SIZE)
+    if not 1 <= increment <= MAX_WINDOW:
+        raise ProtocolError(f"window increment {increment} out of range 1..2^31-1")
+    return WindowUpdate(stream_id, increment)
+
+
+def _decode_go_away(flags: int, stream_id: int, message: bytes) -> GoAway:
+    _no_flags(FrameType.GOAWAY, flags)
+    if stream_id != 0:
+        raise ProtocolError(f"GOAWAY frame on stream {stream_id}")
+    last_stream_id, code = _U32U32.unpack_from(message, HEADER_SIZE)
+    return GoAway(last_stream_id, _as_code(code), message[HEADER_SIZE + 8 :])
+
+
+_DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
+    FrameType.REQUEST_HEAD: _decode_request_head,
+    FrameType.RESPONSE_HEAD: _decode_response_head,
+    FrameType.DATA: _decode_data,
+    FrameType.END: _decode_end,
+    FrameType.RESET: _decode_reset,
+    FrameType.WINDOW_UPDATE: _decode_window_update,
+    FrameType.GOAWAY: _decode_go_away,
+}
+
+
+def decode(message: bytes) -> Frame:
+    """
+    The frame in one binary WebSocket message.
+
+    @raise ProtocolError: for anything that is not exactly one valid frame
+        (and for nothing else): short header, unknown type, undefined flags,
+        stream id 0 where not allowed, truncated or trailing payload bytes,
+        out-of-range values, forbidden characters in heads.  A head larger
+        than L{MAX_HEAD_PAYLOAD} gives L{ErrorCode.FRAME_TOO_LARGE}.
+    """
+    if type(message) is not bytes:
+        message = bytes(message)
+    if len(message) < HEADER_SIZE:
+        raise ProtocolError(f"frame shorter than its {HEADER_SIZE}-byte header")
+    ftype, flags, stream_id = HEADER.unpack_from(message)
+    try:
+        decoder = _DECODERS[ftype]
+    except KeyError:
+        raise ProtocolError(f"unknown frame type {ftype}") from None
+    try:
+        return decoder(flags, stream_id, message)
+    except struct.error:
+        raise ProtocolError(
+            f"truncated {FrameType(ftype).name} frame"
+        ) from None

@@ -1,0 +1,177 @@
+"""
+The handshake: the first WebSocket message each way is a TEXT message
+holding one JSON object, the L{Hello}.
+
+The agent sends its hello as soon as the WebSocket is open; the edge
+answers with its own; from then on only binary frames flow.  Each side
+builds its L{Session} from its own L{Settings} (I{local}) and the ones in
+the hello it received (I{peer}).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import attrs
+
+from .errors import ProtocolError, UnsupportedVersion
+from .frames import MAX_WINDOW
+
+__all__ = [
+    "MAX_HELLO_SIZE",
+    "PROTOCOL_VERSION",
+    "ROLES",
+    "SUBPROTOCOL",
+    "SUPPORTED_VERSIONS",
+    "Hello",
+    "Settings",
+    "decode_hello",
+    "encode_hello",
+]
+
+PROTOCOL_VERSION = 1
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+#: The WebSocket subprotocol the agent offers and the edge selects.
+SUBPROTOCOL = "netbore.v1"
+ROLES = ("agent", "edge")
+
+#: A hello longer than this (in bytes of UTF-8) is refused.
+MAX_HELLO_SIZE = 64 * 1024
+
+MIN_FRAME_PAYLOAD = 1024
+MAX_FRAME_PAYLOAD = 16 * 1024 * 1024
+
+
+def _window(instance: object, attribute: "attrs.Attribute[int]", value: int) -> None:
+    if type(value) is not int or not 1 <= value <= MAX_WINDOW:
+        raise ValueError(f"{attribute.name} must be an integer in 1..{MAX_WINDOW}")
+
+
+def _frame_payload(
+    instance: object, attribute: "attrs.Attribute[int]", value: int
+) -> None:
+    if type(value) is not int or not MIN_FRAME_PAYLOAD <= value <= MAX_FRAME_PAYLOAD:
+        raise ValueError(
+            f"{attribute.name} must be an integer in "
+            f"{MIN_FRAME_PAYLOAD}..{MAX_FRAME_PAYLOAD}"
+        )
+
+
+@attrs.frozen
+class Settings:
+    """
+    What one side announces about what it can I{receive}.
+
+    @ivar stream_window: initial credit, in DATA payload bytes, the peer may
+        send on each stream before a WINDOW_UPDATE (1..2^31-1).
+    @ivar session_window: the same for all streams together (1..2^31-1).
+    @ivar max_frame_payload: largest DATA payload the peer may send in one
+        frame (1024..16 MiB).
+    """
+
+    stream_window: int = attrs.field(default=256 * 1024, validator=_window)
+    session_window: int = attrs.field(default=4 * 1024 * 1024, validator=_window)
+    max_frame_payload: int = attrs.field(default=64 * 1024, validator=_frame_payload)
+
+
+def _role(instance: object, attribute: "attrs.Attribute[str]", value: str) -> None:
+    if value not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {value!r}")
+
+
+@attrs.frozen
+class Hello:
+    """
+    The handshake message.  The agent fills C{agent_id} and C{tunnel_id};
+    the edge fills C{public_url} and C{session_id}.  Optional fields that are
+    L{None} are left out of the JSON.
+    """
+
+    version: int
+    role: str = attrs.field(validator=_role)
+    settings: Settings
+    agent_id: Optional[str] = None
+    tunnel_id: Optional[str] = None
+    public_url: Optional[str] = None
+    session_id: Optional[str] = None
+
+
+_OPTIONAL = ("agent_id", "tunnel_id", "public_url", "session_id")
+_SETTINGS = ("stream_window", "session_window", "max_frame_payload")
+
+
+def encode_hello(hello: Hello) -> str:
+    """
+    The text of the hello message (compact JSON).
+    """
+    obj: dict[str, Any] = {
+        "type": "hello",
+        "version": hello.version,
+        "role": hello.role,
+        "settings": {name: getattr(hello.settings, name) for name in _SETTINGS},
+    }
+    for name in _OPTIONAL:
+        value = getattr(hello, name)
+        if value is not None:
+            obj[name] = value
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def decode_hello(text: "str | bytes", expected_role: Optional[str] = None) -> Hello:
+    """
+    Parse and check a hello message.
+
+    Unknown keys are ignored (a later minor revision may add some); a
+    missing settings key takes its default.
+
+    @param expected_role: if given, a hello from another role is refused.
+    @raise UnsupportedVersion: (a L{ProtocolError}) the version is not in
+        L{SUPPORTED_VERSIONS}; its message lists the supported ones.
+    @raise ProtocolError: anything else wrong: not UTF-8, not JSON, not an
+        object, a wrong type, a setting out of range, an unknown role.
+    """
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        if len(text) > MAX_HELLO_SIZE:
+            raise ProtocolError(f"hello longer than {MAX_HELLO_SIZE} bytes")
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError("hello is not UTF-8") from None
+    elif not isinstance(text, str):
+        raise ProtocolError("hello is not text")
+    if len(text) > MAX_HELLO_SIZE:
+        raise ProtocolError(f"hello longer than {MAX_HELLO_SIZE} characters")
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ProtocolError("hello is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("hello is not a JSON object")
+    if obj.get("type") != "hello":
+        raise ProtocolError('hello must have "type": "hello"')
+    version = obj.get("version")
+    if type(version) is not int:
+        raise ProtocolError("hello version must be an integer")
+    if version not in SUPPORTED_VERSIONS:
+        raise UnsupportedVersion(version, SUPPORTED_VERSIONS)
+    role = obj.get("role")
+    if role not in ROLES:
+        raise ProtocolError(f"hello role must be one of {', '.join(ROLES)}")
+    if expected_role is not None and role != expected_role:
+        raise ProtocolError(f"expected a hello from the {expected_role}, not {role}")
+    raw_settings = obj.get("settings", {})
+    if not isinstance(raw_settings, dict):
+        raise ProtocolError("hello settings must be an object")
+    given = {name: raw_settings[name] for name in _SETTINGS if name in raw_settings}
+    try:
+        settings = Settings(**given)
+    except ValueError as e:
+        raise ProtocolError(f"bad hello settings: {e}") from None
+    optional: dict[str, Optional[str]] = {}
+    for name in _OPTIONAL:
+        value = obj.get(name)
+        if value is not None and not isinstance(value, str):
+            raise ProtocolError(f"hello {name} must be a string")
+        optional[name] = value
+    return Hello(version, role, settings, **optional)
