@@ -61,9 +61,11 @@ __all__ = [
     "TokenAuthority",
     "TokenError",
     "generate_key",
+    "hmac_kid",
     "load_keyring",
     "read_keys",
     "retire_key",
+    "rsa_kid",
 ]
 
 EPHEMERAL = "ephemeral"
@@ -460,12 +462,12 @@ class HMACKeyring:
 
     algorithm: str = "HS256"
 
-    def __init__(self, secrets: Sequence[bytes]) -> None:
-        if not secrets:
+    def __init__(self, shared: Sequence[bytes]) -> None:
+        if not shared:
             raise KeyringError("an HS256 keyring needs at least one secret")
-        for number, secret in enumerate(secrets, 1):
+        for number, secret in enumerate(shared, 1):
             _check_hmac_secret(secret, f"secret {number}")
-        self._keys = [(hmac_kid(s), s) for s in secrets]
+        self._keys = [(hmac_kid(s), s) for s in shared]
         self._by_kid = dict(self._keys)
 
     @classmethod
@@ -557,7 +559,7 @@ def _malformed() -> TokenError:
     return TokenError("token is malformed", "malformed")
 
 
-def _claims_from(payload: Any, token_use: str) -> Claims:
+def _claims_from(payload: Any) -> Claims:
     """
     Check the types of the claims of a signature-verified payload.
     """
@@ -570,10 +572,8 @@ def _claims_from(payload: Any, token_use: str) -> Claims:
         value = payload.get(claim)
         if not isinstance(value, int) or isinstance(value, bool):
             raise TokenError(f"token lacks a valid {claim} claim", "claims")
-    extra = "name" if token_use in _TUNNEL_KINDS else "role"
     for claim in ("name", "role"):
-        value = payload.get(claim)
-        if (claim == extra or value is not None) and not isinstance(value, str):
+        if claim in payload and not isinstance(payload[claim], str):
             raise TokenError(f"token lacks a valid {claim} claim", "claims")
     return Claims(
         token_use=payload["token_use"],
@@ -584,6 +584,15 @@ def _claims_from(payload: Any, token_use: str) -> Claims:
         role=payload.get("role"),
         raw=payload,
     )
+
+
+def _check_kind_claims(claims: Claims) -> None:
+    """
+    Tunnel tokens carry C{name}; management tokens carry C{role}.
+    """
+    claim = "name" if claims.token_use in _TUNNEL_KINDS else "role"
+    if not claims.raw.get(claim):
+        raise TokenError(f"token lacks a valid {claim} claim", "claims")
 
 
 class TokenAuthority:
@@ -670,9 +679,10 @@ class TokenAuthority:
             raise ValueError(f"unknown token_use {token_use!r}")
         header = self._header(token)
         key = self._key_for(header)
-        claims = _claims_from(self._decode(token, key), token_use)
+        claims = _claims_from(self._decode(token, key))
         self._check_times(claims)
         self._check_identity(claims, token_use, sub, name)
+        _check_kind_claims(claims)
         return claims
 
     def jwks(self) -> dict[str, Any]:
