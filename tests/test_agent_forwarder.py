@@ -471,9 +471,10 @@ def test_edge_reset_before_head_cancels_request() -> None:
     # Agent errbacks the cancelled request; nothing goes back to the edge.
     assert sink.resets == [] and sink.heads == []
     assert sink.finished == [1]
-    # Late data for the reset stream is ignored.
+    # Late data delivered for the reset stream is thrown away, and its
+    # credit given back (the session charges it until acknowledged).
     stream.data_received(b"late")
-    assert sink.acks == []
+    assert sink.acks == [(1, 4)]
 
 
 def test_edge_reset_mid_body_stops_origin_transport() -> None:
@@ -532,7 +533,18 @@ def test_early_response_while_uploading_resets_no_error() -> None:
     assert len(failures) == 1
     assert sink.finished == [1]
     stream.data_received(b"more")
-    assert sink.acks == []
+    assert sink.acks == [(1, 4)]
+
+
+def test_bytes_held_for_origin_are_acknowledged_when_dropped() -> None:
+    fwd, agent = make()
+    sink = RecordingSink()
+    stream = start(fwd, sink, method=b"POST", headers=[(b"Host", b"h")], end_stream=False)
+    stream.data_received(b"held-before-connect")
+    assert sink.acked == 0
+    stream.reset_received(ErrorCode.CANCEL)
+    assert sink.acked == len(b"held-before-connect")
+    assert sink.resets == []
 
 
 def test_declared_length_ends_body_without_end_frame() -> None:

@@ -253,8 +253,10 @@ class _StreamBodyProducer:
         # IBodyProducer: after this the startProducing Deferred never fires.
         self._stopped = True
         self._done = None
+        dropped, self._buffered = self._buffered, 0
         self._buffer.clear()
-        self._buffered = 0
+        # Every delivered byte is acknowledged once, written or thrown away.
+        self._stream.acknowledge(dropped)
 
     @property
     def ended(self) -> bool:
@@ -402,8 +404,11 @@ class OriginStream:
 
     def data_received(self, data: bytes, end_stream: bool = False) -> None:
         if self.finished:
+            # Nobody will read it: the credit goes straight back.
+            self.acknowledge(len(data))
             return
         if self._body is None:
+            self.acknowledge(len(data))
             if data:
                 self.fail(ErrorCode.STREAM_CLOSED, b"request body after end of request")
             return
@@ -453,7 +458,12 @@ class OriginStream:
     # Internal.
 
     def acknowledge(self, n: int) -> None:
-        if not self.finished and n:
+        """
+        C{n} request body bytes were written to the origin or thrown away.
+        Acknowledged even after the stream finished: the session window
+        is charged until then.
+        """
+        if n:
             self._sink.acknowledge(self.stream_id, n)
 
     def start(
