@@ -117,6 +117,13 @@ def iso8601(when: float) -> str:
     )
 
 
+def _seconds(value: float) -> str:
+    """
+    A duration for a person: C{3600} not C{3600.0} or C{3.6e+03}.
+    """
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0")
+
+
 def _describe(error: ValidationError) -> str:
     where = "".join(
         f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p))
@@ -433,14 +440,16 @@ class ControlAPI:
         # recreate token nor the candidates just given are empty promises.
         self.registry.extend_hold(tunnel, max(recreate_exp, ephemeral_exp))
 
+        maximum = _seconds(config.recreate_max_ttl)
         note = (
-            f"recreate token valid for {recreate_ttl:g} s"
+            f"recreate token valid for {_seconds(recreate_ttl)} s"
             + (
-                f" (asked {wanted:g} s, clamped to the maximum {config.recreate_max_ttl:g} s)"
+                f" (asked {_seconds(wanted)} s, clamped to the maximum {maximum} s)"
                 if wanted > recreate_ttl
-                else f" (maximum {config.recreate_max_ttl:g} s)"
+                else f" (maximum {maximum} s)"
             )
-            + f"; ephemeral token and candidates valid for {config.ephemeral_ttl:g} s"
+            + f"; ephemeral token and candidates valid for "
+            f"{_seconds(config.ephemeral_ttl)} s"
         )
         preferred = body.get("preferred_transports")
         if preferred is not None and "wss" not in preferred:
