@@ -5,7 +5,6 @@ the edge, reconnect with backoff, keep the state file true.
 
 from __future__ import annotations
 
-import re
 import secrets
 from datetime import datetime, timezone
 from typing import Any
@@ -25,7 +24,7 @@ from .backoff import Backoff
 from .config import AgentConfig
 from .control import ControlClient, ControlError, Created
 from .forwarder import OriginForwarder, make_pool
-from .session import AgentSessionFactory
+from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
 
 __all__ = ["AgentService"]
@@ -36,13 +35,6 @@ log = Logger()
 STABLE_AFTER = 10.0
 #: Re-create a little before the ephemeral token runs out.
 TOKEN_MARGIN = 30.0
-
-_REFUSED = re.compile(r"upgrade failed \((\d{3})")
-
-
-class SessionEnded(Exception):
-    pass
-
 
 def _parse_time(text: str) -> float:
     try:
@@ -67,7 +59,7 @@ class AgentService(service.Service):
             with open(config.ca_cert, "rb") as f:
                 self.trust = Certificate.loadPEM(f.read())
         policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
-        self.control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)
+        self.control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
         self.forwarder = OriginForwarder(
             reactor, config.origin, host_header=config.host_header, pool=make_pool(reactor)
         )
@@ -101,7 +93,9 @@ class AgentService(service.Service):
         protocol, self.protocol = self.protocol, None
         done: defer.Deferred[Any] = defer.succeed(None)
         if protocol is not None:
-            done = protocol.drain(self.config.drain_timeout)
+            done = protocol.drain()
+            done.addTimeout(self.config.drain_timeout, self.reactor)
+            done.addErrback(lambda f: protocol.close("drain timeout"))
         self._save(state="offline")
         return done
 
@@ -192,32 +186,31 @@ class AgentService(service.Service):
         """
         ended: defer.Deferred[str] = defer.Deferred()
         opened_at: list[float] = []
+        factory: AgentSessionFactory
 
-        def on_ready(protocol: Any, hello: Hello) -> None:
+        def on_ready(hello: Hello) -> None:
             opened_at.append(self.reactor.seconds())
-            self.protocol = protocol
+            self.protocol = factory.current
             public_url = hello.public_url or (self.created.public_url if self.created else "")
             self._save(state="ready", public_url=public_url)
             log.info("tunnel ready: {url} -> {origin}", url=public_url, origin=self.config.origin)
 
-        def on_closed(protocol: Any, reason: str) -> None:
-            if self.protocol is protocol:
-                self.protocol = None
+        def on_closed(closed: SessionClosed) -> None:
+            self.protocol = None
             if ended.called:
                 return
-            match = _REFUSED.search(reason or "")
-            if not opened_at:
-                if match:
-                    log.warn("edge refused the session: {reason}", reason=reason)
+            if not closed.ready:
+                if closed.http_status is not None:
+                    log.warn("edge refused the session ({status}): {reason}", status=closed.http_status, reason=closed.reason)
                     ended.callback("refused")
                 else:
-                    log.warn("session to {url} failed: {reason}", url=url, reason=reason)
+                    log.warn("session to {url} failed: {reason}", url=url, reason=closed.reason)
                     ended.callback("unreachable")
                 return
             if self.running:
                 self._save(state="offline")
-            log.warn("session to {url} closed: {reason}", url=url, reason=reason)
-            up = self.reactor.seconds() - opened_at[0]
+            log.warn("session to {url} closed: {reason}", url=url, reason=closed.reason)
+            up = self.reactor.seconds() - opened_at[0] if opened_at else 0.0
             ended.callback("stable" if up >= STABLE_AFTER else "dropped")
 
         factory = AgentSessionFactory(
@@ -231,6 +224,7 @@ class AgentService(service.Service):
             heartbeat_timeout=self.config.heartbeat_timeout,
             on_ready=on_ready,
             on_closed=on_closed,
+            tunnel_id=self.created.tunnel_id if self.created else None,
         )
         parts = urlsplit(url)
         secure = parts.scheme in ("wss", "https")

@@ -117,7 +117,7 @@ class Origin(resource.Resource):
         return b"<!DOCTYPE html><title>netbore</title><h1>Hello through netbore!</h1>\n"
 
     def route_echo(self, request: server.Request, rest: list[bytes]) -> bytes:
-        body = request.content.read()
+        body = request.content.read() if request.content is not None else b""
         request.setHeader(b"content-type", b"application/json")
         return json.dumps(
             {
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     site = server.Site(Origin(reactor))
     site.log = lambda request: None  # type: ignore[method-assign]
-    listening = reactor.listenTCP(port, site, interface=interface)  # type: ignore[attr-defined]
+    listening: Any = reactor.listenTCP(port, site, interface=interface)  # type: ignore[attr-defined,arg-type]
     sys.stdout.write(f"origin listening on http://{interface}:{listening.getHost().port}\n")
     sys.stdout.flush()
     reactor.run()  # type: ignore[attr-defined]

@@ -114,7 +114,7 @@ class EdgeSession(WebSocketServerProtocol):
             self._on_hello(payload, isBinary)
             return
         if not isBinary:
-            self._fail(F.ProtocolError(F.ErrorCode.PROTOCOL_ERROR, "text message after the hello"))
+            self._fail(F.ProtocolError("text message after the hello"))
             return
         try:
             events = protocol.receive(payload)
@@ -131,7 +131,7 @@ class EdgeSession(WebSocketServerProtocol):
         tunnel = self.tunnel
         assert tunnel is not None
         if isBinary:
-            self._fail(F.ProtocolError(F.ErrorCode.PROTOCOL_ERROR, "expected the hello as a text message"))
+            self._fail(F.ProtocolError("expected the hello as a text message"))
             return
         try:
             hello = decode_hello(payload)
@@ -139,7 +139,7 @@ class EdgeSession(WebSocketServerProtocol):
             self._fail(e)
             return
         if hello.role != "agent":
-            self._fail(F.ProtocolError(F.ErrorCode.PROTOCOL_ERROR, "hello role must be 'agent'"))
+            self._fail(F.ProtocolError("hello role must be 'agent'"))
             return
         local = endpoint.settings
         self.agent_id = hello.agent_id or self.session_id
@@ -186,18 +186,18 @@ class EdgeSession(WebSocketServerProtocol):
             exchange.ended()
 
     def _on_reset(self, event: Any) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.reset(event.code)
+        dropped = self.streams.pop(event.stream_id, None)
+        if dropped is not None:
+            dropped.reset(event.code)
 
     def _on_window(self, event: Any) -> None:
         if event.stream_id == 0:
             for exchange in list(self.streams.values()):
                 exchange.window_opened()
         else:
-            exchange = self.streams.get(event.stream_id)
-            if exchange is not None:
-                exchange.window_opened()
+            one = self.streams.get(event.stream_id)
+            if one is not None:
+                one.window_opened()
 
     def _on_go_away(self, event: Any) -> None:
         log.info("agent {agent_id} is going away", agent_id=self.agent_id)
@@ -282,7 +282,7 @@ class EdgeSession(WebSocketServerProtocol):
 
 
 class EdgeSessionFactory(WebSocketServerFactory):
-    protocol = EdgeSession
+    protocol = EdgeSession  # type: ignore[assignment]
 
     def __init__(self, endpoint: "AgentEndpoint", reactor: Any) -> None:
         super().__init__(reactor=reactor)

@@ -64,7 +64,7 @@ class EdgeRequest(server.Request):
     exchange: IViewerExchange | None = None
 
     def gotLength(self, length: int | None) -> None:
-        router: ITunnelRouter | None = getattr(self.channel.site, "router", None)
+        router: ITunnelRouter | None = getattr(getattr(self.channel, "site", None), "router", None)
         if router is not None:
             self.exchange = router.route(self, length)
         if self.exchange is None:
@@ -85,7 +85,7 @@ class EdgeRequest(server.Request):
         self.method, self.uri, self.clientproto = command, path, version
         self.path = path.split(b"?", 1)[0]
         self.args = {}
-        self.site = self.channel.site
+        self.site = getattr(self.channel, "site", None)
         self.prepath = []
         self.postpath = []
         exchange.body_complete()

@@ -62,7 +62,7 @@ class EdgeSite(server.Site):
         super().__init__(root, reactor=reactor)
         self.router = router
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: Any) -> None:
         # Access logs of viewer traffic would hold viewers' addresses; the
         # edge logs structured events of its own instead.
         pass

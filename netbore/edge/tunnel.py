@@ -268,7 +268,7 @@ class ViewerExchange:
             # Too late for an error page: cut the connection so the viewer
             # sees a truncated response, never a complete-looking one.
             self.finished = True
-            transport = self.request.channel.transport
+            transport: Any = self.request.channel.transport
             if transport is not None:
                 transport.abortConnection()
             return
