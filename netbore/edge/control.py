@@ -297,13 +297,13 @@ class ControlAPI:
 
     # -- error handlers (tried in this order) --------------------------------
 
-    @app.handle_errors(ApiError)
+    @app.handle_errors(ApiError)  # type: ignore[arg-type]
     def _api_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, ApiError)
         return render_error(request, error)
 
-    @app.handle_errors(HTTPException)
+    @app.handle_errors(HTTPException)  # type: ignore[arg-type]
     def _routing_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         if isinstance(error, MethodNotAllowed):
@@ -319,7 +319,7 @@ class ControlAPI:
             ApiError(status, "invalid_request", error.description or "bad request"),
         )
 
-    @app.handle_errors(Exception)
+    @app.handle_errors(Exception)  # type: ignore[arg-type]
     def _internal_error(self, request: Request, failure: Failure) -> bytes:
         self.log.failure("control API request failed", failure)
         return render_error(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import service
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -90,6 +91,11 @@ class EdgeService(service.MultiService):
 
     def startService(self) -> None:
         super().startService()
+        # Lookups drop lapsed tunnels lazily; the sweep bounds memory for
+        # names nobody asks for again.
+        self._sweep = LoopingCall(self.registry.expire)
+        self._sweep.clock = self.site.reactor
+        self._sweep.start(60, now=False)
         log.info(
             "netbore edge ready for *.{domain} (edge {edge_id})",
             domain=self.config.domain,
@@ -97,6 +103,8 @@ class EdgeService(service.MultiService):
         )
 
     def stopService(self) -> Any:
+        if self._sweep.running:
+            self._sweep.stop()
         self.endpoint.go_away_all()
         return super().stopService()
 

@@ -8,7 +8,11 @@ import os
 import sys
 from typing import Any
 
-from twisted.application import service, strports
+from twisted.application import service
+from twisted.application.internet import StreamServerEndpointService
+from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 from twisted.python import usage
 
 from ..names import is_valid_label
@@ -17,6 +21,30 @@ from .config import EdgeConfig
 __all__ = ["Options", "makeService"]
 
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
+
+log = Logger()
+
+
+class Listener(StreamServerEndpointService):
+    """
+    One C{--listen} endpoint.  A port that cannot be bound stops the daemon
+    at start-up with one clear line (and exit status 1), so that systemd
+    and the operator see why.
+    """
+
+    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+        super().__init__(endpoint, factory)
+        self.description = description
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            message = f"netbore-edge: cannot listen on {self.description}: {e.socketError}"
+            log.critical(message)
+            sys.stderr.write(message + "\n")
+            raise SystemExit(1)
 
 
 def _positive(kind: type) -> Any:
@@ -138,5 +166,10 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
     parent = service.MultiService()
     edge.setServiceParent(parent)
     for description in options["listen"]:
-        strports.service(description, edge.site).setServiceParent(parent)
+        try:
+            endpoint = endpoints.serverFromString(reactor, description)
+        except (ValueError, KeyError, TypeError) as e:
+            sys.stderr.write(f"netbore-edge: bad --listen {description!r}: {e}\n")
+            raise SystemExit(1)
+        Listener(description, endpoint, edge.site).setServiceParent(parent)
     return parent
