@@ -6,7 +6,9 @@ This module is a thin adapter.  Frames go in through L{Session.receive};
 the resulting events are dispatched by type to the L{OriginForwarder}'s
 streams; whatever the session wants to send is flushed as binary WebSocket
 messages after every batch of work.  Nothing the edge sends can raise into
-the reactor: a protocol violation closes the WebSocket with code 1002.
+the reactor: a protocol violation closes the WebSocket with
+C{websocket_close_code(error.code)} (4001 for PROTOCOL_ERROR: autobahn lets
+an application send only 1000 and 3000-4999, not 1002).
 
 Backpressure toward the edge: the protocol registers a push producer with
 its transport.  When the transport's write buffer is full, every origin
@@ -29,7 +31,7 @@ from zope.interface import implementer
 from netbore.agent.forwarder import OriginForwarder, OriginStream
 from netbore.headers import Header
 from netbore.protocol import session as S
-from netbore.protocol.errors import ErrorCode, ProtocolError, StreamError
+from netbore.protocol.errors import ErrorCode, ProtocolError, StreamError, websocket_close_code
 from netbore.protocol.frames import HEADER_SIZE, MAX_HEAD_PAYLOAD
 from netbore.protocol.handshake import (
     MAX_HELLO_SIZE,
@@ -49,10 +51,10 @@ __all__ = [
 
 log = Logger()
 
-#: WebSocket close codes (RFC 6455 §7.4.1).
+#: The close code for an orderly end.  An application may only send 1000
+#: or 3000-4999 (autobahn refuses 1001/1002 from application code), so
+#: protocol errors close with L{websocket_close_code} (4000 + error code).
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
 
 _MAX_CLOSE_REASON = 120
 
@@ -127,6 +129,7 @@ class AgentSessionProtocol(WebSocketClientProtocol):
         self.closed = False
         self._go_away_received = False
         self._protocol_error = False
+        self._sent_close: tuple[int, str] | None = None
         self._origins_paused = False
         self._in_batch = False
         self._hello_timer: Any = None  # an IDelayedCall
@@ -204,6 +207,9 @@ class AgentSessionProtocol(WebSocketClientProtocol):
             log.info("session closed: {n} in-flight requests aborted", n=len(streams))
         self.session = None
         status = self._refused_status()
+        if self._sent_close is not None:
+            # We closed: report our code and reason, not the edge's echo.
+            code, reason = self._sent_close
         closed = SessionClosed(
             was_clean=bool(wasClean),
             code=code,
@@ -342,16 +348,17 @@ class AgentSessionProtocol(WebSocketClientProtocol):
         Close now; in-flight requests are aborted.
         """
         if not self.closed:
-            self.sendClose(CLOSE_GOING_AWAY, reason[:_MAX_CLOSE_REASON])
+            self._send_close(CLOSE_NORMAL, reason)
 
     def _maybe_close_after_drain(self) -> None:
         if self.going_away and not self.streams and not self.closed:
-            self.sendClose(CLOSE_NORMAL, "drained")
+            self._send_close(CLOSE_NORMAL, "drained")
 
     def _fail(self, error: ProtocolError, queued: bool = False) -> None:
         """
         The edge broke the protocol: say so (GOAWAY when a session exists)
-        and close the WebSocket with 1002.
+        and close the WebSocket with 4000 + the error code (4001 for
+        PROTOCOL_ERROR; see L{websocket_close_code}).
 
         @param queued: the error came from L{Session.receive}, which has
             already queued a GOAWAY carrying it.
@@ -364,7 +371,13 @@ class AgentSessionProtocol(WebSocketClientProtocol):
             except (StreamError, ProtocolError):
                 pass
         self.flush()
-        self.sendClose(CLOSE_PROTOCOL_ERROR, str(error)[:_MAX_CLOSE_REASON])
+        self._send_close(websocket_close_code(error.code), str(error))
+
+    def _send_close(self, code: int, reason: str) -> None:
+        reason = reason.encode("utf-8")[:_MAX_CLOSE_REASON].decode("utf-8", "ignore")
+        if self._sent_close is None:
+            self._sent_close = (code, reason)
+        self.sendClose(code, reason)
 
     # -- flushing ---------------------------------------------------------------------
 
