@@ -124,6 +124,23 @@ class FakeResponse:
         protocol.makeConnection(self.transport)  # type: ignore[arg-type]
 
 
+class TwistedLikeResponse(FakeResponse):
+    """
+    Like Twisted's Response: bytes read with the head are handed over
+    inside deliverBody, which then resumes the transport.
+    """
+
+    def __init__(self, buffered: bytes, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.buffered = buffered
+
+    def deliverBody(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)  # type: ignore[arg-type]
+        protocol.dataReceived(self.buffered)
+        self.transport.resumeProducing()
+
+
 class FakeRequest:
     def __init__(
         self, method: bytes, uri: bytes, headers: Headers | None, body: Any
@@ -559,3 +576,25 @@ def test_declared_length_ends_body_without_end_frame() -> None:
     assert results == [None]
     agent.requests[0].deferred.callback(FakeResponse(200, b"OK", length=0))
     assert sink.resets == []
+
+
+def test_pause_survives_twisted_resuming_after_deliver_body() -> None:
+    fwd, agent = make()
+    sink = RecordingSink(window=0)
+    stream = start(fwd, sink)
+    response = TwistedLikeResponse(b"read-with-the-head")
+    agent.requests[0].deferred.callback(response)
+    assert response.transport.paused
+    assert stream.buffered_bytes == len(b"read-with-the-head")
+
+
+def test_unsendable_request_resets_instead_of_raising() -> None:
+    class RaisingAgent(FakeAgent):
+        def request(self, method: bytes, uri: bytes, headers: Any = None, bodyProducer: Any = None) -> Deferred[Any]:
+            raise ValueError("Invalid method")
+
+    sink = RecordingSink()
+    fwd = OriginForwarder(MemoryReactorClock(), "http://127.0.0.1:3000", agent=RaisingAgent())
+    fwd.forward(sink, 1, b"G ET", b"/", [], True)
+    assert sink.resets[0][:2] == (1, ErrorCode.INTERNAL_ERROR)
+    assert sink.finished == [1]

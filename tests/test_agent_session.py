@@ -404,3 +404,16 @@ def test_heartbeat_timeout_closes_the_session() -> None:
     (closed,) = h.closed
     assert not closed.was_clean
     assert "ping" in closed.reason.lower()
+
+
+def test_a_bug_handling_one_stream_resets_only_that_stream() -> None:
+    h = Harness()
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("bug")
+
+    h.forwarder.forward = broken  # type: ignore[method-assign]
+    sid = h.edge_request()
+    (reset,) = h.edge.of(S.StreamReset)
+    assert (reset.stream_id, reset.code) == (sid, ErrorCode.INTERNAL_ERROR)
+    assert h.closed == []

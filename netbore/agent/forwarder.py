@@ -324,6 +324,10 @@ class _ResponseBody(Protocol):
         self.pending_bytes = 0
         self.complete = False
         self._transport_paused = False
+        # Twisted resumes the transport when deliverBody returns, after
+        # handing over the bytes it buffered; pausing before that would be
+        # undone behind our back.
+        self.delivering = True
 
     def dataReceived(self, data: bytes) -> None:
         if self._stream.finished:
@@ -352,7 +356,7 @@ class _ResponseBody(Protocol):
             self._stream.fail(ErrorCode.ORIGIN_RESET, b"origin response failed: " + _short(reason))
 
     def set_paused(self, paused: bool) -> None:
-        if self.transport is None or paused == self._transport_paused:
+        if self.transport is None or self.delivering or paused == self._transport_paused:
             return
         self._transport_paused = paused
         producer: Any = self.transport
@@ -476,7 +480,17 @@ class OriginStream:
     ) -> None:
         if isinstance(body, _StreamBodyProducer):
             self._body = body
-        d = agent.request(method, uri, headers, body)
+        try:
+            d = agent.request(method, uri, headers, body)
+        except Exception as e:
+            # Agent checks the method and target synchronously.
+            log.info(
+                "cannot send stream {stream_id} to the origin: {error}",
+                stream_id=self.stream_id,
+                error=str(e),
+            )
+            self.fail(ErrorCode.INTERNAL_ERROR, b"request not sendable: " + _short(Failure(e)))
+            return
         self._request_d = d
         d.addCallbacks(self._got_response, self._request_failed)
         d.addErrback(self._unexpected)
@@ -518,6 +532,7 @@ class OriginStream:
         body = _ResponseBody(self)
         self._response = body
         response.deliverBody(body)
+        body.delivering = False
         # deliverBody resumes the origin transport; apply our own state now.
         self.pump()
 

@@ -187,7 +187,22 @@ class AgentSessionProtocol(WebSocketClientProtocol):
         try:
             handlers = self._handlers
             for event in events:
-                handlers[type(event)](event)
+                try:
+                    handlers[type(event)](event)
+                except Exception:
+                    # A bug of ours must not take the session down, nor
+                    # escape into the reactor: drop that one stream.
+                    stream_id = getattr(event, "stream_id", 0)
+                    log.failure(
+                        "error handling {event} on stream {stream_id}",
+                        event=type(event).__name__,
+                        stream_id=stream_id,
+                    )
+                    gone = self.streams.pop(stream_id, None)
+                    if gone is not None:
+                        gone.abort()
+                    if stream_id:
+                        self.reset_stream(stream_id, ErrorCode.INTERNAL_ERROR, b"agent error")
         finally:
             self._in_batch = False
         self.flush()
