@@ -5,10 +5,12 @@ routes (control API and the agents' C{/connect} WebSocket).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from twisted.application import service
-from twisted.internet.task import LoopingCall
+from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -62,6 +64,22 @@ class EdgeSite(server.Site):
     def __init__(self, root: resource.IResource, router: TunnelRouter, reactor: Any) -> None:
         super().__init__(root, reactor=reactor)
         self.router = router
+        self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        channel = super().buildProtocol(addr)
+        self.channels.add(channel)
+        return channel
+
+    def open_channels(self) -> list[Any]:
+        """
+        Viewer and API connections still open (WebSocket connections, whose
+        transport autobahn took over, are not counted).
+        """
+        return [
+            c for c in self.channels
+            if c.transport is not None and not getattr(c.transport, "disconnected", False)
+        ]
 
     def log(self, request: Any) -> None:
         # Access logs of viewer traffic would hold viewers' addresses; the
@@ -103,10 +121,41 @@ class EdgeService(service.MultiService):
         )
 
     def stopService(self) -> Any:
+        """
+        Graceful drain (SIGTERM): the listeners, stopped before this service,
+        take no new connections; requests arriving on open connections get
+        a 502 "offline" page; agents get go-away; in-flight streams get up
+        to C{drain_timeout} to finish and their connections to flush, and
+        only then does the reactor stop.
+        """
+        super().stopService()
         if self._sweep.running:
             self._sweep.stop()
+        self.site.router.draining = True
         self.endpoint.go_away_all()
-        return super().stopService()
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self) -> None:
+        reactor = self.site.reactor
+        deadline = reactor.seconds() + self.config.drain_timeout
+        while reactor.seconds() < deadline:
+            busy = sum(len(s.streams) for s in self.endpoint.sessions)
+            if not busy:
+                channels = self.site.open_channels()
+                if not channels:
+                    break
+                # Idle keep-alive connections and finished responses:
+                # loseConnection flushes what is buffered, then closes.
+                for channel in channels:
+                    if not channel.requests and not getattr(channel.transport, "disconnecting", False):
+                        channel.transport.loseConnection()
+            await deferLater(reactor, 0.05, lambda: None)
+        else:
+            log.warn(
+                "drain timeout: cutting {streams} in-flight streams",
+                streams=sum(len(s.streams) for s in self.endpoint.sessions),
+            )
+        log.info("edge drained")
 
 
 def build_edge(
