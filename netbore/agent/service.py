@@ -100,6 +100,7 @@ class AgentService(service.Service):
         return done
 
     async def _run(self) -> None:
+        refusals = 0
         while self.running:
             try:
                 created = await self._ensure_created()
@@ -112,12 +113,22 @@ class AgentService(service.Service):
                     if not self.running:
                         return
                     outcome = await self._session(str(candidate["edge_url"]), created.ephemeral_token)
-                    if outcome == "stable":
-                        self.backoff.reset()
-                    if outcome in ("refused", "stable", "dropped"):
-                        if outcome == "refused":
-                            self.created = None  # get a fresh token (or tunnel)
-                        break
+                    if outcome == "unreachable":
+                        continue  # the next candidate, in order
+                    if outcome == "refused":
+                        # The token is no good here (expired, or the edge
+                        # restarted and forgot the tunnel): re-create at
+                        # once with the recreate token, backing off only if
+                        # that keeps being refused.
+                        self.created = None
+                        refusals += 1
+                    else:
+                        refusals = 0
+                        if outcome == "stable":
+                            self.backoff.reset()
+                    break
+                if refusals == 1 and self.running:
+                    continue
             if not self.running:
                 return
             delay = self.backoff.next()
@@ -139,6 +150,12 @@ class AgentService(service.Service):
         management = await self.control.management_token(self.api_key) if self.api_key else None
         state = self.state
         ttl = self.config.recreate_ttl
+        if state.recreate_token and self.config.name and self.config.name != state.name:
+            log.info(
+                "--name {name} differs from the state file's {old}: creating a new tunnel",
+                name=self.config.name, old=state.name,
+            )
+            self._save(recreate_token=None, tunnel_id=None, name=None)
         if state.recreate_token:
             try:
                 created = await self.control.create(
