@@ -622,6 +622,18 @@ def test_go_away_from_edge() -> None:
     assert edge.closed and agent.closed
 
 
+def test_second_go_away_keeps_its_last_stream_id() -> None:
+    # Streams refused after the first GOAWAY do not count in the next one.
+    edge, agent = make_pair()
+    one = edge.send_request_head(*GET)
+    pump(edge, agent)
+    agent.go_away()
+    edge.send_request_head(*GET)
+    pump(edge, agent)  # stream 2: refused
+    agent.go_away(ErrorCode.INTERNAL_ERROR, b"now")
+    assert [f.last_stream_id for f in frames_of(agent)] == [one, one]
+
+
 def test_go_away_may_not_raise_last_stream_id() -> None:
     edge, agent = make_pair()
     edge.send_request_head(*GET)
@@ -766,3 +778,95 @@ def test_window_of_one_byte() -> None:
         assert pump(edge, agent) == [DataReceived(sid, bytes([byte]), False)]
         agent.acknowledge(sid, 1)
         assert [e for e in pump(agent, edge)] == [WindowOpened(sid), WindowOpened(0)]
+
+
+class _Peer:
+    """
+    One side of a randomly driven but well-behaved pair: it only uses the
+    API (never forges frames) and acknowledges what it was given.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.in_flight: list[bytes] = []
+        self.unacked: dict[int, int] = {}
+
+    def take(self) -> None:
+        self.in_flight += self.session.data_to_send()
+
+    def deliver(self, other: "_Peer", count: int) -> None:
+        self.take()
+        batch, self.in_flight = self.in_flight[:count], self.in_flight[count:]
+        for message in batch:
+            for event in other.session.receive(message):
+                if isinstance(event, DataReceived) and event.data:
+                    other.unacked[event.stream_id] = (
+                        other.unacked.get(event.stream_id, 0) + len(event.data)
+                    )
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(
+            ["open", "head", "data", "end", "reset", "ack", "go_away", "deliver"]
+        ),
+        st.booleans(),  # which side
+        st.integers(0, 7),  # which stream / how many messages
+        st.integers(0, 5000),  # how many bytes
+    ),
+    max_size=80,
+)
+
+
+@given(actions)
+@settings(max_examples=400, deadline=None)
+def test_well_behaved_peers_never_break_the_protocol(script: list[Any]) -> None:
+    """
+    Whatever legal calls two sessions make, in whatever order their
+    messages cross, neither ever sees a protocol error.
+    """
+    s = Settings(stream_window=3000, session_window=7000, max_frame_payload=1024)
+    edge, agent = _Peer(Session("edge", s, s)), _Peer(Session("agent", s, s))
+    for action, on_edge, k, size in script:
+        me, other = (edge, agent) if on_edge else (agent, edge)
+        session = me.session
+        sid = k + 1
+        try:
+            if action == "open":
+                edge.session.send_request_head(b"POST", b"/", [], end_stream=size < 500)
+            elif action == "head":
+                agent.session.send_response_head(sid, 200 if size % 7 else 103, b"", [], end_stream=size < 500)
+            elif action == "data":
+                n = min(size, session.send_window(sid))
+                session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
+            elif action == "end":
+                session.send_end(sid)
+            elif action == "reset":
+                session.reset_stream(sid, ErrorCode.CANCEL)
+            elif action == "ack":
+                n = min(size, me.unacked.get(sid, 0))
+                session.acknowledge(sid, n)
+                me.unacked[sid] = me.unacked.get(sid, 0) - n
+            elif action == "go_away":
+                session.go_away()
+            else:
+                me.deliver(other, k)
+        except StreamError:
+            pass  # a refused call: legal, and nothing was queued
+    # Drain everything, acknowledging all, until quiet.
+    for _ in range(100):
+        for peer in (edge, agent):
+            for stream_id, n in list(peer.unacked.items()):
+                if n:
+                    peer.session.acknowledge(stream_id, n)
+                    peer.unacked[stream_id] = 0
+        edge.take()
+        agent.take()
+        if not edge.in_flight and not agent.in_flight:
+            break
+        edge.deliver(agent, 10**6)
+        agent.deliver(edge, 10**6)
+    assert edge.session.error is None and agent.session.error is None
+    # All credit came home: no leak in the session windows.
+    assert edge.session._recv_window + edge.session._session_pending == s.session_window
+    assert agent.session._recv_window + agent.session._session_pending == s.session_window

@@ -257,6 +257,7 @@ class Session:
         self._stream_threshold = max(1, local.stream_window // 2)
         self._session_threshold = max(1, local.session_window // 2)
         self._go_away_sent = False
+        self._go_away_last = 0  # the last stream id of our first GOAWAY
         self._go_away_received = False
         self._peer_last_stream_id = MAX_STREAM_ID
         self._error: Optional[ProtocolError] = None
@@ -317,7 +318,7 @@ class Session:
     def last_stream_id(self) -> int:
         """
         Edge: the last stream id allocated.  Agent: the highest stream id
-        received (the one a GOAWAY from the agent carries).
+        received in a REQUEST_HEAD (refused ones included).
         """
         return self._highest
 
@@ -582,18 +583,30 @@ class Session:
         Queue a GOAWAY: this side opens and accepts no new streams; live
         streams go on.  It carries L{last_stream_id} on the agent (the edge
         opens every stream, so the edge sends 0).  Calling it again sends
-        another GOAWAY with the same last stream id.  No-op after a protocol
+        another GOAWAY with the same last stream id (streams refused in
+        between do not count).  No-op after a protocol
         error (L{receive} already queued one).
         """
         if self._error is not None:
             return
-        last = 0 if self._edge else self._highest
+        last = self._processed()
         try:
             frame = encode(GoAway(last, code, bytes(message[:MAX_MESSAGE])))
         except ValueError as e:
             raise StreamError(str(e)) from None
         self._go_away_sent = True
+        self._go_away_last = last
         self._outbox.append(frame)
+
+    def _processed(self) -> int:
+        """
+        The last stream id a GOAWAY from this side carries: 0 on the edge;
+        on the agent the highest stream id accepted, which stops growing once
+        a first GOAWAY went out (later REQUEST_HEADs are refused).
+        """
+        if self._edge:
+            return 0
+        return self._go_away_last if self._go_away_sent else self._highest
 
     # ----------------------------------------------------------------------
     # Receiving
@@ -621,7 +634,7 @@ class Session:
     def _fail(self, error: ProtocolError) -> None:
         self._error = error
         self._streams.clear()
-        last = 0 if self._edge else self._highest
+        last = self._processed()
         text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
         self._outbox.append(encode(GoAway(last, error.code, text)))
 
