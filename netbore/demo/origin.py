@@ -15,6 +15,9 @@ Routes (all under any Host):
 - C{/cookies}: three C{Set-Cookie} headers in order.
 - C{/silent}: never answers (for response timeouts).
 - C{/hits}: JSON counters (requests served, connections closed mid-response).
+- C{/hop}: a response carrying hop-by-hop headers (C{Keep-Alive}, and
+  C{X-Origin-Hop} named in C{Connection}) beside an end-to-end one.
+- C{/plain}: a body with no C{Content-Type} at all.
 
 Run: C{python -m netbore.demo.origin PORT [INTERFACE]}.
 """
@@ -200,6 +203,18 @@ class Origin(resource.Resource):
     def route_silent(self, request: server.Request, rest: list[bytes]) -> Any:
         request.notifyFinish().addErrback(lambda r: None)
         return server.NOT_DONE_YET
+
+    def route_hop(self, request: server.Request, rest: list[bytes]) -> bytes:
+        request.responseHeaders.addRawHeader(b"connection", b"X-Origin-Hop")
+        request.responseHeaders.addRawHeader(b"x-origin-hop", b"1")
+        request.responseHeaders.addRawHeader(b"keep-alive", b"timeout=5")
+        request.responseHeaders.addRawHeader(b"x-end-to-end", b"kept")
+        request.setHeader(b"content-type", b"text/plain")
+        return b"hop\n"
+
+    def route_plain(self, request: server.Request, rest: list[bytes]) -> bytes:
+        request.defaultContentType = None
+        return b"no content type\n"
 
     def route_hits(self, request: server.Request, rest: list[bytes]) -> bytes:
         request.setHeader(b"content-type", b"application/json")

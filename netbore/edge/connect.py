@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from ..protocol import frames as F
 from ..protocol import session as S
+from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.handshake import PROTOCOL_VERSION, SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 from ..tokens import EPHEMERAL, TokenAuthority, TokenError
 from .config import EdgeConfig
@@ -208,7 +209,8 @@ class EdgeSession(WebSocketServerProtocol):
     def open_stream(
         self, exchange: "ViewerExchange", method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool
     ) -> int:
-        assert self.protocol is not None
+        if self.protocol is None:
+            raise StreamClosedError("the session is closed")
         stream_id = self.protocol.send_request_head(method, target, headers, end_stream)
         self.streams[stream_id] = exchange
         self.flush()
@@ -226,7 +228,13 @@ class EdgeSession(WebSocketServerProtocol):
 
     def send_end(self, stream_id: int) -> None:
         if self.protocol is not None:
-            self.protocol.send_end(stream_id)
+            try:
+                self.protocol.send_end(stream_id)
+            except StreamError as e:
+                # The agent reset the stream meanwhile; its RESET is on the
+                # way to the exchange.
+                log.debug("END on stream {stream_id} not sent: {why}", stream_id=stream_id, why=str(e))
+                return
             self.flush()
 
     def reset(self, stream_id: int, code: int) -> None:

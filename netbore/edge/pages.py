@@ -12,7 +12,16 @@ import json
 
 from twisted.web.iweb import IRequest
 
-__all__ = ["ViewerError", "NOT_FOUND", "OFFLINE", "UNREACHABLE", "ORIGIN_ERROR", "TIMEOUT", "render_error"]
+__all__ = [
+    "ViewerError",
+    "NOT_FOUND",
+    "OFFLINE",
+    "UNREACHABLE",
+    "ORIGIN_ERROR",
+    "TIMEOUT",
+    "HEAD_TOO_LARGE",
+    "render_error",
+]
 
 
 class ViewerError:
@@ -44,6 +53,11 @@ ORIGIN_ERROR = ViewerError(
 TIMEOUT = ViewerError(
     504, "origin_timeout", "Origin timeout",
     "The service behind this tunnel did not answer in time.",
+)
+
+HEAD_TOO_LARGE = ViewerError(
+    431, "request_head_too_large", "Request header fields too large",
+    "The request's headers are too large, or not valid, to pass through the tunnel.",
 )
 
 _HTML = """<!DOCTYPE html>

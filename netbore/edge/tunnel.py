@@ -20,6 +20,7 @@ from zope.interface import implementer
 
 from ..headers import strip_hop_by_hop
 from ..names import split_host
+from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
 from .config import EdgeConfig
@@ -127,6 +128,9 @@ class ViewerExchange:
         self.finished = False
         self.consumer_paused = False
         self.unacked = 0
+        # The agent ended (or answered all of) the response before the
+        # viewer's body was in: the rest of the body is read and dropped.
+        self.response_complete = False
         self.timeout: IDelayedCall | None = None
         request.notifyFinish().addErrback(self._viewer_gone)
 
@@ -145,17 +149,32 @@ class ViewerExchange:
         self.session = session
         end_stream = length == 0
         self.sent_end = end_stream
-        self.stream_id = session.open_stream(
-            self, request.method, request.uri, _request_head(request), end_stream
-        )
+        try:
+            self.stream_id = session.open_stream(
+                self, request.method, request.uri, _request_head(request), end_stream
+            )
+        except StreamClosedError:
+            # The session is going away (GOAWAY) or out of stream ids.
+            self.session = None
+            self.error = pages.OFFLINE
+            return
+        except StreamError as e:
+            # A head the wire cannot carry (too large, a value it refuses).
+            log.info("request head not forwardable: {why}", why=str(e))
+            self.session = None
+            self.error = pages.HEAD_TOO_LARGE
+            return
         self.timeout = router.reactor.callLater(router.config.response_timeout, self._timed_out)
 
     # -- request body, viewer → agent ------------------------------------
 
     def body_received(self, data: bytes) -> None:
         session = self.session
-        if session is None or self.finished:
-            return  # answering with an error page: discard the body
+        if session is None or self.finished or self.response_complete:
+            return  # answering with an error page, or already answered: discard
+        if self.head is None:
+            # The body is still coming: the wait for the answer has not begun.
+            self._rearm_timeout()
         if self.pending:
             self.pending.append(data)
             return
@@ -176,9 +195,19 @@ class ViewerExchange:
         self._maybe_send_end()
         if self.head is not None:
             self._start_response()
+        elif self.sent_end:
+            # The origin has the whole request from now on: that is when
+            # the wait for its answer starts.
+            self._rearm_timeout()
 
     def _maybe_send_end(self) -> None:
-        if self.body_done and not self.pending and not self.sent_end and self.session is not None:
+        if (
+            self.body_done
+            and not self.pending
+            and not self.sent_end
+            and not self.response_complete
+            and self.session is not None
+        ):
             self.sent_end = True
             self.session.send_end(self.stream_id)
 
@@ -189,6 +218,9 @@ class ViewerExchange:
         session = self.session
         if session is None or self.finished:
             return
+        if self.head is None and not self.sent_end:
+            # The origin is taking the body: it is working, not silent.
+            self._rearm_timeout()
         while self.pending:
             chunk = self.pending[0]
             sent = session.send_data(self.stream_id, chunk)
@@ -211,6 +243,24 @@ class ViewerExchange:
         self.early_end = end_stream
         if self.body_done:
             self._start_response()
+        elif end_stream:
+            self._response_complete_early()
+
+    def _response_complete_early(self) -> None:
+        """
+        The whole response is in while the viewer is still sending its body
+        (an origin that answers without reading it, e.g. 413).  The stream is
+        over on the agent's side: stop forwarding, drop the rest of the body
+        as it comes (never buffer it, never leave the viewer paused), and
+        answer when the body is in.
+        """
+        self.response_complete = True
+        self.pending = []
+        if self.session is not None:
+            self.session.reset(self.stream_id, ErrorCode.NO_ERROR)
+        if self.viewer_paused:
+            self.viewer_paused = False
+            self.request.viewer_resume()
 
     def _start_response(self) -> None:
         assert self.head is not None
@@ -220,6 +270,8 @@ class ViewerExchange:
         status, reason, headers, end_stream = self.head
         request = self.request
         request.setResponseCode(status, reason or None)
+        # The origin's headers as they are: no Content-Type of Twisted's own.
+        request.defaultContentType = None
         response_headers = request.responseHeaders
         for name, value in strip_hop_by_hop(headers):
             response_headers.addRawHeader(name, value)
@@ -236,6 +288,8 @@ class ViewerExchange:
         if not self.responding:
             self.early.append(data)
             self.early_end = end_stream
+            if end_stream and not self.body_done:
+                self._response_complete_early()
             return
         self._deliver(data)
         if end_stream:
@@ -255,6 +309,8 @@ class ViewerExchange:
             self._finish()
         else:
             self.early_end = True
+            if not self.body_done and self.head is not None:
+                self._response_complete_early()
 
     def reset(self, code: int) -> None:
         """
@@ -314,6 +370,11 @@ class ViewerExchange:
             self.request.viewer_resume()
         if self.body_done:
             self._respond_error(pages.TIMEOUT)
+
+    def _rearm_timeout(self) -> None:
+        timeout = self.timeout
+        if timeout is not None and timeout.active():
+            timeout.reset(self.router.config.response_timeout)
 
     def _cancel_timeout(self) -> None:
         if self.timeout is not None:
