@@ -440,6 +440,30 @@ def test_streamed_response_arrives_piece_by_piece(edge: Edge, agent: Agent, reco
     print(f"first SSE event after {arrivals[0] * 1000:.1f} ms, last after {total:.2f} s")
 
 
+def test_response_head_reaches_the_viewer_before_any_body(edge: Edge, agent: Agent) -> None:
+    interval = 1.5
+    started = time.monotonic()
+    sock = _raw_get(edge.port, agent.host, f"/stream?count=2&interval={interval}&head_first=1")
+    try:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        head_at = time.monotonic() - started
+        assert data.startswith(b"HTTP/1.1 200 ")
+        assert b"chunk 0" not in data
+        while b"chunk 0" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, data
+            data += chunk
+        first_at = time.monotonic() - started
+    finally:
+        sock.close()
+    assert head_at < 0.5, head_at
+    assert first_at >= interval - 0.1, first_at
+
+
 def test_viewer_disconnect_aborts_origin(edge: Edge, agent: Agent, origin: Origin) -> None:
     before = hits(origin)["aborted"]
     sock = _raw_get(edge.port, agent.host, f"/bytes/{1024 * MiB}")

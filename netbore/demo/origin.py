@@ -9,7 +9,9 @@ Routes (all under any Host):
 - C{/bytes/<n>}: C{n} deterministic bytes with C{Content-Length}; C{?chunked=1}
   sends them chunked.
 - C{/upload}: reads the request body and answers its length and SHA-256.
-- C{/stream?count=N&interval=S}: N chunks, one every S seconds (chunked).
+- C{/stream?count=N&interval=S}: N chunks, one every S seconds (chunked);
+  with C{&head_first=1} the head goes out at once and the first chunk only
+  after an interval.
 - C{/sse?count=N&interval=S}: the same as server-sent events.
 - C{/status/<code>}: that status, no body for 204/304.
 - C{/cookies}: three C{Set-Cookie} headers in order.
@@ -176,7 +178,10 @@ class Origin(resource.Resource):
                 loop.stop()
 
         request.notifyFinish().addErrback(lost)
-        loop.start(interval, now=True)
+        head_first = bool(_arg(request, b"head_first", 0))
+        if head_first:
+            request.write(b"")  # the head alone; Twisted sends no empty chunk
+        loop.start(interval, now=not head_first)
         return server.NOT_DONE_YET
 
     def route_stream(self, request: server.Request, rest: list[bytes]) -> Any:

@@ -276,6 +276,9 @@ class ViewerExchange:
         for name, value in strip_hop_by_hop(headers):
             response_headers.addRawHeader(name, value)
         request.registerProducer(self, True)
+        # Send the head now: a streamed response (SSE, long poll) may not
+        # have a first byte of body for a long time.
+        request.write(b"")
         early, self.early = self.early, []
         for chunk in early:
             self._deliver(chunk)
