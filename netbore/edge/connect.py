@@ -17,7 +17,8 @@ from twisted.logger import Logger
 
 from ..protocol import frames as F
 from ..protocol import session as S
-from ..protocol.errors import StreamClosedError, StreamError
+from ..protocol.errors import StreamClosedError, StreamError, websocket_close_code
+from ..protocol.frames import max_message_size
 from ..protocol.handshake import PROTOCOL_VERSION, SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 from ..tokens import EPHEMERAL, TokenAuthority, TokenError
 from .config import EdgeConfig
@@ -31,11 +32,11 @@ __all__ = ["AgentEndpoint", "EdgeSession"]
 
 log = Logger()
 
-#: WebSocket close codes (RFC 6455 §7.4.1).
+#: WebSocket close codes.  autobahn lets applications send only 1000 and
+#: 3000-4999; protocol errors close with 4000 + the protocol's error code
+#: (L{websocket_close_code}), a deleted tunnel with 4100.
 CLOSE_NORMAL = 1000
-CLOSE_GOING_AWAY = 1001
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_POLICY = 1008
+CLOSE_TUNNEL_DELETED = 4100
 
 _BEARER_PREFIX = "bearer."
 
@@ -166,6 +167,10 @@ class EdgeSession(WebSocketServerProtocol):
     def _on_response(self, event: Any) -> None:
         exchange = self.streams.get(event.stream_id)
         if exchange is not None:
+            if event.status < 200:
+                # Informational (1xx): the final head follows; twisted.web
+                # cannot relay interim responses to the viewer.
+                return
             if event.end_stream:
                 del self.streams[event.stream_id]
             exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
@@ -277,7 +282,7 @@ class EdgeSession(WebSocketServerProtocol):
                 self.flush()
             except Exception:
                 pass
-        self.sendClose(CLOSE_PROTOCOL_ERROR, str(error)[:120])
+        self.sendClose(websocket_close_code(error.code), str(error)[:120])
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
@@ -300,8 +305,8 @@ class EdgeSessionFactory(WebSocketServerFactory):
             autoPingInterval=config.heartbeat_interval,
             autoPingTimeout=config.heartbeat_timeout,
             autoPingRestartOnAnyTraffic=True,
-            maxFramePayloadSize=config.max_frame_payload + 64,
-            maxMessagePayloadSize=max(config.max_frame_payload + 64, 1 << 20),
+            maxFramePayloadSize=max_message_size(config.max_frame_payload),
+            maxMessagePayloadSize=max_message_size(config.max_frame_payload),
             openHandshakeTimeout=10,
             closeHandshakeTimeout=2,
             perMessageCompressionAccept=lambda offers: None,
@@ -372,7 +377,7 @@ class AgentEndpoint:
             if isinstance(session, EdgeSession):
                 self.detach(session)
                 session.go_away("tunnel deleted")
-                session.sendClose(CLOSE_POLICY, "tunnel deleted")
+                session.sendClose(CLOSE_TUNNEL_DELETED, "tunnel deleted")
 
     def go_away_all(self) -> None:
         for session in list(self.sessions):

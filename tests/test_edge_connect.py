@@ -1,0 +1,215 @@
+"""
+Tests for L{netbore.edge.connect}: the agents' WebSocket endpoint, driven by
+a minimal autobahn client over C{twisted.test.iosim}.  No sockets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.websocket.types import ConnectionResponse
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock
+from twisted.test import iosim
+
+from netbore.edge.config import EdgeConfig
+from netbore.edge.connect import AgentEndpoint, EdgeSession
+from netbore.edge.ratelimit import AuthFailureLimiter
+from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
+from netbore.protocol import session as S
+from netbore.protocol.errors import ErrorCode
+from netbore.protocol.frames import Data, encode
+from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
+from netbore.tokens import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
+
+AGENT_SETTINGS = Settings()
+
+
+class FakeAgent(WebSocketClientProtocol):
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = False
+        self.edge_hello: Hello | None = None
+        self.session: S.Session | None = None
+        self.events: list[Any] = []
+        self.closed: tuple[bool, int | None, str | None] | None = None
+
+    def onConnect(self, response: ConnectionResponse) -> None:
+        self.protocol_selected = response.protocol
+
+    def onOpen(self) -> None:
+        self.opened = True
+        hello = Hello(version=1, role="agent", settings=AGENT_SETTINGS, agent_id=self.factory.agent_id)
+        self.sendMessage(encode_hello(hello).encode(), isBinary=False)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.edge_hello is None:
+            self.edge_hello = decode_hello(payload, expected_role="edge")
+            self.session = S.Session("agent", AGENT_SETTINGS, self.edge_hello.settings)
+            return
+        assert self.session is not None
+        self.events.extend(self.session.receive(payload))
+
+    def flush(self) -> None:
+        assert self.session is not None
+        for message in self.session.data_to_send():
+            self.sendMessage(message, isBinary=True)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.closed = (wasClean, code, reason)
+
+
+class Harness:
+    def __init__(self, tmp_path: Path, per_minute: int = 3) -> None:
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_800_000_000)
+        self.config = EdgeConfig(domain="tunnel.test", heartbeat_interval=5, heartbeat_timeout=5)
+        self.registry = InMemoryRegistry(clock=self.clock, grace=30)
+        self.authority = TokenAuthority(load_keyring(str(tmp_path / "data")), issuer="netbore:test", clock=self.clock)
+        self.limiter = AuthFailureLimiter(self.clock, per_minute)
+        self.endpoint = AgentEndpoint(self.config, self.registry, self.authority, self.limiter, self.clock)
+        now = self.clock.seconds()
+        self.tunnel = Tunnel(
+            tunnel_id="t1", name="app", public_hostname="app.tunnel.test", public_url="http://app.tunnel.test",
+            owner=None, edge_id="edge-1", created_at=now, expires_at=now + 600, held_until=now + 600,
+        )
+        self.registry.add(self.tunnel)
+
+    def token(self, tunnel_id: str = "t1", name: str = "app") -> str:
+        return self.authority.issue(EPHEMERAL, tunnel_id, 600, name=name)[0]
+
+    def connect(self, token: str | None, agent_id: str = "agent-1", how: str = "header") -> tuple[FakeAgent, EdgeSession, iosim.IOPump]:
+        headers = {}
+        protocols = [SUBPROTOCOL]
+        url = "ws://tunnel.test/connect"
+        if token is not None and how == "header":
+            headers["Authorization"] = f"Bearer {token}"
+        elif token is not None and how == "subprotocol":
+            protocols.append("bearer." + token)
+        elif token is not None and how == "query":
+            url += "?nb_token=" + token
+        factory = WebSocketClientFactory(url, protocols=protocols, headers=headers)
+        factory.protocol = FakeAgent
+        factory.agent_id = agent_id  # type: ignore[attr-defined]
+        addr = IPv4Address("TCP", "127.0.0.1", 40000)
+        agent: FakeAgent = factory.buildProtocol(addr)
+        edge: EdgeSession = self.endpoint.factory.buildProtocol(addr)
+        pump = iosim.connect(edge, iosim.makeFakeServer(edge), agent, iosim.makeFakeClient(agent), clock=self.clock)
+        pump.flush()
+        return agent, edge, pump
+
+
+def test_each_token_carrier_is_accepted_and_the_tunnel_becomes_active(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    for how in ("header", "subprotocol", "query"):
+        agent, edge, pump = h.connect(h.token(), agent_id=f"agent-{how}", how=how)
+        assert agent.opened, how
+        assert agent.protocol_selected == SUBPROTOCOL
+        assert agent.edge_hello is not None
+        assert (agent.edge_hello.tunnel_id, agent.edge_hello.public_url) == ("t1", "http://app.tunnel.test")
+    assert h.tunnel.state == TunnelState.ACTIVE
+    assert len(h.tunnel.sessions) == 3
+
+
+def test_missing_or_bad_tokens_are_refused_before_any_frame(tmp_path: Path) -> None:
+    h = Harness(tmp_path, per_minute=3)
+    agent, edge, pump = h.connect(None)
+    assert not agent.opened and agent.edge_hello is None
+    assert agent.closed is not None and "401" in (agent.closed[2] or "")
+    management = h.authority.issue(MANAGEMENT, "alice", 600, role="user")[0]
+    agent, edge, pump = h.connect(management)  # a management token is not an ephemeral token
+    assert not agent.opened and agent.closed is not None and "401" in (agent.closed[2] or "")
+    agent, edge, pump = h.connect(h.token() + "x")  # tampered
+    assert not agent.opened
+    # Three failures a minute from this address: now even a good token waits.
+    agent, edge, pump = h.connect(h.token())
+    assert not agent.opened and agent.closed is not None and "429" in (agent.closed[2] or "")
+    h.clock.advance(61)
+    agent, edge, pump = h.connect(h.token())
+    assert agent.opened
+    assert h.tunnel.state == TunnelState.ACTIVE
+
+
+def test_token_for_an_unknown_tunnel_is_forbidden(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token("gone", "gone"))
+    assert not agent.opened and agent.closed is not None and "403" in (agent.closed[2] or "")
+    agent, edge, pump = h.connect(h.token("t1", "other"))  # name does not match the tunnel
+    assert not agent.opened and agent.closed is not None and "403" in (agent.closed[2] or "")
+
+
+def test_protocol_violation_closes_only_that_session(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token())
+    assert h.tunnel.state == TunnelState.ACTIVE
+    # DATA on a stream the edge never opened.
+    agent.sendMessage(encode(Data(7, b"x" * 10, False)), isBinary=True)
+    pump.flush()
+    h.clock.advance(3)
+    pump.flush()
+    assert agent.closed is not None
+    assert agent.closed[1] == 4000 + ErrorCode.PROTOCOL_ERROR
+    assert h.tunnel.state == TunnelState.DOWN
+    assert h.tunnel.sessions == []
+
+
+def test_text_after_hello_is_a_protocol_error(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token())
+    agent.sendMessage(b"{}", isBinary=False)
+    pump.flush()
+    h.clock.advance(3)
+    pump.flush()
+    assert agent.closed is not None and agent.closed[1] == 4001
+
+
+class RecordingExchange:
+    def __init__(self) -> None:
+        self.heads: list[int] = []
+
+    def response_head(self, status: int, reason: bytes, headers: Any, end_stream: bool) -> None:
+        self.heads.append(status)
+
+    def reset(self, code: int) -> None:
+        self.heads.append(-code)
+
+
+def test_informational_heads_are_not_taken_for_the_response(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token())
+    exchange = RecordingExchange()
+    sid = edge.open_stream(exchange, b"GET", b"/", [(b"host", b"app.tunnel.test")], True)  # type: ignore[arg-type]
+    pump.flush()
+    assert agent.session is not None
+    agent.session.send_response_head(sid, 103, b"Early Hints", [(b"link", b"</a.css>; rel=preload")])
+    agent.session.send_response_head(sid, 200, b"OK", [], end_stream=True)
+    agent.flush()
+    pump.flush()
+    assert exchange.heads == [200]
+
+
+def test_a_reconnecting_agent_replaces_its_old_session(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    old_agent, old_edge, old_pump = h.connect(h.token(), agent_id="laptop")
+    other, _, _ = h.connect(h.token(), agent_id="server")
+    new_agent, new_edge, new_pump = h.connect(h.token(), agent_id="laptop")
+    old_pump.flush()
+    assert old_agent.session is not None
+    assert any(isinstance(e, S.GoAwayReceived) for e in old_agent.events)
+    assert old_edge not in h.tunnel.sessions
+    assert len(h.tunnel.sessions) == 2 and new_edge in h.tunnel.sessions
+    assert {s.agent_id for s in h.tunnel.sessions} == {"laptop", "server"}
+    assert h.tunnel.state == TunnelState.ACTIVE
+
+
+def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token())
+    h.endpoint.tunnel_deleted(h.tunnel)
+    pump.flush()
+    h.clock.advance(3)
+    pump.flush()
+    assert agent.closed is not None and agent.closed[1] == 4100
+    assert h.tunnel.sessions == []
