@@ -82,6 +82,9 @@ class AgentService(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        # A state file left by a process that was killed still says
+        # "ready": it is not, until this process's session is up.
+        self._save(state="offline")
         self._loop = defer.ensureDeferred(self._run())
         self._loop.addErrback(lambda f: log.failure("agent loop failed", f))
 

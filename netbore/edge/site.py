@@ -145,15 +145,19 @@ class EdgeService(service.MultiService):
                 if not channels:
                     break
                 # Idle keep-alive connections and finished responses:
-                # loseConnection flushes what is buffered, then closes.
+                # the channel's loseConnection unregisters the channel as
+                # the transport's producer (a transport with a producer
+                # never closes) and the transport writes out what is
+                # buffered, then closes.
                 for channel in channels:
                     if not channel.requests and not getattr(channel.transport, "disconnecting", False):
-                        channel.transport.loseConnection()
+                        channel.loseConnection()
             await deferLater(reactor, 0.05, lambda: None)
         else:
             log.warn(
-                "drain timeout: cutting {streams} in-flight streams",
+                "drain timeout: cutting {streams} in-flight streams and {connections} connections",
                 streams=sum(len(s.streams) for s in self.endpoint.sessions),
+                connections=len(self.site.open_channels()),
             )
         log.info("edge drained")
 
