@@ -5,9 +5,11 @@ the edge, reconnect with backoff, keep the state file true.
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
 from twisted.application import service
@@ -35,6 +37,24 @@ log = Logger()
 STABLE_AFTER = 10.0
 #: Re-create a little before the ephemeral token runs out.
 TOKEN_MARGIN = 30.0
+#: Refresh the recreate token (by re-creating) at this fraction of its
+#: remaining lifetime, so that an agent connected for longer than the
+#: token's lifetime can still reclaim its name after an edge restart.
+REFRESH_AT = 0.5
+#: Shortest and longest wait between refresh attempts.
+REFRESH_MIN = 1.0
+REFRESH_RETRY_MAX = 60.0
+#: The control API's answers that mean "this recreate token will never
+#: work": bad request, bad or expired signature, not allowed, and the name
+#: taken by another tunnel.
+RECREATE_REFUSED = (400, 401, 403, 409)
+
+#: How a session attempt ended (see L{AgentService._session}).
+UNREACHABLE = "unreachable"
+REFUSED = "refused"
+DROPPED = "dropped"
+STABLE = "stable"
+NO_TUNNEL = "no-tunnel"
 
 def _parse_time(text: str) -> float:
     try:
@@ -43,12 +63,64 @@ def _parse_time(text: str) -> float:
         return 0.0
 
 
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return datetime.fromtimestamp(int(when), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_expiry(token: str | None) -> float | None:
+    """
+    The C{exp} claim of a JWT, read without verifying it (the agent only
+    schedules by it; the edge does the verifying), or L{None}.
+    """
+    if not token:
+        return None
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims["exp"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
+
+
+class IControl(Protocol):
+    """
+    What the service needs of the control API client (L{ControlClient}).
+    """
+
+    async def management_token(self, api_key: str) -> str: ...
+
+    async def create(
+        self,
+        *,
+        requested_name: str | None = None,
+        recreate_token: str | None = None,
+        management_token: str | None = None,
+        recreate_ttl: int | None = None,
+    ) -> Created: ...
+
+
+#: Opens one session: C{(url, token, on_ready, on_closed)}; the result
+#: fires when the connection is made (the handshake then reports through
+#: the callbacks) and fails when it cannot be.  Tests pass their own.
+Connect = Callable[[str, str, Callable[[Hello, Any], None], Callable[[SessionClosed], None]], Awaitable[None]]
+
+
 class AgentService(service.Service):
     """
     Keeps one tunnel up for one origin.
     """
 
-    def __init__(self, config: AgentConfig, reactor: Any) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        reactor: Any,
+        *,
+        control: IControl | None = None,
+        connect: Connect | None = None,
+    ) -> None:
         self.config = config
         self.reactor = reactor
         self.state = load_state(config.state_file) if config.state_file else AgentState()
@@ -58,8 +130,11 @@ class AgentService(service.Service):
         if config.ca_cert:
             with open(config.ca_cert, "rb") as f:
                 self.trust = Certificate.loadPEM(f.read())
-        policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
-        self.control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
+        if control is None:
+            policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
+            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
+        self.control: IControl = control
+        self._connect: Connect = connect if connect is not None else self._connect_websocket
         self.forwarder = OriginForwarder(
             reactor, config.origin, host_header=config.host_header, pool=make_pool(reactor)
         )
@@ -69,6 +144,7 @@ class AgentService(service.Service):
         self._loop: defer.Deferred[None] | None = None
         self._sleep: Any = None
         self._sleeping: defer.Deferred[None] = defer.Deferred()
+        self._refresh: Any = None  # IDelayedCall of the next recreate-token refresh
 
     # -- state ------------------------------------------------------------------
 
@@ -93,6 +169,7 @@ class AgentService(service.Service):
         if self._sleep is not None and self._sleep.active():
             self._sleep.cancel()
             self._sleeping.callback(None)  # let the loop see running is False
+        self._cancel_refresh()
         protocol, self.protocol = self.protocol, None
         done: defer.Deferred[Any] = defer.succeed(None)
         if protocol is not None:
@@ -103,40 +180,48 @@ class AgentService(service.Service):
         return done
 
     async def _run(self) -> None:
-        refusals = 0
+        refused_in_a_row = 0
         while self.running:
-            try:
-                created = await self._ensure_created()
-            except ControlError as e:
-                log.error("control API refused the tunnel: {error}", error=str(e))
-            except Exception as e:
-                log.warn("cannot reach the control API at {url}: {error}", url=self.config.control_url, error=str(e) or repr(e))
-            else:
-                for candidate in created.candidates:
-                    if not self.running:
-                        return
-                    outcome = await self._session(str(candidate["edge_url"]), created.ephemeral_token)
-                    if outcome == "unreachable":
-                        continue  # the next candidate, in order
-                    if outcome == "refused":
-                        # The token is no good here (expired, or the edge
-                        # restarted and forgot the tunnel): re-create at
-                        # once with the recreate token, backing off only if
-                        # that keeps being refused.
-                        self.created = None
-                        refusals += 1
-                    else:
-                        refusals = 0
-                        if outcome == "stable":
-                            self.backoff.reset()
-                    break
-                if refusals == 1 and self.running:
-                    continue
+            outcome = await self._attempt()
             if not self.running:
                 return
+            if outcome == REFUSED:
+                # The token is no good here (expired, or the edge restarted
+                # and forgot the tunnel): re-create at once with the
+                # recreate token; back off only if that is refused too.
+                self.created = None
+                refused_in_a_row += 1
+                if refused_in_a_row == 1:
+                    continue
+            else:
+                refused_in_a_row = 0
+            if outcome == STABLE:
+                self.backoff.reset()
             delay = self.backoff.next()
             log.info("reconnecting in {delay:.1f} s", delay=delay)
             await self._wait(delay)
+
+    async def _attempt(self) -> str:
+        """
+        Create (or re-create) the tunnel if need be, then hold a session
+        with the first candidate that takes it, in order.
+        """
+        try:
+            created = await self._ensure_created()
+        except ControlError as e:
+            log.error("control API refused the tunnel: {error}", error=str(e))
+            return NO_TUNNEL
+        except Exception as e:
+            log.warn("cannot reach the control API at {url}: {error}", url=self.config.control_url, error=str(e) or repr(e))
+            return NO_TUNNEL
+        outcome = UNREACHABLE
+        for candidate in created.candidates:
+            if not self.running:
+                break
+            outcome = await self._session(str(candidate["edge_url"]), created.ephemeral_token)
+            if outcome != UNREACHABLE:
+                break  # refused, or it was up: start over from the first
+        return outcome
 
     def _wait(self, seconds: float) -> defer.Deferred[None]:
         d: defer.Deferred[None] = defer.Deferred()
@@ -166,7 +251,7 @@ class AgentService(service.Service):
                     management_token=management, recreate_ttl=ttl,
                 )
             except ControlError as e:
-                if e.status not in (400, 401, 403):
+                if e.status not in RECREATE_REFUSED:
                     raise
                 log.warn(
                     "the recreate token for {name} was refused ({error}); creating a new tunnel: "
@@ -191,6 +276,7 @@ class AgentService(service.Service):
             name=created.name,
             public_url=created.public_url,
             recreate_token=created.recreate_token or state.recreate_token,
+            recreate_expires_at=_iso(token_expiry(created.recreate_token or state.recreate_token)),
             origin=self.config.origin,
             control_url=self.config.control_url,
             agent_id=self.agent_id,
@@ -201,37 +287,66 @@ class AgentService(service.Service):
 
     async def _session(self, url: str, token: str) -> str:
         """
-        Hold one session; how it ended: "unreachable", "refused", "dropped"
-        (after being up briefly) or "stable" (after being up long enough).
+        Hold one session; how it ended: L{UNREACHABLE} (no connection or
+        no handshake), L{REFUSED} (the edge refused the token), L{DROPPED}
+        (after being up briefly) or L{STABLE} (after being up for
+        L{STABLE_AFTER} seconds or more).
         """
         ended: defer.Deferred[str] = defer.Deferred()
         opened_at: list[float] = []
-        factory: AgentSessionFactory
 
-        def on_ready(hello: Hello) -> None:
+        def on_ready(hello: Hello, protocol: Any) -> None:
             opened_at.append(self.reactor.seconds())
-            self.protocol = factory.current
+            self.protocol = protocol
+            if not self.running:
+                # Stopped while the handshake was under way.
+                if protocol is not None:
+                    protocol.close("agent stopping")
+                return
             public_url = hello.public_url or (self.created.public_url if self.created else "")
             self._save(state="ready", public_url=public_url)
             log.info("tunnel ready: {url} -> {origin}", url=public_url, origin=self.config.origin)
+            self._schedule_refresh()
 
         def on_closed(closed: SessionClosed) -> None:
             self.protocol = None
+            self._cancel_refresh()
             if ended.called:
                 return
             if not closed.ready:
                 if closed.http_status is not None:
                     log.warn("edge refused the session ({status}): {reason}", status=closed.http_status, reason=closed.reason)
-                    ended.callback("refused")
+                    ended.callback(REFUSED)
                 else:
                     log.warn("session to {url} failed: {reason}", url=url, reason=closed.reason)
-                    ended.callback("unreachable")
+                    ended.callback(UNREACHABLE)
                 return
+            up = self.reactor.seconds() - opened_at[0] if opened_at else 0.0
             if self.running:
                 self._save(state="offline")
-            log.warn("session to {url} closed: {reason}", url=url, reason=closed.reason)
-            up = self.reactor.seconds() - opened_at[0] if opened_at else 0.0
-            ended.callback("stable" if up >= STABLE_AFTER else "dropped")
+                log.warn("session to {url} closed after {up:.1f} s: {reason}", url=url, up=up, reason=closed.reason)
+            else:
+                log.info("session to {url} closed: {reason}", url=url, reason=closed.reason)
+            ended.callback(STABLE if up >= STABLE_AFTER else DROPPED)
+
+        try:
+            await self._connect(url, token, on_ready, on_closed)
+        except Exception as e:
+            log.warn("cannot connect to {url}: {error}", url=url, error=str(e) or repr(e))
+            return UNREACHABLE
+        return await ended
+
+    async def _connect_websocket(
+        self,
+        url: str,
+        token: str,
+        on_ready: Callable[[Hello, Any], None],
+        on_closed: Callable[[SessionClosed], None],
+    ) -> None:
+        factory: AgentSessionFactory
+
+        def ready(hello: Hello) -> None:
+            on_ready(hello, factory.current)
 
         factory = AgentSessionFactory(
             url=url,
@@ -242,7 +357,7 @@ class AgentService(service.Service):
             settings=Settings(),
             heartbeat_interval=self.config.heartbeat_interval,
             heartbeat_timeout=self.config.heartbeat_timeout,
-            on_ready=on_ready,
+            on_ready=ready,
             on_closed=on_closed,
             tunnel_id=self.created.tunnel_id if self.created else None,
         )
@@ -253,9 +368,59 @@ class AgentService(service.Service):
         endpoint: Any = HostnameEndpoint(self.reactor, host, port, timeout=10)
         if secure:
             endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=self.trust), endpoint)
+        await endpoint.connect(factory)
+
+    # -- keeping the recreate token fresh -----------------------------------------
+
+    def _schedule_refresh(self, delay: float | None = None) -> None:
+        """
+        While the tunnel is up, re-create it (same id, same name: the edge
+        answers a valid recreate token for a live tunnel with that tunnel)
+        before the recreate token runs out, for a new one.
+        """
+        self._cancel_refresh()
+        if delay is None:
+            exp = token_expiry(self.state.recreate_token)
+            if exp is None:
+                return
+            delay = max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT)
+        self._refresh = self.reactor.callLater(delay, self._refresh_now)
+
+    def _cancel_refresh(self) -> None:
+        if self._refresh is not None and self._refresh.active():
+            self._refresh.cancel()
+        self._refresh = None
+
+    def _refresh_now(self) -> None:
+        self._refresh = None
+        d = defer.ensureDeferred(self._refresh_token())
+        d.addErrback(lambda f: log.failure("refreshing the recreate token failed", f))
+
+    async def _refresh_token(self) -> None:
+        if not self.running or self.protocol is None or not self.state.recreate_token:
+            return
+        before = self.state.tunnel_id
         try:
-            await endpoint.connect(factory)
+            management = await self.control.management_token(self.api_key) if self.api_key else None
+            created = await self.control.create(
+                requested_name=self.state.name, recreate_token=self.state.recreate_token,
+                management_token=management, recreate_ttl=self.config.recreate_ttl,
+            )
         except Exception as e:
-            log.warn("cannot connect to {url}: {error}", url=url, error=str(e) or repr(e))
-            return "unreachable"
-        return await ended
+            exp = token_expiry(self.state.recreate_token) or 0.0
+            retry = min(REFRESH_RETRY_MAX, max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT))
+            log.warn("cannot refresh the recreate token ({error}); retrying in {retry:.0f} s", error=str(e) or repr(e), retry=retry)
+            if self.protocol is not None and self.running:
+                self._schedule_refresh(retry)
+            return
+        if created.tunnel_id != before:
+            # Cannot happen with a valid token; do not adopt a stranger.
+            log.warn("refreshing the recreate token gave another tunnel ({tunnel_id}); ignored", tunnel_id=created.tunnel_id)
+            return
+        self.created = created
+        self._save(
+            recreate_token=created.recreate_token or self.state.recreate_token,
+            recreate_expires_at=_iso(token_expiry(created.recreate_token or self.state.recreate_token)),
+        )
+        if self.protocol is not None and self.running:
+            self._schedule_refresh()
