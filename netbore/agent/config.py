@@ -113,6 +113,8 @@ def load_config_file(path: str) -> dict[str, Any]:
         name = ALIASES.get(name, name)
         if name not in OPTION_TYPES:
             raise ConfigError(f"config file {path}: unknown key {key!r}")
+        if name in settings:
+            raise ConfigError(f"config file {path}: {key!r} sets {name!r} a second time")
         try:
             settings[name] = OPTION_TYPES[name](value)
         except TypeError as e:
