@@ -304,8 +304,10 @@ class AgentService(service.Service):
                     protocol.close("agent stopping")
                 return
             public_url = hello.public_url or (self.created.public_url if self.created else "")
-            self._save(state="ready", public_url=public_url)
+            # The log line first: whoever sees "ready" in the state file
+            # finds the line in the log too.
             log.info("tunnel ready: {url} -> {origin}", url=public_url, origin=self.config.origin)
+            self._save(state="ready", public_url=public_url)
             self._schedule_refresh()
 
         def on_closed(closed: SessionClosed) -> None:
