@@ -1,0 +1,3 @@
+"""
+The netbore benchmark suite: C{python bench/run.py [--quick] [--json out.json]}.
+"""

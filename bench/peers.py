@@ -1,0 +1,408 @@
+"""
+What the benchmark starts: the origin (nginx or the built-in one) and the
+paths to it (direct, netbore, and the peers of issue 5). Each is a small
+class; to add a peer, subclass L{Peer} and list it in L{PEERS}.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.load import Target
+from bench.procs import Proc, ProcessGroup, descendants, free_port, wait_port
+
+__all__ = ["Env", "Origin", "NginxOrigin", "BuiltinOrigin", "Peer", "PEERS", "TOOLS"]
+
+REPO = Path(__file__).resolve().parent.parent
+SMALL = b"Hello, World!"
+
+#: binaries the run can use, and the Debian package that has each
+TOOLS = {"wrk": "wrk", "nginx": "nginx", "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+
+
+def which(tool: str) -> str | None:
+    """C{shutil.which}, also looking in the sbin directories (sshd, nginx)."""
+    path = os.environ.get("PATH", "") + ":/usr/sbin:/usr/local/sbin:/sbin"
+    return shutil.which(tool, path=path)
+
+
+@dataclass
+class Env:
+    """Shared by every process of one run."""
+
+    tmp: Path
+    group: ProcessGroup
+    server_cores: set[int] | None
+    files: dict[str, Path] = field(default_factory=dict)  # route -> file served
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> Proc:
+        return self.group.start(name, cmd, self.tmp / f"{name}.log", env=env, cores=self.server_cores, cwd=self.tmp)
+
+
+def _nginx_common(workdir: Path) -> str:
+    """Global part of a private nginx config, run in the foreground as us."""
+    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
+    temps = "\n".join(f"  {kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    return f"""
+daemon off;
+master_process on;
+worker_processes 1;
+{user}
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+{temps}
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_requests 10000000;
+  keepalive_timeout 120s;
+"""
+
+
+def _start_nginx(env: Env, name: str, http_body: str) -> Proc:
+    nginx = which("nginx")
+    assert nginx is not None
+    workdir = env.tmp / name
+    workdir.mkdir(exist_ok=True)
+    conf = workdir / "nginx.conf"
+    conf.write_text(_nginx_common(workdir) + http_body + "}\n")
+    check = subprocess.run([nginx, "-t", "-q", "-p", str(workdir), "-c", str(conf)], capture_output=True, text=True)
+    if check.returncode:
+        raise RuntimeError(f"nginx rejects {conf}: {check.stderr.strip()}")
+    return env.start(name, [nginx, "-p", str(workdir), "-c", str(conf)])
+
+
+# ------------------------------------------------------------------ origins
+
+
+class Origin:
+    """The service every path leads to: routes /13, /1m, /100m, POST /upload."""
+
+    name = "origin"
+    port = 0
+    proc: Proc | None = None
+
+    def missing(self) -> str | None:
+        return None
+
+    def start(self, env: Env) -> int:
+        raise NotImplementedError
+
+    def upload_ok(self, status: int, body: bytes, sha: str) -> bool:
+        """Whether the origin received exactly the bytes whose SHA-256 is C{sha}."""
+        return status == 200 and body.decode(errors="replace").strip() == sha
+
+
+class NginxOrigin(Origin):
+    """
+    nginx serving the files, and reading uploads whole into files that are
+    kept (C{client_body_in_file_only on}) so the bench can hash them. C{return}
+    alone would answer before the body is read and discard it, so the upload
+    location hands the stored file's name to a bodiless internal request.
+    """
+
+    name = "nginx"
+
+    def missing(self) -> str | None:
+        return None if which("nginx") else "nginx is not installed"
+
+    def start(self, env: Env) -> int:
+        self.port = free_port()
+        locations = "\n".join(
+            f"    location = {route} {{ alias {path}; default_type application/octet-stream; }}" for route, path in env.files.items()
+        )
+        body = f"""
+  server {{
+    listen 127.0.0.1:{self.port} backlog=4096;
+    location = /13 {{ default_type text/plain; return 200 "{SMALL.decode()}"; }}
+{locations}
+    location = /upload {{
+      client_max_body_size 0;
+      client_body_buffer_size 1m;
+      client_body_in_file_only on;
+      proxy_pass http://127.0.0.1:{self.port}/_stored;
+      proxy_http_version 1.1;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Body-File $request_body_file;
+    }}
+    location = /_stored {{ allow 127.0.0.1; deny all; default_type text/plain; return 200 "$http_x_body_file"; }}
+  }}
+"""
+        self.proc = _start_nginx(env, "origin-nginx", body)
+        wait_port(self.port, 10, self.proc.alive)
+        return self.port
+
+    def upload_ok(self, status: int, body: bytes, sha: str) -> bool:
+        if status != 200:
+            return False
+        stored = Path(body.decode().strip())
+        try:
+            digest = hashlib.sha256(stored.read_bytes()).hexdigest()
+        except OSError:
+            return False
+        stored.unlink()
+        return digest == sha
+
+
+class BuiltinOrigin(Origin):
+    """C{bench/origin.py}: asyncio, sendfile for downloads, hashes uploads."""
+
+    name = "builtin"
+
+    def start(self, env: Env) -> int:
+        self.port = free_port()
+        directory = next(iter(env.files.values())).parent
+        cmd = [sys.executable, str(REPO / "bench" / "origin.py"), str(self.port), "--dir", str(directory)]
+        self.proc = env.start("origin-builtin", cmd)
+        wait_port(self.port, 10, self.proc.alive)
+        return self.port
+
+
+# -------------------------------------------------------------------- paths
+
+
+class Peer:
+    """One way from the load generator to the origin."""
+
+    name = "peer"
+    #: what the row is called in the table
+    label = "peer"
+    tunnel = True
+
+    def missing(self) -> str | None:
+        """Why this peer cannot run here, or None."""
+        return None
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        raise NotImplementedError
+
+    def pids(self) -> set[int]:
+        """The tunnel's processes (and their children) now."""
+        return set()
+
+    def procs(self) -> list[Proc]:
+        """The processes this peer started (stopped by L{stop})."""
+        return []
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs()):
+            proc.stop()
+
+
+class Direct(Peer):
+    name = label = "direct"
+    tunnel = False
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        return Target(origin_port, f"127.0.0.1:{origin_port}")
+
+
+def twistd(*args: str) -> list[str]:
+    """The real C{twistd -n} of the running Python."""
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", *args]
+
+
+class Netbore(Peer):
+    name = label = "netbore"
+
+    def __init__(self) -> None:
+        self.started: list[Proc] = []
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        port = free_port()
+        py_env = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        edge = env.start(
+            "netbore-edge",
+            twistd("netbore-edge", "--listen", f"tcp:{port}:interface=127.0.0.1", "--domain", "localhost",
+                   "--data-dir", str(env.tmp / f"edge-data-{port}"), "--allow-anonymous"),
+            env=py_env,
+        )
+        self.started.append(edge)
+        wait_port(port, 30, edge.alive)
+        state = env.tmp / f"agent-state-{port}.json"
+        agent = env.start(
+            "netbore-agent",
+            twistd("netbore-agent", "--control-url", f"http://127.0.0.1:{port}", "--origin", f"http://127.0.0.1:{origin_port}",
+                   "--name", "bench", "--state-file", str(state)),
+            env=py_env,
+        )
+        self.started.append(agent)
+        url = self._wait_ready(state, agent, 30)
+        return Target(port, url.split("://", 1)[1].split("/", 1)[0])
+
+    @staticmethod
+    def _wait_ready(state: Path, agent: Proc, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not agent.alive():
+                raise RuntimeError(f"netbore agent exited:\n{agent.log_tail()}")
+            try:
+                data = json.loads(state.read_text())
+                if data.get("state") == "ready":
+                    return str(data["public_url"])
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"netbore tunnel not ready after {timeout} s:\n{agent.log_tail()}")
+
+    def pids(self) -> set[int]:
+        return {p.pid for p in self.started if p.alive()}
+
+    def procs(self) -> list[Proc]:
+        return self.started
+
+    def stop(self) -> None:
+        super().stop()
+        self.started = []
+
+    def roles(self) -> dict[str, int]:
+        """edge/agent -> pid (for profilers)."""
+        return {p.name.split("-", 1)[1]: p.pid for p in self.started}
+
+
+class NginxProxy(Peer):
+    """nginx as a one-hop reverse proxy with keep-alive upstream connections."""
+
+    name = "nginx-proxy"
+    label = "nginx proxy"
+
+    def __init__(self) -> None:
+        self.proc: Proc | None = None
+
+    def missing(self) -> str | None:
+        return None if which("nginx") else "nginx is not installed (Debian package: nginx)"
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        port = free_port()
+        body = f"""
+  upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_request_buffering off;
+    }}
+  }}
+"""
+        self.proc = _start_nginx(env, "nginx-proxy", body)
+        wait_port(port, 10, self.proc.alive)
+        return Target(port, f"127.0.0.1:{port}")
+
+    def pids(self) -> set[int]:
+        return descendants(self.proc.pid) if self.proc and self.proc.alive() else set()
+
+    def procs(self) -> list[Proc]:
+        return [self.proc] if self.proc else []
+
+
+class SshRemote(Peer):
+    """
+    OpenSSH remote forwarding (C{ssh -R}) through a private sshd on a
+    loopback port, with throwaway host and client keys, run as the current
+    user.
+    """
+
+    name = "ssh-R"
+    label = "OpenSSH -R"
+
+    def __init__(self) -> None:
+        self.sshd: Proc | None = None
+        self.ssh: Proc | None = None
+
+    def missing(self) -> str | None:
+        for tool in ("sshd", "ssh", "ssh-keygen"):
+            if not which(tool):
+                return f"{tool} is not installed (Debian package: {TOOLS[tool]})"
+        return None
+
+    def _keys(self, workdir: Path) -> None:
+        for key in ("host_key", "client_key"):
+            subprocess.run([which("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / key)], check=True)
+        shutil.copy(workdir / "client_key.pub", workdir / "authorized_keys")
+        os.chmod(workdir / "authorized_keys", 0o600)
+
+    def _config(self, workdir: Path, port: int) -> Path:
+        conf = workdir / "sshd_config"
+        conf.write_text(
+            f"""Port {port}
+ListenAddress 127.0.0.1
+HostKey {workdir}/host_key
+PidFile {workdir}/sshd.pid
+AuthorizedKeysFile {workdir}/authorized_keys
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+GatewayPorts no
+X11Forwarding no
+PrintMotd no
+LogLevel ERROR
+"""
+        )
+        return conf
+
+    @staticmethod
+    def _privsep_dir() -> None:
+        """sshd started as root wants its privilege-separation directory."""
+        if os.geteuid() == 0 and not Path("/run/sshd").exists():
+            print("  creating /run/sshd (sshd's privilege separation directory)")
+            os.makedirs("/run/sshd", mode=0o755)
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        workdir = env.tmp / "ssh"
+        workdir.mkdir(exist_ok=True)
+        self._keys(workdir)
+        ssh_port, fwd_port = free_port(), free_port()
+        conf = self._config(workdir, ssh_port)
+        self._privsep_dir()
+        sshd = which("sshd")
+        assert sshd is not None
+        self.sshd = env.start("sshd", [sshd, "-D", "-e", "-f", str(conf)])
+        wait_port(ssh_port, 10, self.sshd.alive)
+        self.ssh = env.start(
+            "ssh-client",
+            [which("ssh") or "ssh", "-F", "/dev/null", "-N", "-T", "-p", str(ssh_port), "-i", str(workdir / "client_key"),
+             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+             "-o", f"UserKnownHostsFile={workdir}/known_hosts", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
+             "-R", f"127.0.0.1:{fwd_port}:127.0.0.1:{origin_port}", f"{getpass.getuser()}@127.0.0.1"],
+        )
+        try:
+            wait_port(fwd_port, 15, self.ssh.alive)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\nssh: {self.ssh.log_tail()}\nsshd: {self.sshd.log_tail()}") from None
+        return Target(fwd_port, f"127.0.0.1:{fwd_port}")
+
+    def pids(self) -> set[int]:
+        pids: set[int] = set()
+        if self.sshd and self.sshd.alive():
+            pids |= descendants(self.sshd.pid)
+        if self.ssh and self.ssh.alive():
+            pids.add(self.ssh.pid)
+        return pids
+
+    def procs(self) -> list[Proc]:
+        return [p for p in (self.sshd, self.ssh) if p]
+
+
+#: every path, in table order; direct first
+PEERS: list[type[Peer]] = [Direct, Netbore, NginxProxy, SshRemote]
