@@ -429,3 +429,89 @@ def test_session_refusing_the_stream(refusal: Exception, status: int, code: byte
     h.send(b"abc")
     assert h.status() == status
     assert _headers(h.response_headers(), b"x-netbore-error") == [code]
+
+
+# -- agent pools -------------------------------------------------------------------
+
+
+def test_stream_refused_by_a_departing_agent_is_carried_by_another() -> None:
+    h = Harness()
+    other = FakeSession()
+    tunnel = h.registry.by_name("app")
+    assert tunnel is not None
+    h.registry.attach_session(tunnel, other)
+    h.head(b"GET", b"/x")
+    first = h.session if h.session.heads else other
+    second = other if first is h.session else h.session
+    exchange = first.exchanges[1]
+    exchange.reset(ErrorCode.REFUSED_STREAM)
+    assert len(second.heads) == 1 and second.heads[0][:2] == (b"GET", b"/x")
+    second.exchanges[1].response_head(200, b"OK", [(b"content-length", b"2")], False)
+    second.exchanges[1].data(b"ok", True)
+    assert h.status() == 200 and h.body() == b"ok"
+
+
+def test_refused_stream_is_not_retried_once_its_body_was_sent() -> None:
+    h = Harness()
+    other = FakeSession()
+    tunnel = h.registry.by_name("app")
+    assert tunnel is not None
+    h.registry.attach_session(tunnel, other)
+    h.head(b"POST", b"/upload", length=4)
+    first = h.session if h.session.heads else other
+    second = other if first is h.session else h.session
+    h.send(b"da")
+    first.exchanges[1].reset(ErrorCode.REFUSED_STREAM)
+    h.send(b"ta")
+    assert second.heads == []
+    assert h.status() == 502
+
+
+def test_refused_with_no_other_session_is_a_502() -> None:
+    h = Harness()
+    h.head(b"GET", b"/x")
+    h.exchange.reset(ErrorCode.REFUSED_STREAM)
+    assert h.status() == 502
+
+
+# -- credit: every response byte is acknowledged exactly once ------------------
+
+
+def test_bytes_held_while_the_viewer_is_slow_are_credited_when_the_response_ends() -> None:
+    h = Harness()
+    h.head(b"GET", b"/big")
+    exchange = h.exchange
+    exchange.response_head(200, b"OK", [(b"content-length", b"30")], False)
+    exchange.data(b"a" * 10, False)
+    assert h.session.acked == {1: 10}
+    exchange.pauseProducing()  # the viewer's connection is full
+    exchange.data(b"b" * 10, False)
+    assert h.session.acked == {1: 10}  # held: the agent must slow down
+    exchange.data(b"c" * 10, True)  # ends while still paused
+    assert h.session.acked == {1: 30}
+    assert h.body() == b"a" * 10 + b"b" * 10 + b"c" * 10
+
+
+def test_bytes_held_when_the_viewer_leaves_are_credited() -> None:
+    h = Harness()
+    h.head(b"GET", b"/big")
+    exchange = h.exchange
+    exchange.response_head(200, b"OK", [(b"content-length", b"100")], False)
+    exchange.pauseProducing()
+    exchange.data(b"x" * 40, False)
+    h.channel.connectionLost(Failure(ConnectionDone()))
+    assert h.session.acked == {1: 40}
+    assert h.session.resets == [(1, ErrorCode.CANCEL)]
+    exchange.data(b"y" * 20, False)  # in flight before the reset arrived
+    assert h.session.acked == {1: 60}
+
+
+def test_early_response_bytes_are_credited_when_the_agent_resets() -> None:
+    h = Harness()
+    h.head(b"POST", b"/upload", length=10)
+    exchange = h.exchange
+    exchange.response_head(200, b"OK", [], False)
+    exchange.data(b"z" * 25, False)  # the viewer's body is not in: held
+    assert h.session.acked == {}
+    exchange.reset(ErrorCode.ORIGIN_RESET)
+    assert h.session.acked == {1: 25}

@@ -270,6 +270,19 @@ class EdgeSession(WebSocketServerProtocol):
             self.protocol.go_away(F.ErrorCode.NO_ERROR, message.encode())
             self.flush()
 
+    def abandon(self, message: str) -> None:
+        """
+        Give this session up at once: its streams fail now (their viewers
+        get 502, or a cut connection if the response had begun), and the
+        connection is aborted without waiting for a close handshake.
+        """
+        self.factory.endpoint.detach(self)
+        streams, self.streams = self.streams, {}
+        for exchange in streams.values():
+            exchange.reset(F.ErrorCode.CANCEL)
+        self.go_away(message)
+        self.dropConnection(abort=True)
+
     def _fail(self, error: F.ProtocolError) -> None:
         log.warn(
             "protocol error from agent {agent_id}: {message}",
@@ -350,8 +363,11 @@ class AgentEndpoint:
         for old in list(tunnel.sessions):
             if isinstance(old, EdgeSession) and old.agent_id == session.agent_id:
                 self.detach(old)
-                old.go_away("replaced by a new session of the same agent")
-                old.sendClose(CLOSE_NORMAL, "replaced")
+                # The agent only reconnects when it believes the old
+                # connection dead, so do not wait for a close handshake it
+                # may never answer: in-flight streams fail now, not after
+                # the close timeout.
+                old.abandon("replaced by a new session of the same agent")
         self.sessions.add(session)
         self.registry.attach_session(tunnel, session)
         log.info(

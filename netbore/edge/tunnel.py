@@ -127,11 +127,17 @@ class ViewerExchange:
         self.responding = False
         self.finished = False
         self.consumer_paused = False
-        self.unacked = 0
+        # Response bytes received from the agent and not yet acknowledged:
+        # every byte is acknowledged exactly once, when the viewer's
+        # connection has taken it or when it is dropped (a leak here would
+        # shrink the whole session's window for good).
+        self.held = 0
+        self.credit_to: tuple[IStreamSession, int] | None = None
         # The agent ended (or answered all of) the response before the
         # viewer's body was in: the rest of the body is read and dropped.
         self.response_complete = False
         self.timeout: IDelayedCall | None = None
+        self.body_started = False  # some of the request body went to an agent
         request.notifyFinish().addErrback(self._viewer_gone)
 
         if router.draining:
@@ -141,30 +147,66 @@ class ViewerExchange:
         if tunnel is None:
             self.error = pages.NOT_FOUND
             return
-        sessions = tunnel.sessions
-        if not sessions:
-            self.error = pages.OFFLINE
+        self.tunnel = tunnel
+        self.tried: list[IStreamSession] = []
+        self.end_stream = length == 0
+        self.sent_end = self.end_stream
+        self.error = self._open()
+        if self.error is not None:
             return
-        session: IStreamSession = min(sessions, key=lambda s: s.stream_count())
-        self.session = session
-        end_stream = length == 0
-        self.sent_end = end_stream
+        self.timeout = router.reactor.callLater(router.config.response_timeout, self._timed_out)
+
+    def _open(self) -> pages.ViewerError | None:
+        """
+        Open the stream on the tunnel's least busy session not tried yet;
+        the error page to answer with when there is none.
+        """
+        candidates = [s for s in self.tunnel.sessions if s not in self.tried]
+        if not candidates:
+            return pages.OFFLINE
+        session: IStreamSession = min(candidates, key=lambda s: s.stream_count())
+        self.tried.append(session)
+        request = self.request
         try:
             self.stream_id = session.open_stream(
-                self, request.method, request.uri, _request_head(request), end_stream
+                self, request.method, request.uri, _request_head(request), self.end_stream
             )
         except StreamClosedError:
             # The session is going away (GOAWAY) or out of stream ids.
-            self.session = None
-            self.error = pages.OFFLINE
-            return
+            return self._open()
         except StreamError as e:
             # A head the wire cannot carry (too large, a value it refuses).
             log.info("request head not forwardable: {why}", why=str(e))
-            self.session = None
-            self.error = pages.HEAD_TOO_LARGE
-            return
-        self.timeout = router.reactor.callLater(router.config.response_timeout, self._timed_out)
+            return pages.HEAD_TOO_LARGE
+        self.session = session
+        self.credit_to = (session, self.stream_id)
+        return None
+
+    def _release(self) -> None:
+        """
+        Acknowledge every held response byte to the agent's session.
+        """
+        held, self.held = self.held, 0
+        if held and self.credit_to is not None:
+            session, stream_id = self.credit_to
+            session.acknowledge(stream_id, held)
+
+    def _retry_refused(self) -> bool:
+        """
+        The agent refused the stream without processing it (it is going
+        away): if none of the request has been consumed, carry it on
+        another session of the tunnel's pool instead of failing it.
+        """
+        if self.body_started or self.head is not None or self.responding:
+            return False
+        self.session = None
+        self.sent_end = self.end_stream
+        if self._open() is not None:
+            return False
+        log.info("stream refused by a departing agent: retried on another session")
+        if self.body_done:
+            self._maybe_send_end()
+        return True
 
     # -- request body, viewer → agent ------------------------------------
 
@@ -178,6 +220,7 @@ class ViewerExchange:
         if self.pending:
             self.pending.append(data)
             return
+        self.body_started = True
         sent = session.send_data(self.stream_id, data)
         if sent < len(data):
             self.pending.append(data[sent:])
@@ -286,7 +329,9 @@ class ViewerExchange:
             self._finish()
 
     def data(self, data: bytes, end_stream: bool) -> None:
+        self.held += len(data)
         if self.finished:
+            self._release()
             return
         if not self.responding:
             self.early.append(data)
@@ -300,10 +345,8 @@ class ViewerExchange:
 
     def _deliver(self, data: bytes) -> None:
         self.request.write(data)
-        if self.consumer_paused:
-            self.unacked += len(data)
-        elif self.session is not None:
-            self.session.acknowledge(self.stream_id, len(data))
+        if not self.consumer_paused:
+            self._release()
 
     def ended(self) -> None:
         if self.finished:
@@ -321,7 +364,11 @@ class ViewerExchange:
         """
         if self.finished:
             return
+        if code == ErrorCode.REFUSED_STREAM and self._retry_refused():
+            return
         self.session = None
+        self.early = []
+        self._release()
         self._cancel_timeout()
         if self.responding:
             # Too late for an error page: cut the connection so the viewer
@@ -351,8 +398,13 @@ class ViewerExchange:
         self.finished = True
         self.request.unregisterProducer()
         self.request.finish()
+        # The last bytes are in the viewer connection's buffer; that
+        # connection's own backpressure bounds them from here on.
+        self._release()
 
     def _respond_error(self, error: pages.ViewerError) -> None:
+        self.early = []
+        self._release()
         if self.finished:
             return
         self.finished = True
@@ -394,6 +446,8 @@ class ViewerExchange:
         session, self.session = self.session, None
         if session is not None and not was_finished:
             session.reset(self.stream_id, ErrorCode.CANCEL)
+        self.early = []
+        self._release()
 
     # -- IPushProducer: the viewer's connection as consumer -----------------
 
@@ -402,9 +456,8 @@ class ViewerExchange:
 
     def resumeProducing(self) -> None:
         self.consumer_paused = False
-        if self.unacked and self.session is not None:
-            n, self.unacked = self.unacked, 0
-            self.session.acknowledge(self.stream_id, n)
+        if self.responding:
+            self._release()
 
     def stopProducing(self) -> None:
         self._viewer_gone(Failure(ConnectionError("viewer connection lost")))
