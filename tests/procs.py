@@ -102,13 +102,16 @@ class Origin(Proc):
 
 
 class Edge(Proc):
-    def __init__(self, tmp: Path, *args: str, port: int | None = None, data_dir: Path | None = None, domain: str = "localhost") -> None:
+    def __init__(
+        self, tmp: Path, *args: str, port: int | None = None, data_dir: Path | None = None,
+        domain: str = "localhost", listen: str | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.domain = domain
         self.data_dir = data_dir or (tmp / "edge-data")
         cmd = TWISTD + [
             "netbore-edge",
-            "--listen", f"tcp:{self.port}:interface=127.0.0.1",
+            "--listen", listen or f"tcp:{self.port}:interface=127.0.0.1",
             "--domain", domain,
             "--data-dir", str(self.data_dir),
             *args,
@@ -120,11 +123,14 @@ class Edge(Proc):
 
 
 class Agent(Proc):
-    def __init__(self, tmp: Path, edge: Edge, origin_url: str, *args: str, state_file: Path | None = None, wait: bool = True) -> None:
+    def __init__(
+        self, tmp: Path, edge: Edge, origin_url: str, *args: str, state_file: Path | None = None,
+        wait: bool = True, control_url: str | None = None,
+    ) -> None:
         self.state_file = state_file or (tmp / f"agent-{free_port()}.json")
         cmd = TWISTD + [
             "netbore-agent",
-            "--control-url", edge.url,
+            "--control-url", control_url or edge.url,
             "--origin", origin_url,
             "--state-file", str(self.state_file),
             *args,
