@@ -369,8 +369,8 @@ def test_hello_example() -> None:
         "version": 1,
         "role": "agent",
         "settings": {
-            "stream_window": 262144,
-            "session_window": 4194304,
+            "stream_window": 2097152,
+            "session_window": 16777216,
             "max_frame_payload": 65536,
         },
         "agent_id": "a1",

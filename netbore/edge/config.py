@@ -41,6 +41,6 @@ class EdgeConfig:
     #: Largest control API request body, in bytes (413 above it).
     max_control_body: int = 64 * 1024
     #: Flow-control windows offered to agents, and the largest frame payload.
-    stream_window: int = 256 * 1024
-    session_window: int = 4 * 1024 * 1024
+    stream_window: int = 2 * 1024 * 1024
+    session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024

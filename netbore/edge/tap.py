@@ -88,8 +88,8 @@ class Options(usage.Options):
         ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float)],
         ["drain-timeout", None, 10.0, "On SIGTERM, time allowed for in-flight requests, seconds.", _positive(float)],
         ["auth-failures-per-minute", None, 10, "Failed authentications per client address a minute before 429.", _positive(int)],
-        ["stream-window", None, 256 * 1024, "Flow-control window per stream, bytes.", _positive(int)],
-        ["session-window", None, 4 * 1024 * 1024, "Flow-control window per agent session, bytes.", _positive(int)],
+        ["stream-window", None, 2 * 1024 * 1024, "Flow-control window per stream, bytes.", _positive(int)],
+        ["session-window", None, 16 * 1024 * 1024, "Flow-control window per agent session, bytes.", _positive(int)],
     ]
 
     def __init__(self) -> None:

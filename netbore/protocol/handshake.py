@@ -70,8 +70,8 @@ class Settings:
         frame (1024..16 MiB).
     """
 
-    stream_window: int = attrs.field(default=256 * 1024, validator=_window)
-    session_window: int = attrs.field(default=4 * 1024 * 1024, validator=_window)
+    stream_window: int = attrs.field(default=2 * 1024 * 1024, validator=_window)
+    session_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
     max_frame_payload: int = attrs.field(default=64 * 1024, validator=_frame_payload)
 
 
