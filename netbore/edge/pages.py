@@ -10,8 +10,6 @@ from __future__ import annotations
 import html
 import json
 
-from twisted.web.iweb import IRequest
-
 __all__ = [
     "ViewerError",
     "NOT_FOUND",
@@ -20,7 +18,12 @@ __all__ = [
     "ORIGIN_ERROR",
     "TIMEOUT",
     "HEAD_TOO_LARGE",
-    "render_error",
+    "BAD_REQUEST",
+    "REQUEST_TIMEOUT",
+    "NOT_IMPLEMENTED",
+    "VERSION_NOT_SUPPORTED",
+    "headers",
+    "render",
 ]
 
 
@@ -60,6 +63,23 @@ HEAD_TOO_LARGE = ViewerError(
     "The request's headers are too large, or not valid, to pass through the tunnel.",
 )
 
+BAD_REQUEST = ViewerError(
+    400, "bad_request", "Bad request",
+    "The request is not valid HTTP/1.1 (its framing or headers are malformed or ambiguous).",
+)
+REQUEST_TIMEOUT = ViewerError(
+    408, "request_timeout", "Request timeout",
+    "The request's headers did not arrive in time.",
+)
+NOT_IMPLEMENTED = ViewerError(
+    501, "not_implemented", "Not implemented",
+    "The request uses a transfer coding the edge does not implement.",
+)
+VERSION_NOT_SUPPORTED = ViewerError(
+    505, "http_version_not_supported", "HTTP version not supported",
+    "The edge speaks HTTP/1.0 and HTTP/1.1 on this port.",
+)
+
 _HTML = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{status} {title}</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto">
@@ -68,35 +88,37 @@ _HTML = """<!DOCTYPE html>
 """
 
 
-def _wants_json(request: IRequest) -> bool:
-    accept = request.getHeader(b"accept") or b""
+def _wants_json(accept: bytes) -> bool:
     return b"application/json" in accept or b"+json" in accept
 
 
-def render_error(request: IRequest, error: ViewerError) -> None:
+def render(error: ViewerError, host: bytes, accept: bytes) -> tuple[bytes, bytes]:
     """
-    Answer C{request} with C{error}'s page and finish it.
+    C{error}'s page for a viewer who asked for C{host} and accepts
+    C{accept}: its content type and body.
     """
-    host = (request.getHeader(b"host") or b"").decode("ascii", "replace")
-    if _wants_json(request):
+    name = host.decode("ascii", "replace")
+    if _wants_json(accept):
         body = json.dumps(
-            {"error": error.code, "message": error.message, "status": error.status, "host": host}
+            {"error": error.code, "message": error.message, "status": error.status, "host": name}
         ).encode()
-        ctype = b"application/json"
-    else:
-        body = _HTML.format(
-            status=error.status,
-            title=html.escape(error.title),
-            message=html.escape(error.message),
-            host=html.escape(host),
-        ).encode()
-        ctype = b"text/html; charset=utf-8"
-    request.setResponseCode(error.status)
-    headers = request.responseHeaders
-    headers.setRawHeaders(b"content-type", [ctype])
-    headers.setRawHeaders(b"content-length", [str(len(body)).encode()])
-    headers.setRawHeaders(b"cache-control", [b"no-store"])
-    headers.setRawHeaders(b"x-netbore-error", [error.code.encode()])
-    if request.method != b"HEAD":
-        request.write(body)
-    request.finish()
+        return b"application/json", body
+    body = _HTML.format(
+        status=error.status,
+        title=html.escape(error.title),
+        message=html.escape(error.message),
+        host=html.escape(name),
+    ).encode()
+    return b"text/html; charset=utf-8", body
+
+
+def headers(ctype: bytes, body: bytes, error: ViewerError) -> list[tuple[bytes, bytes]]:
+    """
+    The response headers of an error page.
+    """
+    return [
+        (b"Content-Type", ctype),
+        (b"Content-Length", b"%d" % len(body)),
+        (b"Cache-Control", b"no-store"),
+        (b"X-Netbore-Error", error.code.encode()),
+    ]

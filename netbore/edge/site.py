@@ -12,7 +12,7 @@ from twisted.application import service
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
 from ..apikeys import ApiKeys
@@ -22,8 +22,8 @@ from .connect import AgentEndpoint
 from .control import ControlAPI
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry
-from .request import EdgeHTTPChannel, EdgeRequest
 from .tunnel import TunnelRouter
+from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "build_edge"]
 
@@ -35,8 +35,8 @@ class EdgeRoot(resource.Resource):
     The root of the edge's own routes: C{/connect} is the agents' WebSocket,
     everything else is the Klein control API.
 
-    Tunnel traffic never reaches this resource: L{EdgeRequest} hands it to
-    the L{TunnelRouter} as soon as its headers are in.
+    Tunnel traffic never reaches this resource: L{ViewerProtocol} serves it
+    and hands a connection to twisted.web only for the edge's own names.
     """
 
     def __init__(self, control: resource.IResource, connect: resource.IResource) -> None:
@@ -54,32 +54,37 @@ class EdgeRoot(resource.Resource):
 
 class EdgeSite(server.Site):
     """
-    A Site whose channels stream tunnel requests (see L{EdgeRequest}).
+    The factory of every connection the edge accepts: a L{ViewerProtocol},
+    which serves tunnel traffic itself and hands connections for the
+    edge's own names to this Site's twisted.web channel (L{build_channel}).
     """
 
-    protocol = EdgeHTTPChannel  # type: ignore[assignment]
-    requestFactory = EdgeRequest
+    protocol = http.HTTPChannel  # type: ignore[assignment]
     displayTracebacks = False
 
     def __init__(self, root: resource.IResource, router: TunnelRouter, reactor: Any) -> None:
         super().__init__(root, reactor=reactor)
         self.router = router
-        self.channels: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> Any:
-        channel = super().buildProtocol(addr)
-        self.channels.add(channel)
-        return channel
+        viewer = ViewerProtocol(self, addr)
+        self.channels.add(viewer)
+        return viewer
 
-    def open_channels(self) -> list[Any]:
+    def build_channel(self, addr: Any) -> Any:
+        """
+        A twisted.web channel for a connection handed over by a viewer
+        protocol (the control API and C{/connect}).
+        """
+        return super().buildProtocol(addr)
+
+    def open_channels(self) -> list[ViewerProtocol]:
         """
         Viewer and API connections still open (WebSocket connections, whose
         transport autobahn took over, are not counted).
         """
-        return [
-            c for c in self.channels
-            if c.transport is not None and not getattr(c.transport, "disconnected", False)
-        ]
+        return [c for c in self.channels if c.is_open()]
 
     def log(self, request: Any) -> None:
         # Access logs of viewer traffic would hold viewers' addresses; the
@@ -145,13 +150,11 @@ class EdgeService(service.MultiService):
                 if not channels:
                     break
                 # Idle keep-alive connections and finished responses:
-                # the channel's loseConnection unregisters the channel as
-                # the transport's producer (a transport with a producer
-                # never closes) and the transport writes out what is
-                # buffered, then closes.
+                # closing unregisters the connection as the transport's
+                # producer (a transport with a producer never closes) and
+                # the transport writes out what is buffered, then closes.
                 for channel in channels:
-                    if not channel.requests and not getattr(channel.transport, "disconnecting", False):
-                        channel.loseConnection()
+                    channel.close_if_idle()
             await deferLater(reactor, 0.05, lambda: None)
         else:
             log.warn(

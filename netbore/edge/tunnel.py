@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..headers import strip_hop_by_hop
+from ..headers import HOP_BY_HOP
 from ..names import split_host
 from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
@@ -27,7 +26,7 @@ from .config import EdgeConfig
 
 if TYPE_CHECKING:
     from .registry import InMemoryRegistry
-    from .request import EdgeRequest
+    from .viewer import ViewerProtocol
 
 __all__ = ["TunnelRouter", "ViewerExchange", "IStreamSession"]
 
@@ -38,6 +37,13 @@ Headers = list[tuple[bytes, bytes]]
 #: Headers the edge sets itself; a viewer's own values are dropped (except
 #: X-Forwarded-For, which the edge appends to).
 _EDGE_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-netbore-client-ip"})
+
+#: Request fields never forwarded as the viewer sent them.
+_DROP = HOP_BY_HOP | _EDGE_SET
+
+#: Distinct Host values whose tunnel label is remembered (bounded: the
+#: values come from viewers).
+_LABEL_CACHE = 4096
 
 
 class IStreamSession(Protocol):
@@ -62,7 +68,8 @@ class IStreamSession(Protocol):
 
 class TunnelRouter:
     """
-    Decides, when a request's headers are in, whether it is tunnel traffic.
+    Decides, when a request's head is in, whether it is tunnel traffic, and
+    starts its exchange.
     """
 
     def __init__(self, config: EdgeConfig, registry: "InMemoryRegistry", reactor: Any) -> None:
@@ -70,38 +77,104 @@ class TunnelRouter:
         self.registry = registry
         self.reactor = reactor
         self.draining = False
+        self._labels: dict[bytes | None, str | None] = {}
 
-    def route(self, request: "EdgeRequest", length: int | None) -> "ViewerExchange | None":
-        label = split_host(request.getHeader(b"host"), self.config.domain)
-        if label is None:
-            return None
-        return ViewerExchange(self, request, label, length)
+    def label_for(self, host: bytes | None) -> str | None:
+        """
+        The tunnel label C{host} addresses, or L{None} when it is the
+        edge's own (the control API and C{/connect}).
+        """
+        labels = self._labels
+        try:
+            return labels[host]
+        except KeyError:
+            pass
+        label = split_host(host, self.config.domain)
+        if len(labels) >= _LABEL_CACHE:
+            labels.clear()
+        labels[host] = label
+        return label
+
+    def exchange(self, viewer: "ViewerProtocol", label: str, length: int | None) -> "ViewerExchange":
+        """
+        Start the exchange of the request C{viewer} has just read, for the
+        tunnel C{label}; C{length} is its body's (L{None}: chunked).
+        """
+        return ViewerExchange(self, viewer, label, length)
 
 
-def _request_head(request: "EdgeRequest") -> Headers:
+def _request_head(viewer: "ViewerProtocol") -> Headers:
     """
     The headers to send on: hop-by-hop removed, forwarding headers set.
     """
-    raw: Headers = [
-        (name.lower(), value)
-        for name, values in request.requestHeaders.getAllRawHeaders()
-        for value in values
-    ]
-    headers = [h for h in strip_hop_by_hop(raw) if h[0] not in _EDGE_SET]
-    peer = request.getClientAddress()
-    client_ip = getattr(peer, "host", "")
-    client = client_ip.encode("ascii", "replace")
-    forwarded_for = [v for n, v in headers if n == b"x-forwarded-for"]
-    if forwarded_for:
-        headers = [h for h in headers if h[0] != b"x-forwarded-for"]
-        chain = b", ".join(forwarded_for) + b", " + client
-    else:
-        chain = client
-    headers.append((b"x-forwarded-for", chain))
-    headers.append((b"x-forwarded-proto", b"https" if request.isSecure() else b"http"))
-    headers.append((b"x-forwarded-host", request.getHeader(b"host") or b""))
-    headers.append((b"x-netbore-client-ip", client))
+    head = viewer.head
+    assert head is not None
+    drop = _DROP | head.connection if head.connection else _DROP
+    headers: Headers = []
+    append = headers.append
+    forwarded_for: bytes | None = None
+    for field in head.headers:
+        name = field[0]
+        if name in drop:
+            continue
+        if name == b"x-forwarded-for":
+            value = field[1]
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+            continue
+        append(field)
+    client = viewer.client_ip
+    append((b"x-forwarded-for", client if forwarded_for is None else forwarded_for + b", " + client))
+    append((b"x-forwarded-proto", b"https" if viewer.secure else b"http"))
+    append((b"x-forwarded-host", head.host or b""))
+    append((b"x-netbore-client-ip", client))
     return headers
+
+
+def _response_head(headers: Headers) -> tuple[Headers, int | None]:
+    """
+    The response headers to send the viewer (hop-by-hop fields and those
+    named in C{Connection} removed, order and repetitions kept) and the
+    body's length by C{Content-Length} (L{None}: not length-delimited).
+
+    A C{Content-Length} the viewer could not rely on is dropped so the
+    viewer's connection frames the body itself: one that is not a number,
+    several different ones, or any beside C{Transfer-Encoding} (RFC 9112
+    §6.3: the origin's body was delimited otherwise).
+    """
+    forwarded: Headers = []
+    append = forwarded.append
+    named: list[bytes] | None = None
+    lengths: list[bytes] | None = None
+    chunked = False
+    for field in headers:
+        name = field[0].lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                named = (named or []) + [t.strip(b" \t").lower() for t in field[1].split(b",")]
+            elif name == b"transfer-encoding":
+                chunked = True
+            continue
+        if name == b"content-length":
+            if lengths is None:
+                lengths = [field[1]]
+                append(field)
+            else:
+                lengths.append(field[1])
+            continue
+        append(field)
+    drop = frozenset(named) - HOP_BY_HOP if named else None
+    if drop:
+        forwarded = [f for f in forwarded if f[0].lower() not in drop]
+        if b"content-length" in drop:
+            lengths = None
+    length: int | None = None
+    if lengths is not None:
+        value = lengths[0].strip()
+        if not chunked and value.isdigit() and len(value) <= 18 and all(v.strip() == value for v in lengths):
+            length = int(value)
+        else:
+            forwarded = [f for f in forwarded if f[0].lower() != b"content-length"]
+    return forwarded, length
 
 
 @implementer(IPushProducer)
@@ -113,9 +186,9 @@ class ViewerExchange:
     session: IStreamSession | None = None
     stream_id = 0
 
-    def __init__(self, router: TunnelRouter, request: "EdgeRequest", label: str, length: int | None) -> None:
+    def __init__(self, router: TunnelRouter, viewer: "ViewerProtocol", label: str, length: int | None) -> None:
         self.router = router
-        self.request = request
+        self.viewer = viewer
         self.error: pages.ViewerError | None = None
         self.body_done = False
         self.sent_end = False
@@ -138,7 +211,6 @@ class ViewerExchange:
         self.response_complete = False
         self.timeout: IDelayedCall | None = None
         self.body_started = False  # some of the request body went to an agent
-        request.notifyFinish().addErrback(self._viewer_gone)
 
         if router.draining:
             self.error = pages.OFFLINE
@@ -161,15 +233,21 @@ class ViewerExchange:
         Open the stream on the tunnel's least busy session not tried yet;
         the error page to answer with when there is none.
         """
-        candidates = [s for s in self.tunnel.sessions if s not in self.tried]
-        if not candidates:
-            return pages.OFFLINE
-        session: IStreamSession = min(candidates, key=lambda s: s.stream_count())
+        sessions = self.tunnel.sessions
+        session: IStreamSession
+        if len(sessions) == 1 and not self.tried:
+            session = sessions[0]
+        else:
+            candidates = [s for s in sessions if s not in self.tried]
+            if not candidates:
+                return pages.OFFLINE
+            session = min(candidates, key=lambda s: s.stream_count())
         self.tried.append(session)
-        request = self.request
+        head = self.viewer.head
+        assert head is not None
         try:
             self.stream_id = session.open_stream(
-                self, request.method, request.uri, _request_head(request), self.end_stream
+                self, head.method, head.target, _request_head(self.viewer), self.end_stream
             )
         except StreamClosedError:
             # The session is going away (GOAWAY) or out of stream ids.
@@ -226,7 +304,7 @@ class ViewerExchange:
             self.pending.append(data[sent:])
             if not self.viewer_paused:
                 self.viewer_paused = True
-                self.request.viewer_pause()
+                self.viewer.pause_reading()
 
     def body_complete(self) -> None:
         self.body_done = True
@@ -273,7 +351,7 @@ class ViewerExchange:
             self.pending.pop(0)
         if self.viewer_paused:
             self.viewer_paused = False
-            self.request.viewer_resume()
+            self.viewer.resume_reading()
         self._maybe_send_end()
 
     # -- response, agent → viewer ----------------------------------------
@@ -303,7 +381,7 @@ class ViewerExchange:
             self.session.reset(self.stream_id, ErrorCode.NO_ERROR)
         if self.viewer_paused:
             self.viewer_paused = False
-            self.request.viewer_resume()
+            self.viewer.resume_reading()
 
     def _start_response(self) -> None:
         assert self.head is not None
@@ -311,17 +389,11 @@ class ViewerExchange:
             return
         self.responding = True
         status, reason, headers, end_stream = self.head
-        request = self.request
-        request.setResponseCode(status, reason or None)
-        # The origin's headers as they are: no Content-Type of Twisted's own.
-        request.defaultContentType = None
-        response_headers = request.responseHeaders
-        for name, value in strip_hop_by_hop(headers):
-            response_headers.addRawHeader(name, value)
-        request.registerProducer(self, True)
-        # Send the head now: a streamed response (SSE, long poll) may not
-        # have a first byte of body for a long time.
-        request.write(b"")
+        forwarded, length = _response_head(headers)
+        # The origin's headers as they are (no Content-Type or Server of the
+        # edge's own); the head goes out now: a streamed response (SSE, long
+        # poll) may not have a first byte of body for a long time.
+        self.viewer.respond(status, reason, forwarded, length)
         early, self.early = self.early, []
         for chunk in early:
             self._deliver(chunk)
@@ -344,7 +416,7 @@ class ViewerExchange:
             self._finish()
 
     def _deliver(self, data: bytes) -> None:
-        self.request.write(data)
+        self.viewer.write_body(data)
         if not self.consumer_paused:
             self._release()
 
@@ -374,9 +446,7 @@ class ViewerExchange:
             # Too late for an error page: cut the connection so the viewer
             # sees a truncated response, never a complete-looking one.
             self.finished = True
-            transport: Any = self.request.channel.transport
-            if transport is not None:
-                transport.abortConnection()
+            self.viewer.abort()
             return
         if code == ErrorCode.TIMEOUT:
             error = pages.TIMEOUT
@@ -390,17 +460,17 @@ class ViewerExchange:
         self.pending = []
         if self.viewer_paused:
             self.viewer_paused = False
-            self.request.viewer_resume()
+            self.viewer.resume_reading()
         if self.body_done:
             self._respond_error(error)
 
     def _finish(self) -> None:
         self.finished = True
-        self.request.unregisterProducer()
-        self.request.finish()
         # The last bytes are in the viewer connection's buffer; that
         # connection's own backpressure bounds them from here on.
         self._release()
+        # Last: the viewer may go on to its next request from here.
+        self.viewer.finish()
 
     def _respond_error(self, error: pages.ViewerError) -> None:
         self.early = []
@@ -408,7 +478,7 @@ class ViewerExchange:
         if self.finished:
             return
         self.finished = True
-        pages.render_error(self.request, error)
+        self.viewer.error_page(error)
 
     def _timed_out(self) -> None:
         self.timeout = None
@@ -422,7 +492,7 @@ class ViewerExchange:
         self.pending = []
         if self.viewer_paused:
             self.viewer_paused = False
-            self.request.viewer_resume()
+            self.viewer.resume_reading()
         if self.body_done:
             self._respond_error(pages.TIMEOUT)
 
@@ -437,7 +507,7 @@ class ViewerExchange:
                 self.timeout.cancel()
             self.timeout = None
 
-    def _viewer_gone(self, reason: Failure) -> None:
+    def viewer_gone(self) -> None:
         """
         The viewer's connection closed before the response was finished.
         """
@@ -460,4 +530,4 @@ class ViewerExchange:
             self._release()
 
     def stopProducing(self) -> None:
-        self._viewer_gone(Failure(ConnectionError("viewer connection lost")))
+        self.viewer_gone()
