@@ -1,7 +1,7 @@
 """
 Tests for L{netbore.agent.session}: the agent's autobahn client against an
 in-memory autobahn edge (C{twisted.test.iosim}), with the real sans-IO
-sessions on both sides and a fake origin L{IAgent}.  No sockets.
+sessions on both sides and a fake origin endpoint.  No sockets.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.test import iosim
-from twisted.web.client import ResponseDone
 
 from netbore.agent.forwarder import OriginForwarder
+from netbore.agent.origin import OriginPool
 from netbore.agent.session import AgentSessionFactory, AgentSessionProtocol, SessionClosed
 from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 
-from .test_agent_forwarder import FakeAgent, FakeResponse
+from .test_agent_forwarder import Attempt, FakeOrigin
 
 EDGE_SETTINGS = Settings(stream_window=64 * 1024, session_window=1024 * 1024, max_frame_payload=16 * 1024)
 
@@ -96,8 +96,10 @@ class FakeEdge(WebSocketServerProtocol):
 class Harness:
     def __init__(self, reply: str = "good", select: str | None = SUBPROTOCOL, deny: int = 0) -> None:
         self.clock = MemoryReactorClock()
-        self.origin = FakeAgent()
-        self.forwarder = OriginForwarder(self.clock, "http://127.0.0.1:3000", agent=self.origin)
+        self.origin = FakeOrigin()
+        self.forwarder = OriginForwarder(
+            self.clock, "http://127.0.0.1:3000", pool=OriginPool(self.origin, self.clock)
+        )
         self.ready: list[Hello] = []
         self.closed: list[SessionClosed] = []
         self.factory = AgentSessionFactory(
@@ -136,14 +138,23 @@ class Harness:
         self.flush()
         return sid
 
-    def respond(self, index: int, body: bytes = b"hello", length: Any = None) -> FakeResponse:
-        response = FakeResponse(200, b"OK", [(b"Set-Cookie", b"a"), (b"Set-Cookie", b"b")], length=len(body) if length is None else length)
-        self.origin.requests[index].deferred.callback(response)
-        assert response.protocol is not None
-        if body:
-            response.protocol.dataReceived(body)
+    def respond(self, index: int, body: bytes = b"hello", length: Any = None) -> Attempt:
+        """
+        Accept origin connection C{index} and answer with C{body}, of
+        C{length} (default: the body's, C{"chunked"}: unknown).
+        """
+        attempt = self.origin.attempts[index]
+        if attempt.protocol is None:
+            attempt.accept()
+        if length == "chunked":
+            framing = b"Transfer-Encoding: chunked\r\n"
+            payload = b"%X\r\n%s\r\n" % (len(body), body) if body else b""
+        else:
+            framing = b"Content-Length: %d\r\n" % (len(body) if length is None else length)
+            payload = body
+        attempt.respond(b"HTTP/1.1 200 OK\r\nSet-Cookie: a\r\nSet-Cookie: b\r\n" + framing + b"\r\n" + payload)
         self.flush()
-        return response
+        return attempt
 
 
 def test_handshake_authenticates_and_exchanges_hellos() -> None:
@@ -175,15 +186,15 @@ def test_protocol_options_are_explicit() -> None:
 def test_request_is_forwarded_and_answered() -> None:
     h = Harness()
     sid = h.edge_request(target=b"/a%2Fb?c=%20")
-    (req,) = h.origin.requests
-    assert req.uri == b"http://127.0.0.1:3000/a%2Fb?c=%20"
-    h.respond(0, b"hello")
+    (attempt,) = h.origin.attempts
+    attempt.accept()
+    assert attempt.head()[0] == b"GET /a%2Fb?c=%20 HTTP/1.1"
+    h.respond(0, b"hello", length=10)
     (head,) = h.edge.of(S.ResponseReceived)
     assert head.status == 200 and not head.end_stream
     assert [v for n, v in head.headers if n.lower() == b"set-cookie"] == [b"a", b"b"]
     assert h.edge.body(sid) == b"hello"
-    # Not over until the origin's body ends (Twisted signals it after the
-    # last bytes).
+    # Not over until the origin's body ends.
     assert h.edge.of(S.StreamEnded) == []
     assert list(h.client.streams) == [sid]
 
@@ -191,9 +202,8 @@ def test_request_is_forwarded_and_answered() -> None:
 def test_response_body_end_reaches_the_edge() -> None:
     h = Harness()
     sid = h.edge_request()
-    response = h.respond(0, b"abc")
-    assert response.protocol is not None
-    response.protocol.connectionLost(Failure(ResponseDone()))
+    response = h.respond(0, b"abc", length="chunked")
+    response.respond(b"0\r\n\r\n")
     h.flush()
     assert h.edge.body(sid) == b"abc"
     assert h.edge.of(S.StreamEnded) == [S.StreamEnded(sid)]
@@ -204,7 +214,8 @@ def test_response_follows_the_edge_window() -> None:
     h = Harness()
     sid = h.edge_request()
     body = b"q" * (EDGE_SETTINGS.stream_window + 5000)
-    response = h.respond(0, body, length=len(body))
+    # (Ten bytes are still to come: the origin connection stays busy.)
+    response = h.respond(0, body, length=len(body) + 10)
     assert len(h.edge.body(sid)) == EDGE_SETTINGS.stream_window
     assert response.transport.paused
     # Frames are cut to the edge's max_frame_payload.
@@ -224,19 +235,19 @@ def test_edge_reset_cancels_origin_request() -> None:
     h.edge.session.reset_stream(sid, ErrorCode.CANCEL)
     h.edge.flush()
     h.flush()
-    assert h.origin.requests[0].cancelled
+    assert h.origin.attempts[0].cancelled
     assert h.client.streams == {}
 
 
 def test_origin_failure_resets_stream_and_session_survives() -> None:
     h = Harness()
     sid = h.edge_request()
-    h.origin.requests[0].deferred.errback(Failure(ConnectionRefusedError()))
+    h.origin.attempts[0].refuse(ConnectionRefusedError())
     h.flush()
     (reset,) = h.edge.of(S.StreamReset)
     assert (reset.stream_id, reset.code) == (sid, ErrorCode.ORIGIN_UNREACHABLE)
     h.edge_request()
-    assert len(h.origin.requests) == 2
+    assert len(h.origin.attempts) == 2
     assert h.closed == []
 
 
@@ -252,17 +263,9 @@ def test_upload_is_acknowledged_as_origin_takes_it() -> None:
     # Nobody took it yet: the edge's window stays used up.
     assert h.edge.session.send_window(sid) == 0
 
-    class Consumer:
-        def __init__(self) -> None:
-            self.n = 0
-
-        def write(self, data: bytes) -> None:
-            self.n += len(data)
-
-    consumer = Consumer()
-    h.origin.requests[0].body.startProducing(consumer)
+    attempt = h.origin.attempts[0].accept()
     h.flush()
-    assert consumer.n == window
+    assert attempt.body().count(b"u") == window
     assert h.edge.session.send_window(sid) == window
 
 
@@ -305,7 +308,7 @@ def test_text_after_hello_is_a_protocol_error() -> None:
     h.flush()
     (closed,) = h.closed
     assert closed.code == 4001 and closed.ready
-    assert h.origin.requests[0].cancelled
+    assert h.origin.attempts[0].cancelled
 
 
 def test_bad_frame_closes_session_aborts_streams_without_raising() -> None:
@@ -319,7 +322,7 @@ def test_bad_frame_closes_session_aborts_streams_without_raising() -> None:
     (closed,) = h.closed
     assert closed.code == 4001 and closed.protocol_error
     assert h.edge.closed is not None and h.edge.closed[1] == 4001
-    assert response.transport.stopped
+    assert response.transport.aborted
     assert h.client.streams == {}
     assert h.factory.current is None
 
@@ -331,10 +334,8 @@ def test_edge_go_away_finishes_in_flight_then_closes() -> None:
     h.edge.session.go_away(ErrorCode.NO_ERROR, b"replaced")
     h.edge.flush()
     h.flush()
-    assert h.closed == [] and not h.origin.requests[0].cancelled
-    response = h.respond(0, b"done")
-    assert response.protocol is not None
-    response.protocol.connectionLost(Failure(ResponseDone()))
+    assert h.closed == [] and not h.origin.attempts[0].cancelled
+    h.respond(0, b"done")
     h.flush()
     assert h.edge.body(sid) == b"done"
     (closed,) = h.closed
@@ -349,9 +350,7 @@ def test_drain_sends_go_away_and_closes_when_idle() -> None:
     h.flush()
     assert h.edge.of(S.GoAwayReceived)
     assert fired == [] and h.closed == []
-    response = h.respond(0, b"ok")
-    assert response.protocol is not None
-    response.protocol.connectionLost(Failure(ResponseDone()))
+    h.respond(0, b"ok")
     h.flush()
     assert fired == [None]
     assert h.closed[0].code == 1000
@@ -364,8 +363,8 @@ def test_close_aborts_in_flight_requests() -> None:
     response = h.respond(0, b"part", length=10)
     h.client.close()
     h.flush()
-    assert response.transport.stopped
-    assert h.origin.requests[1].cancelled
+    assert response.transport.aborted
+    assert h.origin.attempts[1].cancelled
     assert len(h.closed) == 1
 
 

@@ -269,11 +269,6 @@ def test_hop_by_hop_removed_from_responses(edge: Edge, agent: Agent) -> None:
     assert header(headers, "x-end-to-end") == ["kept"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="agent: twisted.web.client keeps the origin's Connection header out of "
-    "response.headers, so fields it names reach the viewer (reported, not the edge's)",
-)
 def test_response_fields_named_in_connection_removed(edge: Edge, agent: Agent) -> None:
     status, headers, data = get(edge, agent, "/hop")
     assert status == 200

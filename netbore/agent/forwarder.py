@@ -3,61 +3,76 @@ The origin forwarder: one tunnel stream becomes one HTTP request to the origin.
 
 The forwarder knows nothing about WebSockets.  It talks to the tunnel through
 a L{StreamSink} (the agent session adapts the sans-IO session to it) and to
-the origin through an L{IAgent} with a persistent connection pool.
+the origin through an L{OriginPool} of persistent connections
+(L{netbore.agent.origin}); each L{OriginStream} is the L{Exchange} its
+connection calls back, so a request costs no Deferreds and no header
+objects.
+
+The request goes out with its target byte for byte, its headers in order
+without the hop-by-hop ones (RFC 9110 §7.6.1, and those the viewer's
+C{Connection} names), C{Host} as the edge sent it unless the agent is told
+to rewrite it.  The response comes back the same way: the fields the
+origin's C{Connection} header names are dropped too.
 
 Both directions are streamed under flow control:
 
-  - request body: stream DATA feeds an L{IBodyProducer}; bytes are
-    acknowledged to the edge (window updates) only when the origin
-    connection has taken them, and not while that connection has paused us,
-    so at most one stream window is ever held here;
+  - request body: stream DATA is written to the origin connection
+    (C{Content-Length} when the viewer gave one, else chunked) and
+    acknowledged to the edge (window updates) only when the connection has
+    taken it, and not while that connection has paused us, so at most one
+    stream window is ever held here;
   - response body: bytes go out as DATA while the stream's send window
     allows; otherwise the origin connection is paused and at most one read's
     worth is kept until a window update arrives.
+
+Errors: an origin that cannot be connected to resets the stream with
+ORIGIN_UNREACHABLE; one that closes the connection (or breaks HTTP) before
+the response is complete, with ORIGIN_RESET (a body delimited by the close
+ends normally); an edge reset aborts the origin connection.  Every DATA
+byte received is acknowledged exactly once, written or thrown away.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.error import ConnectError, ConnectingCancelledError, DNSLookupError
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.protocol import Protocol
+import attrs
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import (
-    URI,
-    Agent,
-    HTTPConnectionPool,
-    ResponseDone,
-    ResponseFailed,
-)
-from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer, IResponse
-from zope.interface import implementer
 
-from netbore.headers import Header, strip_hop_by_hop
+from netbore.agent.origin import DEFAULT_MAX_IDLE, OriginConnection, OriginPool, origin_endpoint
+from netbore.headers import HOP_BY_HOP, Header, connection_tokens
+from netbore.http1 import ResponseHead
 from netbore.protocol.errors import ErrorCode
 
 __all__ = [
     "DEFAULT_MAX_PERSISTENT_PER_HOST",
     "OriginForwarder",
     "OriginStream",
+    "PoolLimits",
     "StreamSink",
     "make_pool",
 ]
 
 log = Logger()
 
-DEFAULT_MAX_PERSISTENT_PER_HOST = 64
-#: Statuses whose responses never carry a body (RFC 9110 §6.4.1).
-_NO_BODY_STATUSES = frozenset({204, 304})
+DEFAULT_MAX_PERSISTENT_PER_HOST = DEFAULT_MAX_IDLE
 _MAX_MESSAGE = 200
+#: Requests that may be sent again when a reused connection fails before
+#: any response byte (RFC 9110 §9.2.2), when they have no body.
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+#: Methods whose bodiless requests still say C{Content-Length: 0}, as
+#: origins may answer 411 otherwise.
+_EXPECTS_BODY = frozenset({b"POST", b"PUT", b"PATCH"})
+_METHOD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET_OK = re.compile(rb"/[^\x00\t\n\r ]*")
+_NO_HEADERS = HOP_BY_HOP | {b"host", b"content-length"}
 
 
 class StreamSink(TypingProtocol):
@@ -78,7 +93,9 @@ class StreamSink(TypingProtocol):
         end_stream: bool = False,
     ) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None: ...
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
+    ) -> None: ...
 
     def send_end(self, stream_id: int) -> None: ...
 
@@ -102,73 +119,21 @@ class StreamSink(TypingProtocol):
         """
 
 
-class _Consumer(TypingProtocol):
-    def write(self, data: bytes) -> None: ...
-
-
-class _Response(TypingProtocol):
+@attrs.frozen
+class PoolLimits:
     """
-    The parts of L{IResponse} used here (mypy has no zope plugin here).
+    How many idle origin connections to keep (see L{make_pool}).
     """
 
-    code: int
-    phrase: bytes
-    headers: Headers
-    length: int | object
-
-    def deliverBody(self, protocol: Protocol) -> None: ...
+    max_idle: int = DEFAULT_MAX_IDLE
 
 
-class _Agent(TypingProtocol):
+def make_pool(reactor: Any, max_per_host: int = DEFAULT_MAX_PERSISTENT_PER_HOST) -> PoolLimits:
     """
-    The L{IAgent} method used here.
+    Limits for the forwarder's persistent pool (kept for callers that built
+    a twisted.web pool; the forwarder makes the pool for its origin).
     """
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: Any = None,
-    ) -> Deferred[Any]: ...
-
-
-def make_pool(
-    reactor: IReactorTime, max_per_host: int = DEFAULT_MAX_PERSISTENT_PER_HOST
-) -> HTTPConnectionPool:
-    """
-    A persistent connection pool sized for many concurrent streams.
-    """
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool.maxPersistentPerHost = max_per_host
-    return pool
-
-
-class _ExactTargetAgent(Agent):
-    """
-    An L{Agent} that sends the request target exactly as found in the URI.
-
-    L{Agent.request} rebuilds the target through L{URI.originForm}, which
-    drops an empty query (C{/a?}) or empty parameters (C{/a;}).  A tunnel must
-    be byte-exact, so this passes everything after the authority through
-    unchanged, using the same hook L{twisted.web.client.ProxyAgent} uses.
-    """
-
-    def request(
-        self,
-        method: bytes,
-        uri: bytes,
-        headers: Headers | None = None,
-        bodyProducer: IBodyProducer | None = None,
-    ) -> Deferred[IResponse]:
-        parsed = URI.fromBytes(uri)
-        endpoint = self._getEndpoint(parsed)
-        prefix = parsed.scheme + b"://" + parsed.netloc
-        target = uri[len(prefix) :] if uri.startswith(prefix) else parsed.originForm
-        key = (parsed.scheme, parsed.host, parsed.port)
-        return self._requestWithEndpoint(
-            key, endpoint, method, parsed, headers, bodyProducer, target or b"/"
-        )
+    return PoolLimits(max_idle=max_per_host)
 
 
 def _short(failure: Failure) -> bytes:
@@ -176,201 +141,13 @@ def _short(failure: Failure) -> bytes:
     return text.encode("utf-8", "replace")[:_MAX_MESSAGE]
 
 
-def _classify(failure: Failure) -> tuple[ErrorCode, bytes]:
+def _response_headers(head: ResponseHead) -> list[Header]:
     """
-    Map a failure before the response head to a reset code and message.
+    The origin's fields without the hop-by-hop ones and those its
+    C{Connection} names.
     """
-    if failure.check(ConnectError, DNSLookupError, ConnectingCancelledError):
-        return ErrorCode.ORIGIN_UNREACHABLE, b"origin unreachable: " + _short(failure)
-    if failure.check(ResponseFailed):
-        return ErrorCode.ORIGIN_RESET, b"origin closed the connection: " + _short(failure)
-    return ErrorCode.INTERNAL_ERROR, b"origin request failed: " + _short(failure)
-
-
-@implementer(IBodyProducer)
-class _StreamBodyProducer:
-    """
-    Request body fed by stream DATA, written to the origin connection.
-
-    Bytes are acknowledged to the edge when the consumer takes them, so
-    while the origin connection pauses us the edge runs out of window and
-    stops sending: what is held here never exceeds the stream window.
-    """
-
-    def __init__(self, stream: OriginStream, length: int | object) -> None:
-        self.length = length
-        self._stream = stream
-        self._buffer: deque[bytes] = deque()
-        self._buffered = 0
-        self._consumer: _Consumer | None = None
-        self._done: Deferred[None] | None = None
-        self._paused = False
-        self._stopped = False
-        self._ended = False
-        self._fed = 0
-
-    @property
-    def buffered(self) -> int:
-        return self._buffered
-
-    # Stream side.
-
-    def feed(self, data: bytes) -> None:
-        if self._stopped:
-            # Nobody will take it any more; give the credit back so the
-            # edge is not left waiting on a window for a dead request.
-            self._stream.acknowledge(len(data))
-            return
-        self._buffer.append(data)
-        self._buffered += len(data)
-        self._fed += len(data)
-        if isinstance(self.length, int) and self._fed >= self.length:
-            # A declared length ends the body by itself; the origin may
-            # answer before the stream's END arrives.
-            self._ended = True
-        self._flush()
-
-    def finish(self) -> None:
-        self._ended = True
-        self._flush()
-
-    # IBodyProducer.
-
-    def startProducing(self, consumer: _Consumer) -> Deferred[None]:
-        self._consumer = consumer
-        self._done = Deferred()
-        self._flush()
-        return self._done
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._flush()
-
-    def stopProducing(self) -> None:
-        # IBodyProducer: after this the startProducing Deferred never fires.
-        self._stopped = True
-        self._done = None
-        dropped, self._buffered = self._buffered, 0
-        self._buffer.clear()
-        # Every delivered byte is acknowledged once, written or thrown away.
-        self._stream.acknowledge(dropped)
-
-    @property
-    def ended(self) -> bool:
-        return self._ended
-
-    def abandon(self) -> None:
-        """
-        Give up on the body from our side: the origin request fails its
-        transmission, so Twisted closes that connection instead of waiting
-        for bytes that will never come.
-        """
-        done = self._done
-        self.stopProducing()
-        if done is not None:
-            done.errback(CancelledError("request body abandoned"))
-
-    def _flush(self) -> None:
-        consumer = self._consumer
-        if consumer is None or self._stopped:
-            return
-        while self._buffer and not self._paused and not self._stopped:
-            data = self._buffer.popleft()
-            self._buffered -= len(data)
-            consumer.write(data)
-            self._stream.acknowledge(len(data))
-        if self._ended and not self._buffer and self._done is not None:
-            done, self._done = self._done, None
-            done.callback(None)
-
-
-@implementer(IBodyProducer)
-class _EmptyBody:
-    """
-    A zero-length body, so that C{Content-Length: 0} reaches the origin.
-    """
-
-    length = 0
-
-    def startProducing(self, consumer: _Consumer) -> Deferred[None]:
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-class _Discard(Protocol):
-    def dataReceived(self, data: bytes) -> None:
-        pass
-
-
-class _ResponseBody(Protocol):
-    """
-    Receives the origin's response body and turns it into DATA frames.
-    """
-
-    def __init__(self, stream: OriginStream) -> None:
-        self._stream = stream
-        self.pending: deque[bytes] = deque()
-        self.pending_bytes = 0
-        self.complete = False
-        self._transport_paused = False
-        # Twisted resumes the transport when deliverBody returns, after
-        # handing over the bytes it buffered; pausing before that would be
-        # undone behind our back.
-        self.delivering = True
-
-    def dataReceived(self, data: bytes) -> None:
-        if self._stream.finished:
-            return
-        self.pending.append(data)
-        self.pending_bytes += len(data)
-        self._stream.pump()
-
-    def connectionLost(self, reason: Failure | None = None) -> None:
-        if reason is None:
-            reason = Failure(ResponseDone())
-        if self._stream.finished:
-            return
-        if reason.check(ResponseDone, PotentialDataLoss):
-            # PotentialDataLoss is how Twisted reports the end of a body
-            # delimited by the origin closing its connection (RFC 9112 §6.3
-            # rule 8); the close is that body's only end marker.
-            self.complete = True
-            self._stream.pump()
-        else:
-            log.info(
-                "origin reset stream {stream_id} during the response body: {why}",
-                stream_id=self._stream.stream_id,
-                why=_short(reason),
-            )
-            self._stream.fail(ErrorCode.ORIGIN_RESET, b"origin response failed: " + _short(reason))
-
-    def set_paused(self, paused: bool) -> None:
-        if self.transport is None or self.delivering or paused == self._transport_paused:
-            return
-        self._transport_paused = paused
-        producer: Any = self.transport
-        if paused:
-            producer.pauseProducing()
-        else:
-            producer.resumeProducing()
-
-    def stop(self) -> None:
-        self.pending.clear()
-        self.pending_bytes = 0
-        if self.transport is not None:
-            transport: Any = self.transport
-            transport.stopProducing()
+    drop = HOP_BY_HOP | head.connection if head.connection else HOP_BY_HOP
+    return [field for field in head.headers if field[0].lower() not in drop]
 
 
 class OriginStream:
@@ -379,17 +156,27 @@ class OriginStream:
 
     The agent session calls L{data_received}, L{end_received},
     L{reset_received}, L{window_opened}, L{pause_sending},
-    L{resume_sending} and L{abort}; everything else is internal.
+    L{resume_sending} and L{abort}; the origin connection calls the
+    L{netbore.agent.origin.Exchange} methods.
     """
 
-    def __init__(self, sink: StreamSink, stream_id: int, method: bytes) -> None:
+    def __init__(self, sink: StreamSink, stream_id: int) -> None:
         self.stream_id = stream_id
         self.finished = False
-        self._method = method.upper()
         self._sink = sink
-        self._body: _StreamBodyProducer | None = None
-        self._request_d: Deferred[Any] | None = None
-        self._response: _ResponseBody | None = None
+        self._conn: OriginConnection | None = None
+        # Request body: None when the request has none.
+        self._body: deque[bytes] | None = None
+        self._body_held = 0
+        self._body_left: int | None = None  # of a declared length, to feed
+        self._body_ended = True
+        self._sent = False  # the head is on the connection
+        self._write_paused = False
+        # Response body.
+        self._pending: deque[bytes | memoryview] = deque()
+        self._pending_bytes = 0
+        self._complete = False
+        self._responding = False
         self._sending_paused = False
 
     @property
@@ -397,33 +184,50 @@ class OriginStream:
         """
         Bytes held by this stream in either direction (for tests and metrics).
         """
-        total = 0
-        if self._body is not None:
-            total += self._body.buffered
-        if self._response is not None:
-            total += self._response.pending_bytes
-        return total
+        return self._body_held + self._pending_bytes
 
-    # Called by the session.
+    # -- called by the session -------------------------------------------------
 
     def data_received(self, data: bytes, end_stream: bool = False) -> None:
-        if self.finished:
+        n = len(data)
+        if self.finished or self._body_ended:
             # Nobody will read it: the credit goes straight back.
-            self.acknowledge(len(data))
-            return
-        if self._body is None:
-            self.acknowledge(len(data))
-            if data:
+            if n:
+                self._sink.acknowledge(self.stream_id, n)
+            if not self.finished and n:
                 self.fail(ErrorCode.STREAM_CLOSED, b"request body after end of request")
             return
-        if data:
-            self._body.feed(data)
+        left = self._body_left
+        if left is not None:
+            if n > left:
+                self._sink.acknowledge(self.stream_id, n)
+                self.fail(ErrorCode.PROTOCOL_ERROR, b"request body longer than its content-length")
+                return
+            self._body_left = left - n
+            if left == n:
+                # A declared length ends the body by itself; the origin may
+                # answer before the stream's END arrives.
+                end_stream = True
+        conn = self._conn
+        if conn is not None and self._sent and not self._write_paused and not self._body:
+            if n:
+                conn.write(data)
+                self._sink.acknowledge(self.stream_id, n)
+        elif n:
+            assert self._body is not None
+            self._body.append(data)
+            self._body_held += n
         if end_stream:
-            self._body.finish()
+            self.end_received()
 
     def end_received(self) -> None:
-        if not self.finished and self._body is not None:
-            self._body.finish()
+        if self.finished or self._body_ended:
+            return
+        if self._body_left:
+            self.fail(ErrorCode.PROTOCOL_ERROR, b"request body shorter than its content-length")
+            return
+        self._body_ended = True
+        self._flush_body()
 
     def reset_received(self, code: int, message: bytes = b"") -> None:
         """
@@ -432,7 +236,6 @@ class OriginStream:
         """
         if self.finished:
             return
-        log.debug("edge reset stream {stream_id} ({code})", stream_id=self.stream_id, code=code)
         self._finish()
         self._abort_origin()
 
@@ -444,7 +247,9 @@ class OriginStream:
         The tunnel's transport is full: stop reading the origin.
         """
         self._sending_paused = True
-        self._update_reading()
+        conn = self._conn
+        if conn is not None:
+            conn.pause_reading()
 
     def resume_sending(self) -> None:
         self._sending_paused = False
@@ -459,144 +264,149 @@ class OriginStream:
         self._finish()
         self._abort_origin()
 
-    # Internal.
+    # -- Exchange: called by the origin connection ------------------------------------
 
-    def acknowledge(self, n: int) -> None:
-        """
-        C{n} request body bytes were written to the origin or thrown away.
-        Acknowledged even after the stream finished: the session window
-        is charged until then.
-        """
-        if n:
-            self._sink.acknowledge(self.stream_id, n)
+    def attached(self, conn: OriginConnection) -> None:
+        self._conn = conn
+        self._sent = False
 
-    def start(
-        self,
-        agent: _Agent,
-        method: bytes,
-        uri: bytes,
-        headers: Headers,
-        body: _StreamBodyProducer | _EmptyBody | None,
-    ) -> None:
-        if isinstance(body, _StreamBodyProducer):
-            self._body = body
-        try:
-            d = agent.request(method, uri, headers, body)
-        except Exception as e:
-            # Agent checks the method and target synchronously.
-            log.info(
-                "cannot send stream {stream_id} to the origin: {error}",
-                stream_id=self.stream_id,
-                error=str(e),
-            )
-            self.fail(ErrorCode.INTERNAL_ERROR, b"request not sendable: " + _short(Failure(e)))
-            return
-        self._request_d = d
-        d.addCallbacks(self._got_response, self._request_failed)
-        d.addErrback(self._unexpected)
+    def request_sent(self) -> None:
+        self._sent = True
+        self._flush_body()
 
-    def _got_response(self, response: _Response) -> None:
-        self._request_d = None
+    def write_paused(self) -> None:
+        self._write_paused = True
+
+    def write_resumed(self) -> None:
+        self._write_paused = False
+        self._flush_body()
+
+    def unreachable(self, failure: Failure) -> None:
+        self._conn = None
         if self.finished:
-            response.deliverBody(_Discard())
             return
-        status = response.code
-        headers = strip_hop_by_hop(
-            [
-                (name, value)
-                for name, values in response.headers.getAllRawHeaders()
-                for value in values
-            ]
+        why = _short(failure)
+        log.info(
+            "origin unreachable for stream {stream_id}: {why}", stream_id=self.stream_id, why=why
         )
-        no_body = (
-            self._method == b"HEAD"
-            or 100 <= status < 200
-            or status in _NO_BODY_STATUSES
-            or response.length == 0
-        )
-        length = response.length
-        if (
-            isinstance(length, int)
-            and self._method != b"HEAD"
-            and status not in _NO_BODY_STATUSES
-            and not any(name.lower() == b"content-length" for name, _ in headers)
-        ):
-            headers.append((b"Content-Length", str(length).encode("ascii")))
+        self.fail(ErrorCode.ORIGIN_UNREACHABLE, b"origin unreachable: " + why)
+
+    def response_head(self, head: ResponseHead) -> None:
+        if self.finished:
+            return
+        self._responding = True
+        no_body = head.length == 0
         self._sink.send_response_head(
-            self.stream_id, status, response.phrase, headers, end_stream=no_body
+            self.stream_id, head.status, head.reason, _response_headers(head), no_body
         )
         if no_body:
-            response.deliverBody(_Discard())
+            self._complete = True
+
+    def response_data(self, data: bytes, last: bool) -> None:
+        if last:
+            self._conn = None
+        if self.finished:
+            return
+        if self._complete:
+            # The head ended the stream (no body).
             self._response_complete()
             return
-        body = _ResponseBody(self)
-        self._response = body
-        response.deliverBody(body)
-        body.delivering = False
-        # deliverBody resumes the origin transport; apply our own state now.
+        if last:
+            self._complete = True
+        pending = self._pending
+        if not pending and not self._sending_paused:
+            n = len(data)
+            sink = self._sink
+            if n and n <= sink.send_window(self.stream_id) and n <= sink.max_data_payload():
+                sink.send_data(self.stream_id, data, last)
+                if last:
+                    self._response_complete()
+                return
+            if not n:
+                if last:
+                    sink.send_end(self.stream_id)
+                    self._response_complete()
+                return
+        if data:
+            pending.append(data)
+            self._pending_bytes += len(data)
         self.pump()
 
-    def _request_failed(self, failure: Failure) -> None:
-        self._request_d = None
-        if self.finished or failure.check(CancelledError):
+    def response_failed(self, why: str) -> None:
+        self._conn = None
+        if self.finished:
             return
-        code, message = _classify(failure)
         log.info(
-            "origin request for stream {stream_id} failed: {why}",
-            stream_id=self.stream_id,
-            why=message,
+            "origin reset stream {stream_id}: {why}", stream_id=self.stream_id, why=why
         )
-        self.fail(code, message)
+        self.fail(ErrorCode.ORIGIN_RESET, why.encode("utf-8", "replace")[:_MAX_MESSAGE])
 
-    def _unexpected(self, failure: Failure) -> None:
-        log.failure(
-            "unexpected error forwarding stream {stream_id}",
-            failure,
-            stream_id=self.stream_id,
-        )
-        self.fail(ErrorCode.INTERNAL_ERROR, b"internal error")
+    # -- internals -------------------------------------------------------------------------
 
     def pump(self) -> None:
         """
         Send as much of the pending response body as the window allows,
         then pause or resume reading from the origin accordingly.
         """
-        body = self._response
-        if body is None or self.finished:
+        if self.finished:
             return
         sink = self._sink
+        stream_id = self.stream_id
+        pending = self._pending
         limit = max(1, sink.max_data_payload())
-        while body.pending and not self._sending_paused:
-            window = sink.send_window(self.stream_id)
+        while pending and not self._sending_paused:
+            window = sink.send_window(stream_id)
             if window <= 0:
                 break
-            chunk = body.pending[0]
+            chunk = pending[0]
             n = min(window, limit, len(chunk))
             if n < len(chunk):
-                body.pending[0] = chunk[n:]
-                chunk = chunk[:n]
+                # Views, not copies: the session copies into the frame.
+                view = memoryview(chunk)
+                pending[0] = view[n:]
+                chunk = view[:n]
             else:
-                body.pending.popleft()
-            body.pending_bytes -= n
-            last = body.complete and not body.pending
-            sink.send_data(self.stream_id, chunk, end_stream=last)
+                pending.popleft()
+            self._pending_bytes -= n
+            last = self._complete and not pending
+            sink.send_data(stream_id, chunk, last)
             if last:
                 self._response_complete()
                 return
             if self.finished:
                 return
-        if body.complete and not body.pending:
-            sink.send_end(self.stream_id)
-            self._response_complete()
+        if self._complete:
+            if not pending:
+                sink.send_end(stream_id)
+                self._response_complete()
             return
-        self._update_reading()
+        conn = self._conn
+        if conn is not None:
+            if (
+                pending
+                or self._sending_paused
+                or (self._responding and sink.send_window(stream_id) <= 0)
+            ):
+                conn.pause_reading()
+            else:
+                conn.resume_reading()
 
-    def _update_reading(self) -> None:
-        body = self._response
-        if body is None or self.finished:
+    def _flush_body(self) -> None:
+        conn = self._conn
+        if conn is None or not self._sent or self.finished:
             return
-        blocked = bool(body.pending) or self._sink.send_window(self.stream_id) <= 0
-        body.set_paused(self._sending_paused or blocked)
+        body = self._body
+        if body:
+            sink = self._sink
+            while body and not self._write_paused:
+                data = body.popleft()
+                self._body_held -= len(data)
+                conn.write(data)
+                sink.acknowledge(self.stream_id, len(data))
+                if self._conn is not conn:
+                    return
+        if self._body_ended and not body:
+            conn.end_body()
 
     def fail(self, code: ErrorCode, message: bytes) -> None:
         """
@@ -609,8 +419,6 @@ class OriginStream:
         self._abort_origin()
 
     def _finish(self) -> None:
-        if self.finished:
-            return
         self.finished = True
         self._sink.stream_finished(self.stream_id)
 
@@ -618,24 +426,32 @@ class OriginStream:
         """
         The whole response went out.  If the viewer is still uploading
         (the origin answered early), tell the edge to stop sending and drop
-        the rest of the request on the origin side.
+        the rest of the request (the connection is closed, not reused).
         """
-        body = self._body
-        if body is not None and not body.ended:
+        if not self._body_ended:
             self._sink.reset_stream(self.stream_id, ErrorCode.NO_ERROR, b"response complete")
             self._finish()
-            body.abandon()
+            self._drop_body()
             return
         self._finish()
 
     def _abort_origin(self) -> None:
-        d, self._request_d = self._request_d, None
-        if d is not None:
-            d.cancel()
-        if self._body is not None:
-            self._body.abandon()
-        if self._response is not None and not self._response.complete:
-            self._response.stop()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+        self._drop_body()
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def _drop_body(self) -> None:
+        self._body_ended = True
+        body = self._body
+        if body:
+            body.clear()
+        dropped, self._body_held = self._body_held, 0
+        if dropped:
+            # Every delivered byte is acknowledged once, written or not.
+            self._sink.acknowledge(self.stream_id, dropped)
 
 
 class OriginForwarder:
@@ -646,20 +462,17 @@ class OriginForwarder:
     @param host_header: C{None} keeps the C{Host} the edge sent (the public
         name); C{"rewrite"} sends the origin's C{host[:port]}; any other
         value is sent literally.
-    @param pool: a persistent connection pool (see L{make_pool}); one is
-        made when not given.
-    @param agent: an L{IAgent} to use instead of one built from C{pool}
-        (tests).
+    @param pool: an L{OriginPool} to use (tests), or L{PoolLimits} for the
+        one made for C{origin_url}.
     """
 
     def __init__(
         self,
-        reactor: IReactorTime,
+        reactor: Any,
         origin_url: str,
         host_header: str | None = None,
-        pool: HTTPConnectionPool | None = None,
+        pool: OriginPool | PoolLimits | None = None,
         connect_timeout: float = 10.0,
-        agent: _Agent | None = None,
     ) -> None:
         parts = urlsplit(origin_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -667,7 +480,6 @@ class OriginForwarder:
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise ValueError(f"origin URL must not have a path or query: {origin_url!r}")
         self.origin_url = origin_url
-        self._base = f"{parts.scheme}://{parts.netloc}".encode("ascii")
         self._origin_host = parts.netloc.rpartition("@")[2].encode("ascii")
         if host_header is None:
             self._host: bytes | None = None
@@ -675,12 +487,15 @@ class OriginForwarder:
             self._host = self._origin_host
         else:
             self._host = host_header.encode("latin-1")
-        self.pool = pool if pool is not None else make_pool(reactor)
-        self._agent: _Agent = (
-            agent
-            if agent is not None
-            else _ExactTargetAgent(reactor, connectTimeout=connect_timeout, pool=self.pool)
-        )
+            if re.fullmatch(rb"[^\x00-\x1f\x7f]+", self._host) is None:
+                raise ValueError(f"bad host header value: {host_header!r}")
+        if isinstance(pool, OriginPool):
+            self.pool = pool
+        else:
+            limits = pool if pool is not None else PoolLimits()
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            endpoint = origin_endpoint(reactor, parts.scheme, parts.hostname, port, connect_timeout)
+            self.pool = OriginPool(endpoint, reactor, max_idle=limits.max_idle)
 
     def forward(
         self,
@@ -688,55 +503,80 @@ class OriginForwarder:
         stream_id: int,
         method: bytes,
         target: bytes,
-        headers: list[Header],
+        headers: Sequence[Header],
         end_stream: bool,
     ) -> OriginStream:
         """
         Start forwarding one stream whose request head just arrived.
         """
-        stream = OriginStream(sink, stream_id, method)
-        if not target.startswith(b"/"):
-            # Agent can only send origin-form targets (not "*" or
-            # absolute-form); the edge sends origin-form.
+        stream = OriginStream(sink, stream_id)
+        if _TARGET_OK.fullmatch(target) is None:
+            # Only origin-form targets (not "*" or absolute-form); the edge
+            # sends origin-form.
             stream.fail(ErrorCode.REFUSED_STREAM, b"unsupported request target")
             return stream
+        if _METHOD.fullmatch(method) is None:
+            stream.fail(ErrorCode.INTERNAL_ERROR, b"request not sendable: bad method")
+            return stream
 
-        kept = strip_hop_by_hop(headers)
-        length: int | object = UNKNOWN_LENGTH
-        declared_length = False
-        out = Headers()
-        host_done = False
-        for name, value in kept:
+        drop = _NO_HEADERS
+        for name, value in headers:
+            if name.lower() == b"connection":
+                drop = _NO_HEADERS | connection_tokens(headers)
+                break
+        parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+        host = self._host
+        host_value: bytes | None = None
+        length: bytes | None = None
+        for name, value in headers:
             lower = name.lower()
-            if lower == b"content-length":
-                # Agent writes Content-Length from the body producer.
-                declared_length = True
-                try:
-                    length = int(value.strip())
-                except ValueError:
-                    stream.fail(ErrorCode.PROTOCOL_ERROR, b"bad content-length")
-                    return stream
+            if lower in drop:
+                if lower == b"host":
+                    if host_value is None:
+                        host_value = value
+                        parts += (name, b": ", value if host is None else host, b"\r\n")
+                elif lower == b"content-length":
+                    value = value.strip(b" \t")
+                    if length is None:
+                        length = value
+                        parts += (name, b": ", value, b"\r\n")
+                    elif value != length:
+                        stream.fail(ErrorCode.PROTOCOL_ERROR, b"bad content-length")
+                        return stream
                 continue
-            if lower == b"host":
-                if host_done:
-                    continue
-                host_done = True
-                if self._host is not None:
-                    value = self._host
-            out.addRawHeader(name, value)
-        if not host_done:
-            out.addRawHeader(b"Host", self._host if self._host is not None else self._origin_host)
+            parts += (name, b": ", value, b"\r\n")
+        if host_value is None:
+            parts[4:4] = (b"Host: ", host if host is not None else self._origin_host, b"\r\n")
 
-        body: _StreamBodyProducer | _EmptyBody | None
-        if end_stream:
-            body = _EmptyBody() if declared_length and length == 0 else None
-        else:
-            body = _StreamBodyProducer(stream, length)
-        stream.start(self._agent, method, self._base + target, out, body)
+        declared: int | None = None
+        if length is not None:
+            if not length.isdigit() or len(length) > 18:
+                stream.fail(ErrorCode.PROTOCOL_ERROR, b"bad content-length")
+                return stream
+            declared = int(length)
+        has_body = not end_stream and declared != 0
+        chunked = has_body and declared is None
+        if chunked:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif length is None and method in _EXPECTS_BODY:
+            parts.append(b"Content-Length: 0\r\n")
+        parts.append(b"\r\n")
+        if has_body:
+            stream._body = deque()
+            stream._body_ended = False
+            stream._body_left = declared
+        self.pool.request(
+            stream,
+            b"".join(parts),
+            head_request=method == b"HEAD",
+            body=has_body,
+            chunked=chunked,
+            retryable=not has_body and method in _IDEMPOTENT,
+        )
         return stream
 
     def close(self) -> Deferred[None]:
         """
         Close the pool's idle connections (service shutdown).
         """
-        return self.pool.closeCachedConnections()
+        return self.pool.close()

@@ -289,7 +289,7 @@ class AgentSessionProtocol(WebSocketClientProtocol):
             self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"agent going away")
             return
         stream = self.factory.forwarder.forward(
-            self, stream_id, event.method, event.target, list(event.headers), event.end_stream
+            self, stream_id, event.method, event.target, event.headers, event.end_stream
         )
         if not stream.finished:
             self.streams[stream_id] = stream
@@ -451,7 +451,9 @@ class AgentSessionProtocol(WebSocketClientProtocol):
             )
         self._after()
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    def send_data(
+        self, stream_id: int, data: bytes | memoryview, end_stream: bool = False
+    ) -> None:
         if self.session is not None:
             self._call(self.session.send_data, stream_id, data, end_stream)
             self._after()

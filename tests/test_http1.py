@@ -1,0 +1,222 @@
+"""
+Tests for L{netbore.http1}, the sans-IO HTTP/1.1 response parser.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netbore.http1 import END, ParseError, ResponseHead, ResponseParser
+
+
+def parse(data: bytes, head_request: bool = False, eof: bool = False) -> tuple[ResponseHead | None, bytes, bool, ResponseParser]:
+    """
+    Feed C{data} in one piece; the head, the body and whether it ended.
+    """
+    parser = ResponseParser(head_request)
+    events = parser.feed(data)
+    if eof:
+        events += parser.feed_eof()
+    heads = [e for e in events if isinstance(e, ResponseHead)]
+    body = b"".join(e for e in events if isinstance(e, bytes))
+    return (heads[0] if heads else None), body, events[-1:] == [END], parser
+
+
+def test_content_length_response() -> None:
+    head, body, ended, parser = parse(
+        b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nX-A:  spaced \t\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello"
+    )
+    assert head is not None
+    assert (head.status, head.reason, head.length, head.chunked) == (201, b"Created", 5, False)
+    assert head.headers == [
+        (b"Set-Cookie", b"a=1"),
+        (b"X-A", b"spaced"),
+        (b"Set-Cookie", b"b=2"),
+        (b"Content-Length", b"5"),
+    ]
+    assert body == b"hello" and ended and parser.reusable
+
+
+def test_body_read_whole_is_not_copied() -> None:
+    parser = ResponseParser()
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    data = b"0123456789"
+    events = parser.feed(data)
+    assert events[0] is data and events[1] is END
+
+
+def test_chunked_response_with_extensions_and_trailers() -> None:
+    head, body, ended, parser = parse(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        b"5;name=value\r\nhello\r\n1A \r\n" + b"z" * 26 + b"\r\n0\r\nTrailer: x\r\n\r\n"
+    )
+    assert head is not None and head.chunked and head.length is None
+    assert body == b"hello" + b"z" * 26 and ended and parser.reusable
+
+
+def test_read_until_close() -> None:
+    parser = ResponseParser()
+    events = parser.feed(b"HTTP/1.1 200 OK\r\n\r\nsome")
+    assert events[1:] == [b"some"]
+    assert parser.feed(b" more") == [b" more"]
+    assert parser.feed_eof() == [END]
+    assert not parser.reusable
+
+
+@pytest.mark.parametrize(
+    "data, head_request",
+    [
+        (b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", False),
+        (b"HTTP/1.1 304 Not Modified\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", True),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", True),
+    ],
+)
+def test_responses_without_body(data: bytes, head_request: bool) -> None:
+    head, body, ended, parser = parse(data, head_request)
+    assert head is not None and head.length == 0
+    assert body == b"" and ended and parser.reusable
+
+
+def test_interim_responses_are_skipped() -> None:
+    head, body, ended, _ = parse(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    )
+    assert head is not None and head.status == 200 and body == b"ok" and ended
+
+
+@pytest.mark.parametrize(
+    "data, reusable",
+    [
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.1 200 OK\r\nConnection: Keep-Alive, X-Hop\r\nContent-Length: 0\r\n\r\n", True),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", True),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nextra", False),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n", False),
+    ],
+)
+def test_keep_alive(data: bytes, reusable: bool) -> None:
+    _, _, ended, parser = parse(data)
+    assert ended and parser.reusable is reusable
+
+
+def test_connection_tokens() -> None:
+    head, _, _, _ = parse(b"HTTP/1.1 200 OK\r\nConnection: X-A , keep-alive\r\nConnection: x-b\r\nContent-Length: 0\r\n\r\n")
+    assert head is not None and head.connection == frozenset({b"x-a", b"keep-alive", b"x-b"})
+
+
+def test_bare_lf_and_obs_fold() -> None:
+    head, body, ended, _ = parse(b"HTTP/1.1 200 OK\nX-Long: a\n  b\nContent-Length: 1\n\nx")
+    assert head is not None and head.headers[0] == (b"X-Long", b"a b")
+    assert body == b"x" and ended
+
+
+def test_repeated_equal_content_lengths() -> None:
+    head, body, _, _ = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\nabc")
+    assert head is not None and head.length == 3 and body == b"abc"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"HTTP/2 200 OK\r\n\r\n",
+        b"HTTP/1.1 20 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b" HTTP/1.1 200 OK\r\n\r\n",
+    ],
+)
+def test_malformed_responses_raise_parse_error(data: bytes) -> None:
+    with pytest.raises(ParseError):
+        ResponseParser().feed(data)
+
+
+def test_eof_before_the_end_is_an_error() -> None:
+    parser = ResponseParser()
+    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc")
+    with pytest.raises(ParseError):
+        parser.feed_eof()
+    with pytest.raises(ParseError):
+        ResponseParser().feed_eof()
+
+
+def test_head_too_large() -> None:
+    parser = ResponseParser()
+    with pytest.raises(ParseError):
+        for _ in range(100):
+            parser.feed(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+
+
+@given(st.lists(st.binary(max_size=200), max_size=8), st.booleans(), st.booleans())
+def test_arbitrary_bytes_raise_only_parse_error(pieces: list[bytes], head_request: bool, eof: bool) -> None:
+    parser = ResponseParser(head_request)
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+        if eof:
+            parser.feed_eof()
+    except ParseError:
+        pass
+
+
+PREFIXES = st.sampled_from(
+    [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\n",
+    ]
+)
+
+
+@given(PREFIXES, st.binary(max_size=300))
+def test_plausible_responses_raise_only_parse_error(prefix: bytes, rest: bytes) -> None:
+    parser = ResponseParser()
+    try:
+        parser.feed(prefix + rest)
+        parser.feed_eof()
+    except ParseError:
+        pass
+
+
+def chunked(chunks: list[bytes], ext: bool) -> bytes:
+    out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    for c in chunks:
+        out += b"%x%s\r\n%s\r\n" % (len(c), b";e=1" if ext else b"", c)
+    return out + b"0\r\nT: 1\r\n\r\n"
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=5), st.booleans())
+def test_chunked_split_at_every_boundary_parses_the_same(chunks: list[bytes], ext: bool) -> None:
+    wire = chunked(chunks, ext)
+    whole = ResponseParser().feed(wire)
+    assert b"".join(e for e in whole if isinstance(e, bytes)) == b"".join(chunks)
+    assert whole[-1] is END
+    for i in range(len(wire) + 1):
+        for j in range(i, len(wire) + 1, 7):
+            parser = ResponseParser()
+            events = parser.feed(wire[:i]) + parser.feed(wire[i:j]) + parser.feed(wire[j:])
+            heads = [e for e in events if isinstance(e, ResponseHead)]
+            assert len(heads) == 1 and heads[0].headers == [(b"Transfer-Encoding", b"chunked")]
+            assert b"".join(e for e in events if isinstance(e, bytes)) == b"".join(chunks)
+            assert events[-1] is END and parser.reusable
+
+
+@given(st.binary(max_size=100))
+def test_byte_by_byte_equals_whole(body: bytes) -> None:
+    wire = b"HTTP/1.1 200 OK\r\nX: 1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    parser = ResponseParser()
+    events = []
+    for i in range(len(wire)):
+        events += parser.feed(wire[i : i + 1])
+    assert b"".join(e for e in events if isinstance(e, bytes)) == body
+    assert events[-1] is END and parser.reusable
