@@ -122,6 +122,14 @@ class ViewerProtocol(Protocol):
         host = getattr(transport.getPeer(), "host", "")
         self.client_ip = host.encode("ascii", "replace") if isinstance(host, str) else b""
         self.secure = ISSLTransport(transport, None) is not None
+        # A response head and its body may leave in two writes (the body
+        # comes in a later frame): never let Nagle hold the second one.
+        nodelay = getattr(transport, "setTcpNoDelay", None)
+        if nodelay is not None:
+            try:
+                nodelay(True)
+            except OSError:
+                pass
         transport.registerProducer(self, True)
         self._set_deadline()
 
