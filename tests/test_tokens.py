@@ -453,7 +453,7 @@ def test_rotate_then_retire(tmp_path: Path, clock: Clock, capsys: pytest.Capture
     assert rotated.verify(old_token, EPHEMERAL).sub == "tun-1"
     assert [k["kid"] for k in rotated.jwks()["keys"]] == [old_kid, new_kid]
 
-    assert keys.main(["retire", "--data-dir", data_dir, old_kid]) == 0
+    assert keys.main(["retire", "--data-dir", data_dir, "--", old_kid]) == 0
     retired = TokenAuthority(load_keyring(data_dir), ISSUER, clock)
     assert _refused(retired, old_token).reason == "kid"
     assert retired.verify(new_token, EPHEMERAL).sub == "tun-1"
@@ -463,7 +463,7 @@ def test_rotate_then_retire(tmp_path: Path, clock: Clock, capsys: pytest.Capture
 def test_retire_refuses_last_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     keyring = load_keyring(str(tmp_path))
     kid = keyring.signing_key()[0]
-    assert keys.main(["retire", "--data-dir", str(tmp_path), kid]) == 1
+    assert keys.main(["retire", "--data-dir", str(tmp_path), "--", kid]) == 1
     assert "last key" in capsys.readouterr().err
     assert [k.kid for k in read_keys(str(tmp_path))] == [kid]
 
