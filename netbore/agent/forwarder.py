@@ -41,28 +41,24 @@ from typing import Any
 from typing import Protocol as TypingProtocol
 from urllib.parse import urlsplit
 
-import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from netbore.agent.origin import DEFAULT_MAX_IDLE, OriginConnection, OriginPool, origin_endpoint
+from netbore.agent.origin import OriginConnection, OriginPool, origin_endpoint
 from netbore.headers import HOP_BY_HOP, Header, connection_tokens
 from netbore.http1 import ResponseHead
 from netbore.protocol.errors import ErrorCode
 
 __all__ = [
-    "DEFAULT_MAX_PERSISTENT_PER_HOST",
     "OriginForwarder",
     "OriginStream",
     "PoolLimits",
     "StreamSink",
-    "make_pool",
 ]
 
 log = Logger()
 
-DEFAULT_MAX_PERSISTENT_PER_HOST = DEFAULT_MAX_IDLE
 _MAX_MESSAGE = 200
 #: Requests that may be sent again when a reused connection fails before
 #: any response byte (RFC 9110 §9.2.2), when they have no body.
@@ -117,23 +113,6 @@ class StreamSink(TypingProtocol):
         The stream is over on the agent's side (ended, reset or failed);
         the owner forgets it.
         """
-
-
-@attrs.frozen
-class PoolLimits:
-    """
-    How many idle origin connections to keep (see L{make_pool}).
-    """
-
-    max_idle: int = DEFAULT_MAX_IDLE
-
-
-def make_pool(reactor: Any, max_per_host: int = DEFAULT_MAX_PERSISTENT_PER_HOST) -> PoolLimits:
-    """
-    Limits for the forwarder's persistent pool (kept for callers that built
-    a twisted.web pool; the forwarder makes the pool for its origin).
-    """
-    return PoolLimits(max_idle=max_per_host)
 
 
 def _short(failure: Failure) -> bytes:
@@ -471,7 +450,7 @@ class OriginForwarder:
         reactor: Any,
         origin_url: str,
         host_header: str | None = None,
-        pool: OriginPool | PoolLimits | None = None,
+        pool: OriginPool | None = None,
         connect_timeout: float = 10.0,
     ) -> None:
         parts = urlsplit(origin_url)
@@ -489,13 +468,11 @@ class OriginForwarder:
             self._host = host_header.encode("latin-1")
             if re.fullmatch(rb"[^\x00-\x1f\x7f]+", self._host) is None:
                 raise ValueError(f"bad host header value: {host_header!r}")
-        if isinstance(pool, OriginPool):
-            self.pool = pool
-        else:
-            limits = pool if pool is not None else PoolLimits()
+        if pool is None:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             endpoint = origin_endpoint(reactor, parts.scheme, parts.hostname, port, connect_timeout)
-            self.pool = OriginPool(endpoint, reactor, max_idle=limits.max_idle)
+            pool = OriginPool(endpoint, reactor)
+        self.pool = pool
 
     def forward(
         self,

@@ -25,7 +25,7 @@ from ..protocol.handshake import Hello, Settings
 from .backoff import Backoff
 from .config import AgentConfig
 from .control import ControlClient, ControlError, Created
-from .forwarder import OriginForwarder, make_pool
+from .forwarder import OriginForwarder
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
 
@@ -136,7 +136,7 @@ class AgentService(service.Service):
         self.control: IControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
         self.forwarder = OriginForwarder(
-            reactor, config.origin, host_header=config.host_header, pool=make_pool(reactor)
+            reactor, config.origin, host_header=config.host_header
         )
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
