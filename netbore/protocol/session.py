@@ -644,6 +644,24 @@ class Session:
         if len(closed) > CLOSED_STREAMS_REMEMBERED:
             closed.popitem(last=False)
 
+    def _receiving(self, stream_id: int, what: str) -> _Stream | None:
+        """
+        The live stream a frame C{what} from the peer is for; L{None} when
+        the frame is to be ignored (see L{_not_live}).
+
+        @raise ProtocolError: the stream is unknown, or the peer already
+            ended its side of it.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._not_live(stream_id, what)
+            return None
+        if stream.remote_closed:
+            raise ProtocolError(
+                f"{what} on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED
+            )
+        return stream
+
     def _not_live(self, stream_id: int, what: str) -> None:
         """
         A frame C{what} arrived for C{stream_id}, which is not live.
@@ -685,15 +703,9 @@ class Session:
 
     def _on_response_head(self, frame: ResponseHead) -> list[Event]:
         stream_id = frame.stream_id
-        stream = self._streams.get(stream_id)
+        stream = self._receiving(stream_id, "RESPONSE_HEAD")
         if stream is None:
-            self._not_live(stream_id, "RESPONSE_HEAD")
             return []
-        if stream.remote_closed:
-            raise ProtocolError(
-                f"RESPONSE_HEAD on stream {stream_id} after its end",
-                ErrorCode.STREAM_CLOSED,
-            )
         if stream.remote_head:
             raise ProtocolError(f"a second final RESPONSE_HEAD on stream {stream_id}")
         if frame.status >= 200:
@@ -756,14 +768,9 @@ class Session:
 
     def _on_end(self, frame: End) -> list[Event]:
         stream_id = frame.stream_id
-        stream = self._streams.get(stream_id)
+        stream = self._receiving(stream_id, "END")
         if stream is None:
-            self._not_live(stream_id, "END")
             return []
-        if stream.remote_closed:
-            raise ProtocolError(
-                f"END on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED
-            )
         if not stream.remote_head:
             raise ProtocolError(f"END before the response head on stream {stream_id}")
         stream.remote_closed = True
