@@ -255,8 +255,8 @@ def start_peers(env: Env, origin_port: int, only: list[str] | None) -> list[tupl
 # ----------------------------------------------------------------- profile
 
 
-def profile(bench: Bench, paths: list[tuple[Peer, Target]], seconds: float, out: Path) -> dict[str, Any]:
-    """py-spy on the edge and the agent under wrk c=50; top functions by own time."""
+def profile(bench: Bench, paths: list[tuple[Peer, Target]], seconds: float, out: Path, conns: int = 50) -> dict[str, Any]:
+    """py-spy on the edge and the agent under wrk c=C{conns}; top functions by own time."""
     from bench.profile import record, top  # noqa: PLC0415
 
     spy = which("py-spy") or str(Path(sys.executable).parent / "py-spy")
@@ -268,12 +268,12 @@ def profile(bench: Bench, paths: list[tuple[Peer, Target]], seconds: float, out:
     roles = netbore.roles()  # type: ignore[attr-defined]
     spies = {role: record(spy, pid, seconds, out / f"{role}.collapsed") for role, pid in roles.items()}
     time.sleep(0.5)
-    run_load(target, "/13", 50, seconds, threads=1)
+    run_load(target, "/13", conns, seconds, threads=1)
     found = {}
     for role, proc in spies.items():
         proc.wait(seconds + 30)
         found[role] = top(out / f"{role}.collapsed", 15)
-        print(f"\n  profile of the {role} (py-spy, {seconds:.0f} s under wrk c=50), top by own samples:")
+        print(f"\n  profile of the {role} (py-spy, {seconds:.0f} s under wrk c={conns}), top by own samples:")
         for entry in found[role]:
             caller = f"  <- {entry['caller']}" if entry["caller"] else ""
             print(f"    {entry['self_pct']:5.1f}% self {entry['total_pct']:5.1f}% total  {entry['function']}{caller}")
@@ -308,7 +308,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, help="interleaved rounds (medians are reported); default 3, quick 1")
     p.add_argument("--duration", type=float, help="seconds per wrk load (default 2)")
     p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
-                   help="after the sweep, py-spy the edge and agent under wrk c=50 for this long")
+                   help="after the sweep, py-spy the edge and agent under wrk for this long")
+    p.add_argument("--profile-conns", type=int, default=50, metavar="C",
+                   help="wrk connections while profiling (default 50)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     return p.parse_args(argv)
 
@@ -351,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nmedians of {plan.rounds} interleaved round(s), {plan.duration:g} s per load, origin {origin.name},"
               f" load generator {'wrk' if which('wrk') else 'built-in'}; {elapsed:.0f} s in all\n")
         print(table)
-        profiled = profile(bench, paths, args.profile, tmp) if args.profile else {}
+        profiled = profile(bench, paths, args.profile, tmp, args.profile_conns) if args.profile else {}
         if args.json:
             args.json.write_text(json.dumps({
                 "plan": plan.__dict__, "origin": origin.name, "machine": machine(),

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from netbore.http1 import END, ParseError, ResponseHead, ResponseParser
+from netbore.writes import BATCH
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
@@ -210,7 +211,7 @@ class OriginConnection(Protocol):
     def _start(self) -> None:
         exchange = self.exchange
         assert exchange is not None and self.transport is not None
-        self.transport.write(self._head)
+        BATCH.write(self.transport, self._head)
         exchange.request_sent()
 
     # -- used by the exchange ------------------------------------------------------
@@ -221,9 +222,11 @@ class OriginConnection(Protocol):
         """
         transport: Any = self.transport
         if self._chunked:
-            transport.writeSequence((b"%X\r\n" % len(data), data, b"\r\n"))
+            BATCH.write(transport, b"%X\r\n" % len(data))
+            BATCH.write(transport, data)
+            BATCH.write(transport, b"\r\n")
         else:
-            transport.write(data)
+            BATCH.write(transport, data)
 
     def end_body(self) -> None:
         """
@@ -233,7 +236,7 @@ class OriginConnection(Protocol):
             return
         self._body_done = True
         if self._chunked and self.transport is not None:
-            self.transport.write(_LAST_CHUNK)
+            BATCH.write(self.transport, _LAST_CHUNK)
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.connected and not self.closed:
@@ -275,6 +278,14 @@ class OriginConnection(Protocol):
             self._start()
 
     def dataReceived(self, data: bytes) -> None:
+        # Whatever this response causes (tunnel frames) leaves in one write.
+        BATCH.hold()
+        try:
+            self._data_received(data)
+        finally:
+            BATCH.release()
+
+    def _data_received(self, data: bytes) -> None:
         exchange = self.exchange
         parser = self._parser
         if exchange is None or parser is None:
@@ -380,6 +391,7 @@ class OriginConnection(Protocol):
         if abort:
             transport.abortConnection()
         else:
+            BATCH.flush(transport)
             transport.loseConnection()
 
 

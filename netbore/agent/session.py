@@ -33,6 +33,7 @@ from netbore.headers import Header
 from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode, ProtocolError, StreamError, websocket_close_code
 from netbore.protocol.frames import HEADER_SIZE, MAX_HEAD_PAYLOAD
+from netbore.wsio import BatchedWebSocket
 from netbore.protocol.handshake import (
     MAX_HELLO_SIZE,
     PROTOCOL_VERSION,
@@ -111,7 +112,7 @@ class _Backpressure:
         pass
 
 
-class AgentSessionProtocol(WebSocketClientProtocol):
+class AgentSessionProtocol(BatchedWebSocket, WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One WebSocket connection to the edge, carrying many streams.
 

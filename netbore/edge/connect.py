@@ -21,6 +21,7 @@ from ..protocol.errors import StreamClosedError, StreamError, websocket_close_co
 from ..protocol.frames import max_message_size
 from ..protocol.handshake import PROTOCOL_VERSION, SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 from ..tokens import EPHEMERAL, TokenAuthority, TokenError
+from ..wsio import BatchedWebSocket
 from .config import EdgeConfig
 from .ratelimit import AuthFailureLimiter
 
@@ -60,7 +61,7 @@ def _token_from(request: ConnectionRequest) -> str | None:
     return None
 
 
-class EdgeSession(WebSocketServerProtocol):
+class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One agent's WebSocket connection.
     """

@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 from zope.interface import implementer
 
+from ..writes import BATCH
 from . import pages
 from .viewer_parse import END_OF_MESSAGE, NEED_DATA, PAUSED, ParseError, RequestHead, RequestParser
 
@@ -142,7 +143,13 @@ class ViewerProtocol(Protocol):
             return
         parser.feed(data)
         if not self._driving:
-            self._drive()
+            # What this read causes (frames to the agent, an error page)
+            # leaves in one write per connection.
+            BATCH.hold()
+            try:
+                self._drive()
+            finally:
+                BATCH.release()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         if self._handed is not None:
@@ -195,6 +202,7 @@ class ViewerProtocol(Protocol):
         if transport is not None:
             # A transport with a registered producer does not close.
             transport.unregisterProducer()
+            BATCH.flush(transport)
             transport.loseConnection()
 
     # -- reading requests ------------------------------------------------------
@@ -243,7 +251,7 @@ class ViewerProtocol(Protocol):
         self.head = head
         self._keep_alive = head.keep_alive
         if head.expect_continue and (head.chunked or head.length):
-            self.transport.write(_CONTINUE)  # type: ignore[union-attr]
+            BATCH.write(self.transport, _CONTINUE)
         exchange = self.router.exchange(self, label, head.length)
         self._exchange = exchange
         if self._write_paused:
@@ -261,6 +269,8 @@ class ViewerProtocol(Protocol):
             timer.cancel()
         raw = parser.take_raw()
         transport: Any = self.transport
+        # twisted.web writes to the transport directly from now on.
+        BATCH.flush(transport)
         channel = self.site.build_channel(self.addr)
         self._handed = channel
         transport.unregisterProducer()
@@ -280,7 +290,7 @@ class ViewerProtocol(Protocol):
         error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
         ctype, body = pages.render(error, b"", b"")
         self._write_head(error.status, _reason(error.status), pages.headers(ctype, body, error), _NONE)
-        self.transport.write(body)  # type: ignore[union-attr]
+        BATCH.write(self.transport, body)
         self._close()
 
     def _set_deadline(self) -> None:
@@ -360,7 +370,7 @@ class ViewerProtocol(Protocol):
             parts.append(b"Connection: keep-alive\r\n\r\n")
         else:
             parts.append(b"\r\n")
-        self.transport.write(b"".join(parts))  # type: ignore[union-attr]
+        BATCH.write(self.transport, b"".join(parts))
 
     def write_body(self, data: bytes) -> None:
         framing = self._framing
@@ -370,12 +380,14 @@ class ViewerProtocol(Protocol):
             if len(data) > n:
                 data = data[:n]  # beyond the announced length: never sent
             self._remaining = n - len(data)
-            transport.write(data)
+            BATCH.write(transport, data)
         elif framing == _CHUNKED:
             if data:
-                transport.writeSequence((b"%x\r\n" % len(data), data, b"\r\n"))
+                BATCH.write(transport, b"%x\r\n" % len(data))
+                BATCH.write(transport, data)
+                BATCH.write(transport, b"\r\n")
         elif framing == _CLOSE:
-            transport.write(data)
+            BATCH.write(transport, data)
 
     def finish(self) -> None:
         """
@@ -384,7 +396,7 @@ class ViewerProtocol(Protocol):
         """
         framing = self._framing
         if framing == _CHUNKED:
-            self.transport.write(b"0\r\n\r\n")  # type: ignore[union-attr]
+            BATCH.write(self.transport, b"0\r\n\r\n")
         elif framing == _LENGTH and self._remaining:
             # Shorter than announced: the viewer must see it cut.
             self._keep_alive = False

@@ -1,0 +1,134 @@
+"""
+L{netbore.writes}: direct sends on plain TCP transports, batching per input
+event.  The transports are real C{twisted.internet.tcp.Connection}s over an
+in-process socket pair (never registered with the reactor, so only the
+direct-send path moves bytes).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet import reactor, tcp
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+
+from netbore.writes import WriteBatch, send_now
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[tcp.Connection, socket.socket]]:
+    ours, theirs = socket.socketpair()
+    conn = tcp.Connection(ours, Protocol(), reactor)
+    conn.connected = True
+    theirs.setblocking(False)
+    yield conn, theirs
+    conn.stopWriting()
+    ours.close()
+    theirs.close()
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while True:
+        try:
+            chunk = sock.recv(1 << 20)
+        except BlockingIOError:
+            return out
+        if not chunk:
+            return out
+        out += chunk
+
+
+def test_send_now_sends_at_once(pair: tuple[tcp.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    send_now(conn, b"HTTP/1.1 200 OK\r\n\r\n")
+    # No reactor turn happened: the bytes are in the peer's socket already.
+    assert _read_all(peer) == b"HTTP/1.1 200 OK\r\n\r\n"
+    assert not conn.dataBuffer and not conn._tempDataLen
+
+
+def test_send_now_queues_behind_buffered_bytes(pair: tuple[tcp.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    conn.write(b"first ")  # queued for the reactor's next turn
+    send_now(conn, b"second")
+    assert _read_all(peer) == b""  # nothing overtook the queued bytes
+    conn.doWrite()
+    assert _read_all(peer) == b"first second"
+
+
+def test_send_now_queues_what_the_socket_does_not_take(pair: tuple[tcp.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    conn.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    data = bytes(range(256)) * 4096  # 1 MiB: more than the socket buffers hold
+    send_now(conn, data)
+    queued = len(conn.dataBuffer) + conn._tempDataLen
+    assert 0 < queued < len(data)
+    received = _read_all(peer)
+    while conn.dataBuffer or conn._tempDataLen:
+        conn.doWrite()
+        received += _read_all(peer)
+    assert received == data
+
+
+def test_send_now_writes_through_other_transports() -> None:
+    transport = StringTransport()
+    send_now(transport, b"abc")
+    assert transport.value() == b"abc"
+
+
+def test_send_now_after_lose_connection_keeps_order(pair: tuple[tcp.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    conn.loseConnection()
+    send_now(conn, b"last words")
+    assert _read_all(peer) == b""  # left to the transport, which writes then closes
+    assert conn._tempDataLen == len(b"last words")
+
+
+def test_batch_holds_and_joins_per_transport() -> None:
+    batch = WriteBatch()
+    a, b = StringTransport(), StringTransport()
+    batch.hold()
+    batch.write(a, b"head ")
+    batch.write(b, b"other")
+    batch.write(a, b"body")
+    batch.write(a, b"")
+    assert a.value() == b"" and b.value() == b""
+    assert batch.held_bytes(a) == 9
+    batch.release()
+    assert a.value() == b"head body" and b.value() == b"other"
+    assert batch.held_bytes(a) == 0
+
+
+def test_batch_nests_and_sends_at_the_outermost_release() -> None:
+    batch = WriteBatch()
+    t = StringTransport()
+    batch.hold()
+    batch.hold()
+    batch.write(t, b"x")
+    batch.release()
+    assert t.value() == b""
+    batch.release()
+    assert t.value() == b"x"
+
+
+def test_batch_writes_at_once_when_not_held(pair: tuple[tcp.Connection, socket.socket]) -> None:
+    conn, peer = pair
+    batch = WriteBatch()
+    batch.write(conn, b"now")
+    assert _read_all(peer) == b"now"
+
+
+def test_batch_flush_sends_one_transport_early() -> None:
+    batch = WriteBatch()
+    a, b = StringTransport(), StringTransport()
+    batch.hold()
+    batch.write(a, b"a")
+    batch.write(b, b"b")
+    batch.flush(a)
+    assert a.value() == b"a" and b.value() == b""
+    batch.write(a, b"2")
+    batch.release()
+    assert a.value() == b"a2" and b.value() == b"b"
