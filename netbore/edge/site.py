@@ -16,6 +16,7 @@ from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
 from ..apikeys import ApiKeys
+from ..memory import release_free_heap
 from ..tokens import TokenAuthority, load_keyring
 from .config import EdgeConfig
 from .connect import AgentEndpoint
@@ -119,6 +120,8 @@ class EdgeService(service.MultiService):
         self._sweep = LoopingCall(self.registry.expire)
         self._sweep.clock = self.site.reactor
         self._sweep.start(60, now=False)
+        # Once the reactor runs: start-up is over, its freed heap can go.
+        self._trim = self.site.reactor.callLater(0, release_free_heap)
         log.info(
             "netbore edge ready for *.{domain} (edge {edge_id})",
             domain=self.config.domain,
@@ -136,6 +139,8 @@ class EdgeService(service.MultiService):
         super().stopService()
         if self._sweep.running:
             self._sweep.stop()
+        if self._trim.active():
+            self._trim.cancel()
         self.site.router.draining = True
         self.endpoint.go_away_all()
         return Deferred.fromCoroutine(self._drain())
