@@ -23,7 +23,7 @@ body bytes, or several tunnel frames, leave in one C{send()}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import tcp
 
@@ -74,17 +74,49 @@ class WriteBatch:
     def __init__(self) -> None:
         self.depth = 0
         self._held: dict[Any, list[bytes]] = {}
+        self._later: dict[Callable[[], object], None] = {}
 
     def hold(self) -> None:
         self.depth += 1
 
     def release(self) -> None:
-        self.depth -= 1
-        if self.depth or not self._held:
+        if self.depth > 1:
+            self.depth -= 1
             return
-        held, self._held = self._held, {}
-        for transport, chunks in held.items():
-            send_now(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+        try:
+            # Deferred flushes may write (held too: depth is still 1).
+            while self._later:
+                later, self._later = self._later, {}
+                for call in later:
+                    call()
+        finally:
+            self.depth -= 1
+            if self._held:
+                held, self._held = self._held, {}
+                for transport, chunks in held.items():
+                    send_now(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+
+    def later(self, call: Callable[[], object]) -> bool:
+        """
+        While a batch is open, run C{call} once when it is released (before
+        the held bytes leave; the same call asked for twice runs once) and
+        return C{True}; else return C{False} and do nothing.
+
+        A tunnel session's frames queued by several callbacks of one event
+        then leave as one message (see C{Session.data_to_send}).
+        """
+        if not self.depth:
+            return False
+        self._later[call] = None
+        return True
+
+    def run_now(self, call: Callable[[], object]) -> None:
+        """
+        Run C{call} now if it was deferred by L{later} (before writing
+        something that must follow what it writes).
+        """
+        if self._later.pop(call, False) is None:
+            call()
 
     def write(self, transport: Any, data: bytes) -> None:
         if not data:

@@ -57,6 +57,31 @@ class BatchedWebSocket:
     trackedTimings: Any
     _onMessage: Any
 
+    def flush_frames(self) -> None:
+        """
+        Send the tunnel session's queued frames now.
+        """
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """
+        Send the tunnel session's queued frames: when the input event being
+        handled is done (all its frames in as few messages as the session
+        packs them into), else now.
+        """
+        if not BATCH.later(self._flush_if_open):
+            self.flush_frames()
+
+    def _flush_if_open(self) -> None:
+        # (deferred: the connection may have gone in the meantime)
+        if self.state == _OPEN:
+            self.flush_frames()
+
+    def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
+        # Frames queued before the close go before it.
+        BATCH.run_now(self._flush_if_open)
+        super().sendClose(code, reason)  # type: ignore[misc]
+
     def dataReceived(self, data: bytes) -> None:
         BATCH.hold()
         try:

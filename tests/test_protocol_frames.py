@@ -37,7 +37,7 @@ from netbore.protocol import (
     max_message_size,
     websocket_close_code,
 )
-from netbore.protocol.frames import HEADER, MAX_MESSAGE, encode_data
+from netbore.protocol.frames import HEADER, HEADER_SIZE, MAX_MESSAGE, decode_batch, encode_batch, encode_data
 
 # --------------------------------------------------------------------------
 # Strategies
@@ -328,7 +328,7 @@ def test_error_codes() -> None:
 
 def test_end_stream_flag_value() -> None:
     assert FLAG_END_STREAM == 1
-    assert [int(t) for t in FrameType] == list(range(1, 8))
+    assert [int(t) for t in FrameType] == list(range(1, 9))
 
 
 # --------------------------------------------------------------------------
@@ -341,6 +341,7 @@ settings_strategy = st.builds(
     st.integers(1, 2**31 - 1),
     st.integers(1, 2**31 - 1),
     st.integers(1024, 16 * 1024 * 1024),
+    st.booleans(),
 )
 hellos = st.builds(
     Hello,
@@ -372,6 +373,7 @@ def test_hello_example() -> None:
             "stream_window": 2097152,
             "session_window": 16777216,
             "max_frame_payload": 65536,
+            "batch": True,
         },
         "agent_id": "a1",
         "tunnel_id": "t1",
@@ -384,8 +386,9 @@ def test_hello_defaults_and_unknown_keys() -> None:
         '{"type": "hello", "version": 1, "role": "edge", "future": [1],'
         ' "settings": {"stream_window": 1000, "later": true}, "public_url": "https://a.b"}'
     )
+    # No "batch": a peer from before BATCH frames; never send it one.
     assert hello == Hello(
-        1, "edge", Settings(stream_window=1000), public_url="https://a.b"
+        1, "edge", Settings(stream_window=1000, batch=False), public_url="https://a.b"
     )
 
 
@@ -439,6 +442,7 @@ def _hello(**changes: object) -> str:
         _hello(settings={"max_frame_payload": 1023}),
         _hello(settings={"max_frame_payload": 16 * 1024 * 1024 + 1}),
         _hello(settings={"max_frame_payload": 2048.0}),
+        _hello(settings={"batch": 1}),
         _hello(agent_id=5),
         _hello(tunnel_id=["x"]),
         _hello(public_url={}),
@@ -500,3 +504,49 @@ def test_settings_validate() -> None:
 
 def test_struct_is_big_endian() -> None:
     assert struct.calcsize(HEADER.format) == 6
+
+
+# --------------------------------------------------------------------------
+# BATCH
+
+
+def test_batch_round_trip() -> None:
+    inner = [
+        encode(ResponseHead(1, 200, b"OK", [(b"content-length", b"13")], False)),
+        encode(Data(1, b"Hello, World!", True)),
+        encode(WindowUpdate(0, 4096)),
+    ]
+    message = encode_batch(inner)
+    assert message[:HEADER_SIZE] == HEADER.pack(FrameType.BATCH, 0, 0)
+    assert decode_batch(message) == inner
+    assert decode_batch(bytearray(message)) == inner
+
+
+@pytest.mark.parametrize(
+    "message, why",
+    [
+        (HEADER.pack(FrameType.BATCH, 0, 0), "empty"),
+        (HEADER.pack(FrameType.BATCH, 1, 0) + struct.pack("!I", 6) + encode(End(1)), "flags"),
+        (HEADER.pack(FrameType.BATCH, 0, 3) + struct.pack("!I", 6) + encode(End(1)), "stream 3"),
+        (HEADER.pack(FrameType.BATCH, 0, 0) + struct.pack("!I", 7) + encode(End(1)), "truncated"),
+        (HEADER.pack(FrameType.BATCH, 0, 0) + b"\0\0", "truncated"),
+        (HEADER.pack(FrameType.BATCH, 0, 0) + struct.pack("!I", 2) + b"\1\0", "shorter than its header"),
+        (
+            HEADER.pack(FrameType.BATCH, 0, 0)
+            + struct.pack("!I", 16)
+            + encode_batch([encode(End(1))]),
+            "inside a BATCH",
+        ),
+        (HEADER.pack(FrameType.BATCH, 0, 0)[:4], "shorter"),
+    ],
+)
+def test_bad_batches_are_protocol_errors(message: bytes, why: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_batch(message)
+    assert why in str(info.value)
+    assert info.value.code is ErrorCode.PROTOCOL_ERROR
+
+
+def test_batch_is_not_a_plain_frame() -> None:
+    with pytest.raises(ProtocolError, match="unknown frame type 8"):
+        decode(encode_batch([encode(End(1))]))

@@ -36,8 +36,10 @@ from netbore.protocol import (
     WindowOpened,
     WindowUpdate,
     decode,
+    decode_batch,
     encode,
 )
+from netbore.protocol.frames import HEADER, encode_batch
 from netbore.protocol.session import CLOSED_STREAMS_REMEMBERED
 
 GET = (b"GET", b"/", [(b"host", b"app.example")])
@@ -59,8 +61,19 @@ def pump(src: Session, dst: Session) -> list[Event]:
     return events
 
 
+def decode_all(messages: Iterable[bytes]) -> list[Any]:
+    """The frames in C{messages}, BATCH frames unpacked."""
+    frames: list[Any] = []
+    for m in messages:
+        if m[0] == FrameType.BATCH:
+            frames += [decode(inner) for inner in decode_batch(m)]
+        else:
+            frames.append(decode(m))
+    return frames
+
+
 def frames_of(session: Session) -> list[Any]:
-    return [decode(m) for m in session.data_to_send()]
+    return decode_all(session.data_to_send())
 
 
 def feed(session: Session, *frames: Any) -> list[Event]:
@@ -77,7 +90,7 @@ def refused(session: Session, frame: Any) -> ErrorCode:
 
 
 def window_updates(messages: Iterable[bytes]) -> list[WindowUpdate]:
-    return [f for f in map(decode, messages) if isinstance(f, WindowUpdate)]
+    return [f for f in decode_all(messages) if isinstance(f, WindowUpdate)]
 
 
 # --------------------------------------------------------------------------
@@ -547,7 +560,7 @@ def test_frames_after_our_reset_are_ignored_and_credited() -> None:
     agent.send_data(sid, b"y" * 3000)
     in_flight = agent.data_to_send()
     edge.reset_stream(sid)
-    assert decode(edge.data_to_send()[0]) == Reset(sid, ErrorCode.CANCEL, b"")
+    assert decode_all(edge.data_to_send())[0] == Reset(sid, ErrorCode.CANCEL, b"")
     events: list[Event] = []
     for message in in_flight:
         events += edge.receive(message)
@@ -870,3 +883,62 @@ def test_well_behaved_peers_never_break_the_protocol(script: list[Any]) -> None:
     # All credit came home: no leak in the session windows.
     assert edge.session._recv_window + edge.session._session_pending == s.session_window
     assert agent.session._recv_window + agent.session._session_pending == s.session_window
+
+
+# --------------------------------------------------------------------------
+# BATCH frames
+
+
+def test_small_frames_leave_as_one_batch_when_the_peer_takes_them() -> None:
+    edge, agent = make_pair()
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    agent.send_response_head(sid, 200, b"OK", [(b"content-length", b"13")])
+    agent.send_data(sid, b"Hello, World!", end_stream=True)
+    messages = agent.data_to_send()
+    assert len(messages) == 1 and messages[0][0] == FrameType.BATCH
+    assert [type(e) for e in edge.receive(messages[0])] == [ResponseReceived, DataReceived]
+
+
+def test_no_batch_for_a_peer_that_did_not_announce_it() -> None:
+    edge, agent = make_pair(edge_settings=Settings(batch=False))
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    agent.send_response_head(sid, 200, b"OK", [])
+    agent.send_data(sid, b"x", end_stream=True)
+    messages = agent.data_to_send()
+    assert [m[0] for m in messages] == [FrameType.RESPONSE_HEAD, FrameType.DATA]
+
+
+def test_a_batch_to_a_side_that_did_not_announce_it_is_a_protocol_error() -> None:
+    edge, agent = make_pair(edge_settings=Settings(batch=False))
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    message = encode_batch([encode(ResponseHead(sid, 200, b"OK", [], True))])
+    with pytest.raises(ProtocolError):
+        edge.receive(message)
+    assert edge.closed
+
+
+def test_large_frames_go_alone_and_order_is_kept() -> None:
+    edge, agent = make_pair()
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    agent.send_response_head(sid, 200, b"OK", [])
+    agent.send_data(sid, b"a" * 40000)  # over BATCH_FRAME_MAX: alone
+    agent.send_data(sid, b"b" * 10)
+    agent.send_data(sid, b"c" * 10, end_stream=True)
+    messages = agent.data_to_send()
+    assert [m[0] for m in messages] == [FrameType.RESPONSE_HEAD, FrameType.DATA, FrameType.BATCH]
+    events: list[Event] = []
+    for m in messages:
+        events += edge.receive(m)
+    assert b"".join(e.data for e in events if isinstance(e, DataReceived)) == b"a" * 40000 + b"b" * 10 + b"c" * 10
+
+
+def test_a_bad_frame_inside_a_batch_fails_the_session() -> None:
+    edge, agent = make_pair()
+    message = encode_batch([encode(WindowUpdate(0, 10)), HEADER.pack(99, 0, 1)])
+    with pytest.raises(ProtocolError, match="unknown frame type 99"):
+        agent.receive(message)
+    assert agent.closed

@@ -397,9 +397,9 @@ class AgentSessionProtocol(BatchedWebSocket, WebSocketClientProtocol):  # type: 
 
     # -- flushing ---------------------------------------------------------------------
 
-    def flush(self) -> None:
+    def flush_frames(self) -> None:
         """
-        Send every frame the session has queued, one binary message each.
+        Send every frame the session has queued (see L{BatchedWebSocket.flush}).
         """
         session = self.session
         if session is None or self.closed:

@@ -267,7 +267,7 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
     def stream_count(self) -> int:
         return len(self.streams)
 
-    def flush(self) -> None:
+    def flush_frames(self) -> None:
         protocol = self.protocol
         if protocol is None:
             return

@@ -28,7 +28,9 @@ from .frames import (
     ResponseHead,
     WindowUpdate,
     decode,
+    decode_batch,
     encode,
+    encode_batch,
     max_message_size,
 )
 from .handshake import (
@@ -85,8 +87,10 @@ __all__ = [
     "WindowOpened",
     "WindowUpdate",
     "decode",
+    "decode_batch",
     "decode_hello",
     "encode",
+    "encode_batch",
     "encode_hello",
     "max_message_size",
     "websocket_close_code",

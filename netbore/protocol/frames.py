@@ -1,5 +1,6 @@
 """
-The frame codec: one binary WebSocket message is one frame.
+The frame codec: one binary WebSocket message is one frame, or a BATCH
+of small frames (when the peer announced C{"batch": true} in its hello).
 
 Every frame starts with a six-byte header, C{struct} format C{"!BBI"}::
 
@@ -46,8 +47,12 @@ __all__ = [
     "Reset",
     "ResponseHead",
     "WindowUpdate",
+    "BATCH_FRAME_MAX",
+    "BATCH_MAX",
     "decode",
+    "decode_batch",
     "encode",
+    "encode_batch",
     "encode_data",
     "max_message_size",
 ]
@@ -61,6 +66,7 @@ class FrameType(enum.IntEnum):
     RESET = 5
     WINDOW_UPDATE = 6
     GOAWAY = 7
+    BATCH = 8  # several frames in one message; see encode_batch
 
 
 #: Allowed on REQUEST_HEAD, RESPONSE_HEAD and DATA: the sender's body ends
@@ -214,16 +220,36 @@ def _field(value: bytes, what: str) -> bytes:
 
 
 def _header_block(headers: Headers, parts: list[bytes]) -> None:
+    # The hot path: one regex call for all names and one for all values;
+    # the field-by-field check runs only to name the culprit.
     if len(headers) > _U16_MAX:
         raise ValueError(f"more than {_U16_MAX} headers")
-    parts.append(_U16.pack(len(headers)))
+    names = [h[0] for h in headers]
+    values = [h[1] for h in headers]
+    if (
+        not all(names)
+        or _BAD_TOKEN.search(b"".join(names))
+        or _BAD_TEXT.search(b"".join(values))
+    ):
+        _check_headers(headers)
+    pack = _U16.pack
+    parts.append(pack(len(headers)))
+    try:
+        for name, value in headers:
+            parts += (pack(len(name)), name, pack(len(value)), value)
+    except struct.error:
+        _check_headers(headers)
+        raise  # (not reached: one of the fields is too long)
+
+
+def _check_headers(headers: Headers) -> None:
     for name, value in headers:
         if not name or _BAD_TOKEN.search(name):
             raise ValueError(f"invalid header name {name!r}")
         if _BAD_TEXT.search(value):
             raise ValueError(f"invalid value for header {name!r}")
-        parts.append(_field(name, "a header name"))
-        parts.append(_field(value, "a header value"))
+        _field(name, "a header name")
+        _field(value, "a header value")
 
 
 def _check_stream_id(stream_id: int) -> None:
@@ -382,20 +408,38 @@ def _read_field(message: bytes, offset: int) -> tuple[bytes, int]:
 
 
 def _read_header_block(message: bytes, offset: int) -> Headers:
-    (count,) = _U16.unpack_from(message, offset)
+    unpack = _U16.unpack_from
+    (count,) = unpack(message, offset)
     offset += 2
+    size = len(message)
     headers: Headers = []
     append = headers.append
     for _ in range(count):
-        name, offset = _read_field(message, offset)
-        value, offset = _read_field(message, offset)
-        if not name or _BAD_TOKEN.search(name):
-            raise ProtocolError(f"invalid header name {name[:64]!r}")
-        if _BAD_TEXT.search(value):
-            raise ProtocolError(f"invalid value for header {name[:64]!r}")
+        # (unpack_from past the end raises struct.error: a truncated frame)
+        (length,) = unpack(message, offset)
+        offset += 2
+        name = message[offset : offset + length]
+        offset += length
+        (length,) = unpack(message, offset)
+        offset += 2
+        value = message[offset : offset + length]
+        offset += length
         append((name, value))
-    if offset != len(message):
+    if offset > size:
+        raise ProtocolError("truncated field")
+    if offset != size:
         raise ProtocolError("trailing bytes after the header block")
+    names = [h[0] for h in headers]
+    if (
+        not all(names)
+        or _BAD_TOKEN.search(b"".join(names))
+        or _BAD_TEXT.search(b"".join([h[1] for h in headers]))
+    ):
+        for name, value in headers:
+            if not name or _BAD_TOKEN.search(name):
+                raise ProtocolError(f"invalid header name {name[:64]!r}")
+            if _BAD_TEXT.search(value):
+                raise ProtocolError(f"invalid value for header {name[:64]!r}")
     return headers
 
 
@@ -487,6 +531,69 @@ _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
     FrameType.WINDOW_UPDATE: _decode_window_update,
     FrameType.GOAWAY: _decode_go_away,
 }
+
+
+#: Frames up to this size may be packed into a BATCH ...
+BATCH_FRAME_MAX = 16 * 1024
+#: ... whose payload stays under this size.
+BATCH_MAX = 64 * 1024
+
+_BATCH_HEADER = HEADER.pack(FrameType.BATCH, 0, 0)
+
+
+def encode_batch(frames: list[bytes]) -> bytes:
+    """
+    One BATCH frame carrying C{frames} (encoded frames, none a BATCH), each
+    as a u32 length then the frame.  The receiver handles them in order,
+    as if each had come in a message of its own.
+    """
+    parts = [_BATCH_HEADER]
+    pack = _U32.pack
+    for frame in frames:
+        parts += (pack(len(frame)), frame)
+    return b"".join(parts)
+
+
+def decode_batch(message: bytes) -> list[bytes]:
+    """
+    The frames in a BATCH message (not yet decoded).
+
+    @raise ProtocolError: flags or a stream id set, an empty batch, a
+        length running past the end, a frame shorter than a header, or a
+        BATCH inside a BATCH.
+    """
+    if type(message) is not bytes:
+        message = bytes(message)
+    size = len(message)
+    if size < HEADER_SIZE:
+        raise ProtocolError(f"frame shorter than its {HEADER_SIZE}-byte header")
+    ftype, flags, stream_id = HEADER.unpack_from(message)
+    if ftype != FrameType.BATCH:
+        raise ProtocolError(f"expected a BATCH frame, not type {ftype}")
+    if flags:
+        raise ProtocolError(f"BATCH frame with flags 0x{flags:02x}")
+    if stream_id:
+        raise ProtocolError(f"BATCH frame on stream {stream_id}")
+    frames = []
+    offset = HEADER_SIZE
+    unpack = _U32.unpack_from
+    while offset < size:
+        if offset + 4 > size:
+            raise ProtocolError("truncated BATCH frame")
+        (length,) = unpack(message, offset)
+        offset += 4
+        end = offset + length
+        if end > size:
+            raise ProtocolError("truncated BATCH frame")
+        if length < HEADER_SIZE:
+            raise ProtocolError("frame in a BATCH shorter than its header")
+        if message[offset] == FrameType.BATCH:
+            raise ProtocolError("BATCH frame inside a BATCH")
+        frames.append(message[offset:end])
+        offset = end
+    if not frames:
+        raise ProtocolError("empty BATCH frame")
+    return frames
 
 
 def decode(message: bytes) -> Frame:

@@ -48,6 +48,11 @@ def _window(instance: object, attribute: "attrs.Attribute[int]", value: int) -> 
         raise ValueError(f"{attribute.name} must be an integer in 1..{MAX_WINDOW}")
 
 
+def _flag(instance: object, attribute: "attrs.Attribute[bool]", value: bool) -> None:
+    if type(value) is not bool:
+        raise ValueError(f"{attribute.name} must be true or false")
+
+
 def _frame_payload(
     instance: object, attribute: "attrs.Attribute[int]", value: int
 ) -> None:
@@ -68,11 +73,14 @@ class Settings:
     @ivar session_window: the same for all streams together (1..2^31-1).
     @ivar max_frame_payload: largest DATA payload the peer may send in one
         frame (1024..16 MiB).
+    @ivar batch: the peer may pack small frames into BATCH frames.  A
+        hello without the key means C{false} (a peer from before BATCH).
     """
 
     stream_window: int = attrs.field(default=2 * 1024 * 1024, validator=_window)
     session_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
     max_frame_payload: int = attrs.field(default=64 * 1024, validator=_frame_payload)
+    batch: bool = attrs.field(default=True, validator=_flag)
 
 
 def _role(instance: object, attribute: "attrs.Attribute[str]", value: str) -> None:
@@ -98,7 +106,7 @@ class Hello:
 
 
 _OPTIONAL = ("agent_id", "tunnel_id", "public_url", "session_id")
-_SETTINGS = ("stream_window", "session_window", "max_frame_payload")
+_SETTINGS = ("stream_window", "session_window", "max_frame_payload", "batch")
 
 
 def encode_hello(hello: Hello) -> str:
@@ -164,6 +172,7 @@ def decode_hello(text: "str | bytes", expected_role: Optional[str] = None) -> He
     if not isinstance(raw_settings, dict):
         raise ProtocolError("hello settings must be an object")
     given = {name: raw_settings[name] for name in _SETTINGS if name in raw_settings}
+    given.setdefault("batch", False)
     try:
         settings = Settings(**given)
     except ValueError as e:

@@ -44,6 +44,8 @@ from .errors import (
     StreamError,
 )
 from .frames import (
+    BATCH_FRAME_MAX,
+    BATCH_MAX,
     HEADER,
     MAX_MESSAGE,
     MAX_STREAM_ID,
@@ -57,10 +59,14 @@ from .frames import (
     ResponseHead,
     WindowUpdate,
     decode,
+    decode_batch,
     encode,
+    encode_batch,
     encode_data,
 )
 from .handshake import ROLES, Settings
+
+_BATCH_TYPE = bytes([FrameType.BATCH])
 
 __all__ = [
     "DataReceived",
@@ -244,6 +250,7 @@ class Session:
         self.local = local
         self.peer = peer
         self._edge = role == "edge"
+        self._batch = peer.batch  # the peer takes BATCH frames
         self._streams: dict[int, _Stream] = {}
         self._closed: OrderedDict[int, bool] = OrderedDict()
         self._outbox: list[bytes] = []
@@ -338,12 +345,33 @@ class Session:
 
     def data_to_send(self) -> list[bytes]:
         """
-        The frames queued since the last call, each one binary WebSocket
-        message, in order.  Empties the queue.
+        The messages to send, in order: the frames queued since the last
+        call, each one binary WebSocket message -- except that, when the
+        peer announced C{batch}, runs of small frames (up to
+        L{BATCH_FRAME_MAX} bytes each, L{BATCH_MAX} together) go as one
+        BATCH message.  Empties the queue.
         """
         out = self._outbox
         self._outbox = []
-        return out
+        if len(out) < 2 or not self._batch:
+            return out
+        messages: list[bytes] = []
+        run: list[bytes] = []
+        size = 0
+        for frame in out:
+            n = len(frame)
+            if n > BATCH_FRAME_MAX or size + n > BATCH_MAX:
+                if run:
+                    messages.append(run[0] if len(run) == 1 else encode_batch(run))
+                    run, size = [], 0
+                if n > BATCH_FRAME_MAX:
+                    messages.append(frame)
+                    continue
+            run.append(frame)
+            size += n + 4
+        if run:
+            messages.append(run[0] if len(run) == 1 else encode_batch(run))
+        return messages
 
     def _sending_stream(self, stream_id: int) -> _Stream:
         stream = self._streams.get(stream_id)
@@ -625,8 +653,17 @@ class Session:
         if self._error is not None:
             return []
         try:
-            frame = decode(message)
-            return self._handlers[type(frame)](frame)
+            if message[:1] != _BATCH_TYPE:
+                frame = decode(message)
+                return self._handlers[type(frame)](frame)
+            if not self.local.batch:
+                raise ProtocolError("BATCH frame, but this side did not announce batch")
+            events: list[Event] = []
+            handlers = self._handlers
+            for inner in decode_batch(message):
+                frame = decode(inner)
+                events += handlers[type(frame)](frame)
+            return events
         except ProtocolError as e:
             self._fail(e)
             raise
