@@ -170,7 +170,7 @@ def make_edge(tmp_path: Any, authority: TokenAuthority | None = None, **config: 
     api = ControlAPI(
         cfg, registry, authority, KEYS, limiter, clock, on_delete=deleted.append
     )
-    return Edge(api, StubTreq(api.resource()), clock, registry, authority, limiter, deleted)
+    return Edge(api, StubTreq(api.app.resource()), clock, registry, authority, limiter, deleted)
 
 
 @pytest.fixture
@@ -863,56 +863,6 @@ async def test_unknown_path_and_method(edge: Edge) -> None:
         status, headers, body = await edge.call(method, path)
         assert (status, body["error"]) == (405, "method_not_allowed")
         assert headers.getRawHeaders("allow") == [allow]
-
-
-# What the Klein app (werkzeug routing) answered, recorded before it was
-# replaced by ControlResource: (method, path, status, Allow, message).
-_KLEIN_ROUTING = [
-    ("GET", "/tunnels/list/", 401, None, None),
-    ("get", "/tunnels/list", 401, None, None),
-    ("HEAD", "/tunnels/list", 401, None, None),
-    ("GET", "//tunnels/list", 401, None, None),
-    ("GET", "/tunnels%2Flist", 401, None, None),
-    ("GET", "/tunnels/lis%74?x=1", 401, None, None),
-    ("OPTIONS", "/tunnels/list", 405, "GET, HEAD", "this path accepts only GET, HEAD"),
-    ("POST", "/tunnels/list/", 405, "GET, HEAD", "this path accepts only GET, HEAD"),
-    ("POST", "/tunnels//list", 405, "GET, HEAD", "this path accepts only GET, HEAD"),
-    ("HEAD", "/tunnels/create/", 405, "POST", None),
-    ("FOO", "/auth/token", 405, "POST", "this path accepts only POST"),
-    ("GET", "/tunnels//list", 308, None, "http://localhost:8080/tunnels/list"),
-    ("GET", "/tunnels///list///?q=1", 308, None, "http://localhost:8080/tunnels/list/"),
-    ("POST", "/tunnels//create", 308, None, "http://localhost:8080/tunnels/create"),
-    ("GET", "/.well-known//jwks.json//", 308, None, "http://localhost:8080/.well-known/jwks.json/"),
-    ("GET", "/tunnels/list//", 308, None, "http://localhost:8080/tunnels/list/"),
-    ("GET", "/TUNNELS/LIST", 404, None, "no such path: /TUNNELS/LIST"),
-    ("GET", "/tunnels/list/x", 404, None, "no such path: /tunnels/list/x"),
-    ("POST", "/tunnels/create/.", 404, None, "no such path: /tunnels/create/."),
-    ("GET", "/a//b", 404, None, "no such path: /a//b"),
-    ("GET", "///", 404, None, "no such path: ///"),
-    ("DELETE", "/", 404, None, "no such path: /"),
-]
-
-
-@pytest.mark.parametrize(("method", "path", "status", "allow", "message"), _KLEIN_ROUTING)
-@pytest_twisted.ensureDeferred
-async def test_routing_as_klein_did(
-    edge: Edge, method: str, path: str, status: int, allow: str | None, message: str | None
-) -> None:
-    response = await edge.stub.request(method, BASE + path, allow_redirects=False)
-    content = await response.content()
-    assert response.code == status
-    assert response.headers.getRawHeaders("allow") == ([allow] if allow else None)
-    if message is not None:
-        assert json.loads(content)["message"] == message
-    if method == "HEAD":
-        assert content == b""
-
-
-@pytest_twisted.ensureDeferred
-async def test_non_utf8_path_is_400(edge: Edge) -> None:
-    response = await edge.stub.request("GET", BASE + "/tunnels/%ff", allow_redirects=False)
-    assert response.code == 400
-    assert await response.content() == b"Non-UTF-8 encoding in URL."
 
 
 @pytest_twisted.ensureDeferred

@@ -1,15 +1,9 @@
 """
-The control API: create, delete and list tunnels, issue management tokens,
-publish the JWKS.
+The control API (Klein): create, delete and list tunnels, issue management
+tokens, publish the JWKS.
 
-Mount C{ControlAPI(...).resource()} for every C{Host} that is not a tunnel
-name (DESIGN.md "Host dispatch"), beside C{/connect}.
-
-Routing is L{ControlResource}'s: five fixed paths.  It answers exactly as
-the Klein app (werkzeug routing) it replaced did -- trailing slash
-optional, HEAD with GET, 405 with the allowed methods, consecutive slashes
-merged into a 308 -- without keeping Klein and werkzeug resident (about
-2 MB of the edge's memory) for five string comparisons.
+Mount C{ControlAPI(...).app.resource()} for every C{Host} that is not a
+tunnel name (DESIGN.md "Host dispatch"), beside C{/connect}.
 
 Order of checks in every authenticated route: rate limit (429), body (413,
 400), credentials (401), existence (404), authorisation (403), names (409).
@@ -23,13 +17,12 @@ import secrets
 from datetime import datetime, timezone
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Callable, Protocol
-from urllib.parse import quote, urlunsplit
 
+from klein import Klein
 from twisted.logger import Logger
-from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
-from twisted.web import resource, server
 from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from netbore.edge.apierrors import (
     ApiError,
@@ -61,7 +54,7 @@ if TYPE_CHECKING:
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 
-__all__ = ["ControlAPI", "ControlResource", "RequestSchema", "load_schema", "iso8601"]
+__all__ = ["ControlAPI", "RequestSchema", "load_schema", "iso8601"]
 
 #: Smallest recreate TTL a client may ask for (seed 001), in seconds.
 MIN_RECREATE_TTL = 60
@@ -262,163 +255,6 @@ def _client_address(request: Request) -> str:
     return host if isinstance(host, str) and host else "unknown"
 
 
-class RoutingError(Exception):
-    """
-    The request's path or method matches no route (what werkzeug raised
-    for the Klein app: C{NotFound}, C{MethodNotAllowed}, C{RequestRedirect}).
-    """
-
-    code = 400
-    description: str | None = None
-
-
-class NotFound(RoutingError):
-    code = 404
-
-
-class MethodNotAllowed(RoutingError):
-    code = 405
-
-    def __init__(self, valid_methods: set[str]) -> None:
-        super().__init__(valid_methods)
-        self.valid_methods = valid_methods
-
-
-class MergedSlashes(RoutingError):
-    """
-    The path matches a route once its consecutive slashes are merged: a
-    308 whose description is the merged URL (as werkzeug's
-    C{RequestRedirect}).
-    """
-
-    code = 308
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
-        self.description = url
-
-
-def _route_once(
-    routes: dict[str, frozenset[str]], path: str, method: str, allowed: set[str]
-) -> str | None:
-    """
-    The route C{path} names for C{method} (its trailing slash optional), or
-    C{None}; adds the methods of a route that matched by path alone to
-    C{allowed}.
-    """
-    for candidate in (path, path[:-1] if path.endswith("/") else None):
-        if candidate is None or candidate not in routes:
-            continue
-        if method in routes[candidate]:
-            return candidate
-        allowed.update(routes[candidate])
-    return None
-
-
-def match_route(routes: dict[str, frozenset[str]], path: str, method: str, redirect_to: Callable[[str], str]) -> str:
-    """
-    The route for C{path} and C{method}, with werkzeug's rules (strict
-    slashes off, slashes merged); raises a L{RoutingError} if there is none.
-    """
-    path = f"/{path.lstrip('/')}" if path else ""
-    allowed: set[str] = set()
-    found = _route_once(routes, path, method, allowed)
-    if found is not None:
-        return found
-    merged = re.sub("/{2,}", "/", path)
-    if _route_once(routes, merged, method, allowed) is not None:
-        raise MergedSlashes(redirect_to(merged))
-    if allowed:
-        raise MethodNotAllowed(allowed)
-    raise NotFound()
-
-
-class ControlResource(resource.Resource):
-    """
-    Serves one L{ControlAPI}: routes on the whole path (L{EdgeRoot} gives
-    back the segment it looked at), calls the route's handler, and on an
-    exception the first of the API's error handlers that matches (a handler
-    that fails passes its own failure on to the next), as the Klein app did.
-    """
-
-    isLeaf = True
-
-    def __init__(self, api: ControlAPI) -> None:
-        super().__init__()
-        self.api = api
-
-    def render(self, request: Request) -> Any:  # type: ignore[override]
-        server_name = request.getRequestHostname()
-        port = getattr(request.getHost(), "port", 0)
-        if (bool(request.isSecure()), port) not in [(True, 443), (False, 80), (False, 0), (True, 0)]:
-            server_name = b"%s:%d" % (server_name, port)
-        postpath: list[bytes] | None = request.postpath  # type: ignore[attr-defined]
-        path_info = b""
-        if postpath:
-            path_info = b"/".join(postpath)
-            if not path_info.startswith(b"/"):
-                path_info = b"/" + path_info
-        failures = []
-        try:
-            host_text = server_name.decode("utf-8")
-        except UnicodeDecodeError:
-            failures.append(("SERVER_NAME", Failure()))
-        try:
-            path_text = path_info.decode("utf-8")
-        except UnicodeDecodeError:
-            failures.append(("PATH_INFO", Failure()))
-        if failures:
-            for what, fail in failures:
-                legacy_log.err(fail, f"Invalid encoding in {what}.")
-            request.setResponseCode(400)
-            return b"Non-UTF-8 encoding in URL."
-        # werkzeug's bind: the host lowercased, its name IDNA-encoded (a
-        # name that cannot be fails the request, as it did).
-        name, sep, port_text = host_text.lower().partition(":")
-        host = f"{name.encode('idna').decode('ascii')}{sep}{port_text}"
-        scheme = "https" if request.isSecure() else "http"
-        method = request.method.decode("utf-8").upper()
-
-        def redirect_to(path: str) -> str:
-            quoted = quote(path, safe="!$&'()*+,/:;=@")
-            return urlunsplit((scheme, host, "/".join(("", quoted.lstrip("/"))), None, None))
-
-        finished = [False]
-        try:
-            route = match_route(self.api.routes, path_text, method, redirect_to)
-            # The route's segments move to prepath, as Klein moved them.
-            segments = route.count("/")
-            request.prepath.extend(request.postpath[:segments])  # type: ignore[attr-defined,index,union-attr]
-            request.postpath = request.postpath[segments:]  # type: ignore[attr-defined,index,union-attr]
-            request.notifyFinish().addBoth(lambda _: finished.__setitem__(0, True))
-            body = getattr(self.api, self.api.handlers[route])(request)
-        except Exception:
-            body = self._failed(request, Failure(), finished)
-        if body is None:
-            return server.NOT_DONE_YET
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        request.write(body)
-        if not finished[0]:
-            request.finish()
-        return server.NOT_DONE_YET
-
-    def _failed(self, request: Request, failure: Failure, finished: list[bool]) -> bytes | None:
-        if finished[0]:
-            return None
-        for kinds, name in self.api.error_handlers:
-            if failure.check(*kinds):
-                try:
-                    result: bytes = getattr(self.api, name)(request, failure)
-                    return result
-                except Exception:
-                    failure = Failure()
-                    if finished[0]:
-                        return None
-        request.processingFailed(failure)  # type: ignore[attr-defined]
-        return None
-
-
 class ControlAPI:
     """
     The control API of one edge.
@@ -427,30 +263,10 @@ class ControlAPI:
         it left the registry; the data plane closes its agent sessions.
     """
 
-    #: Each route's methods (HEAD with GET).  "/tunnels/list/" is served
-    #: as "/tunnels/list" rather than answered with a 308 redirect, which
-    #: JSON clients rarely follow for a POST.
-    routes: dict[str, frozenset[str]] = {
-        "/tunnels/create": frozenset({"POST"}),
-        "/tunnels/delete": frozenset({"POST"}),
-        "/tunnels/list": frozenset({"GET", "HEAD"}),
-        "/auth/token": frozenset({"POST"}),
-        "/.well-known/jwks.json": frozenset({"GET", "HEAD"}),
-    }
-    #: The method serving each route.
-    handlers: dict[str, str] = {
-        "/tunnels/create": "create",
-        "/tunnels/delete": "delete",
-        "/tunnels/list": "list_tunnels",
-        "/auth/token": "auth_token",
-        "/.well-known/jwks.json": "jwks",
-    }
-    #: Error handlers, tried in this order.
-    error_handlers: list[tuple[tuple[type[BaseException], ...], str]] = [
-        ((ApiError,), "_api_error"),
-        ((RoutingError,), "_routing_error"),
-        ((Exception,), "_internal_error"),
-    ]
+    app = Klein()
+    # "/tunnels/list/" is served as "/tunnels/list" rather than answered
+    # with a 308 redirect, which JSON clients rarely follow for a POST.
+    app.url_map.strict_slashes = False
     log = Logger()
 
     def __init__(
@@ -589,19 +405,15 @@ class ControlAPI:
             return f"{scheme}://{host}/connect"
         return f"{scheme}://{host}:{port}/connect"
 
-    def resource(self) -> ControlResource:
-        """
-        The resource serving this API.
-        """
-        return ControlResource(self)
-
     # -- error handlers (tried in this order) --------------------------------
 
+    @app.handle_errors(ApiError)  # type: ignore[arg-type]
     def _api_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         assert isinstance(error, ApiError)
         return render_error(request, error)
 
+    @app.handle_errors(HTTPException)  # type: ignore[arg-type]
     def _routing_error(self, request: Request, failure: Failure) -> bytes:
         error = failure.value
         if isinstance(error, MethodNotAllowed):
@@ -610,13 +422,14 @@ class ControlAPI:
         if isinstance(error, NotFound):
             path = request.path.decode("utf-8", "replace")  # type: ignore[attr-defined]
             return render_error(request, not_found(f"no such path: {path}"))
-        assert isinstance(error, RoutingError)
+        assert isinstance(error, HTTPException)
         status = error.code or 400
         return render_error(
             request,
             ApiError(status, "invalid_request", error.description or "bad request"),
         )
 
+    @app.handle_errors(Exception)  # type: ignore[arg-type]
     def _internal_error(self, request: Request, failure: Failure) -> bytes:
         self.log.failure("control API request failed", failure)
         return render_error(
@@ -625,6 +438,7 @@ class ControlAPI:
 
     # -- routes ---------------------------------------------------------------
 
+    @app.route("/tunnels/create", methods=["POST"])
     def create(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _CREATE)
@@ -776,6 +590,7 @@ class ControlAPI:
             no_store=True,
         )
 
+    @app.route("/tunnels/delete", methods=["POST"])
     def delete(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _DELETE)
@@ -816,6 +631,7 @@ class ControlAPI:
             request, 200, {"tunnel_id": tunnel.tunnel_id, "state": "DELETED"}
         )
 
+    @app.route("/tunnels/list", methods=["GET"])
     def list_tunnels(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         management = self._management(request, addr)
@@ -841,6 +657,7 @@ class ControlAPI:
         ]
         return json_response(request, 200, {"tunnels": tunnels}, no_store=True)
 
+    @app.route("/auth/token", methods=["POST"])
     def auth_token(self, request: Request) -> bytes:
         addr = self._check_rate(request)
         body = self._body(request, _AUTH_TOKEN)
@@ -881,6 +698,7 @@ class ControlAPI:
             no_store=True,
         )
 
+    @app.route("/.well-known/jwks.json", methods=["GET"])
     def jwks(self, request: Request) -> bytes:
         request.setHeader(b"Cache-Control", b"public, max-age=300")
         return json_response(request, 200, self.authority.jwks())

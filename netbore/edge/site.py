@@ -34,7 +34,7 @@ log = Logger()
 class EdgeRoot(resource.Resource):
     """
     The root of the edge's own routes: C{/connect} is the agents' WebSocket,
-    everything else is the control API.
+    everything else is the Klein control API.
 
     Tunnel traffic never reaches this resource: L{ViewerProtocol} serves it
     and hands a connection to twisted.web only for the edge's own names.
@@ -48,7 +48,7 @@ class EdgeRoot(resource.Resource):
     def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.IResource:
         if path == b"connect" and not request.postpath:  # type: ignore[attr-defined]
             return self._connect
-        # Give the segment back: the control API routes on the whole path.
+        # Give the segment back: Klein routes on the whole path.
         request.postpath.insert(0, request.prepath.pop())  # type: ignore[attr-defined]
         return self._control
 
@@ -197,6 +197,6 @@ def build_edge(
         on_delete=endpoint.tunnel_deleted,
     )
     router = TunnelRouter(config, registry, reactor)
-    root = EdgeRoot(control.resource(), endpoint.resource())
+    root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor)
     return EdgeService(config, site, registry, authority, endpoint)
