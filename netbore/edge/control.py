@@ -16,8 +16,10 @@ import re
 import secrets
 from datetime import datetime, timezone
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import Any, Callable, Protocol
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -50,11 +52,7 @@ from netbore.tokens import (
     TokenError,
 )
 
-if TYPE_CHECKING:
-    from jsonschema import Draft202012Validator
-    from jsonschema.exceptions import ValidationError
-
-__all__ = ["ControlAPI", "RequestSchema", "load_schema", "iso8601"]
+__all__ = ["ControlAPI", "load_schema", "iso8601"]
 
 #: Smallest recreate TTL a client may ask for (seed 001), in seconds.
 MIN_RECREATE_TTL = 60
@@ -98,123 +96,15 @@ def load_schema(filename: str) -> dict[str, Any]:
     return schema
 
 
-#: Keywords that only describe: no effect on validation.
-_ANNOTATIONS = frozenset({"$schema", "$id", "title", "description"})
-
-#: Keywords L{_accepts} understands; a schema with any other keyword is
-#: always validated by jsonschema.
-_UNDERSTOOD = _ANNOTATIONS | {
-    "type",
-    "properties",
-    "required",
-    "additionalProperties",
-    "items",
-    "enum",
-    "minLength",
-    "maxLength",
-    "maxItems",
-    "minimum",
-}
+def _validator(filename: str) -> Draft202012Validator:
+    schema = load_schema(filename)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
 
 
-def _understood(schema: Any) -> bool:
-    """
-    Whether L{_accepts} can judge instances of C{schema} (and of each of its
-    subschemas).
-    """
-    if not isinstance(schema, dict) or not _UNDERSTOOD.issuperset(schema):
-        return False
-    if schema.get("type", "object") not in ("object", "string", "array", "integer"):
-        return False
-    if schema.get("additionalProperties", False) is not False:
-        return False
-    if not all(isinstance(v, str) for v in schema.get("enum", [])):
-        return False
-    subschemas = list(schema.get("properties", {}).values())
-    if "items" in schema:
-        subschemas.append(schema["items"])
-    return all(_understood(sub) for sub in subschemas)
-
-
-def _accepts(schema: dict[str, Any], instance: Any) -> bool:
-    """
-    True only if C{instance} is valid against C{schema} (which
-    L{_understood} accepted).  False means "not sure": jsonschema decides
-    then, and words the error.  Kept strict on purpose: a float that is an
-    integer, a subclass of str, anything unusual goes to jsonschema.
-    """
-    kind = schema.get("type")
-    if kind == "object" or (kind is None and "properties" in schema):
-        if type(instance) is not dict:
-            return False
-        properties = schema.get("properties", {})
-        if "additionalProperties" in schema and not properties.keys() >= instance.keys():
-            return False
-        if not all(key in instance for key in schema.get("required", ())):
-            return False
-        return all(
-            _accepts(properties[key], value)
-            for key, value in instance.items()
-            if key in properties
-        )
-    if kind == "string":
-        if type(instance) is not str:
-            return False
-        if "enum" in schema and instance not in schema["enum"]:
-            return False
-        return schema.get("minLength", 0) <= len(instance) <= schema.get("maxLength", len(instance))
-    if kind == "array":
-        if type(instance) is not list or len(instance) > schema.get("maxItems", len(instance)):
-            return False
-        items = schema.get("items")
-        return items is None or all(_accepts(items, item) for item in instance)
-    if kind == "integer":
-        if type(instance) is not int:
-            return False
-        return "minimum" not in schema or instance >= schema["minimum"]
-    return False
-
-
-class RequestSchema:
-    """
-    One request body schema of C{netbore/schemas/}.
-
-    Valid bodies are recognised by a small check of the few keywords these
-    schemas use; jsonschema (a few MB resident with its metaschemas) is
-    imported only to validate what that check does not accept, so that it
-    finds and words the error exactly as before.
-    """
-
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
-        self.schema = load_schema(filename)
-        self._fast = _understood(self.schema)
-        self._validator: Draft202012Validator | None = None
-
-    @property
-    def validator(self) -> Draft202012Validator:
-        if self._validator is None:
-            from jsonschema import Draft202012Validator
-
-            Draft202012Validator.check_schema(self.schema)
-            self._validator = Draft202012Validator(self.schema)
-        return self._validator
-
-    def error(self, instance: Any) -> str | None:
-        """
-        What is wrong with C{instance}, or C{None} if it is valid.
-        """
-        if self._fast and _accepts(self.schema, instance):
-            return None
-        from jsonschema.exceptions import best_match
-
-        found = best_match(self.validator.iter_errors(instance))
-        return None if found is None else _describe(found)
-
-
-_CREATE = RequestSchema("tunnels-create-request.json")
-_DELETE = RequestSchema("tunnels-delete-request.json")
-_AUTH_TOKEN = RequestSchema("auth-token-request.json")
+_CREATE = _validator("tunnels-create-request.json")
+_DELETE = _validator("tunnels-delete-request.json")
+_AUTH_TOKEN = _validator("auth-token-request.json")
 
 
 def iso8601(when: float) -> str:
@@ -306,7 +196,7 @@ class ControlAPI:
         )
         return unauthorized(message)
 
-    def _body(self, request: Request, schema: RequestSchema) -> dict[str, Any]:
+    def _body(self, request: Request, validator: Draft202012Validator) -> dict[str, Any]:
         limit = self.config.max_control_body
         length = request.getHeader(b"content-length")
         if length is not None:
@@ -338,9 +228,9 @@ class ControlAPI:
                 raise invalid_request(f"request body is not valid JSON: {e}") from None
             if not isinstance(body, dict):
                 raise invalid_request("request body must be a JSON object")
-        error = schema.error(body)
+        error = best_match(validator.iter_errors(body))
         if error is not None:
-            raise invalid_request(error)
+            raise invalid_request(_describe(error))
         return body
 
     def _bearer(self, request: Request, addr: str) -> str | None:
