@@ -1,35 +1,15 @@
 """
-The agent's client of the edge's control API, on twisted.web.client.
-
-It makes the requests treq made for it (JSON body, cookies kept, redirects
-followed, gzip accepted) without treq and what treq imports (hyperlink,
-multipart, its typing helpers): the agent calls the control API a few
-times in its life, and those modules stayed resident for all of it.
+The agent's client of the edge's control API (treq).
 """
 
 from __future__ import annotations
 
 import json
-import re
-from io import BytesIO as _BytesIO
-from http.cookiejar import CookieJar
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.python.failure import Failure
-from twisted.web.client import (
-    ContentDecoderAgent,
-    CookieAgent,
-    FileBodyProducer,
-    GzipDecoder,
-    RedirectAgent,
-    ResponseDone,
-)
-from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IResponse
+import treq
+from treq.client import HTTPClient
 
 __all__ = ["ControlClient", "ControlError", "Created"]
 
@@ -60,83 +40,24 @@ class Created:
     raw: dict[str, Any] = attrs.field(eq=False, repr=False)
 
 
-# Characters a URI may hold as they are: such a URL is sent unchanged.
-_PLAIN_URI = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]*\Z")
-
-
-def request_uri(url: str) -> bytes:
-    """
-    C{url} as the bytes of a URI, as treq sends it: unchanged when it is
-    plain ASCII, otherwise through hyperlink (IDNA host, percent-encoding),
-    imported only then.
-    """
-    if _PLAIN_URI.match(url):
-        return url.encode("ascii")
-    from hyperlink import EncodedURL
-
-    text: str = EncodedURL.from_text(url).to_uri().to_text()
-    return text.encode("ascii")
-
-
-class _Collector(Protocol):
-    """
-    Gathers a response body; like treq, a body cut short without a length
-    to say so (L{PotentialDataLoss}) counts as complete.
-    """
-
-    def __init__(self, finished: Deferred[bytes]) -> None:
-        self.finished = finished
-        self.parts: list[bytes] = []
-
-    def dataReceived(self, data: bytes) -> None:
-        self.parts.append(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.finished.callback(b"".join(self.parts))
-        else:
-            self.finished.errback(reason)
-
-
-def read_body(response: IResponse) -> Deferred[bytes]:
-    """
-    The whole body of C{response}.
-    """
-    if response.length == 0:
-        return succeed(b"")
-    finished: Deferred[bytes] = Deferred()
-    response.deliverBody(_Collector(finished))
-    return finished
-
-
 class ControlClient:
     """
     Calls C{/auth/token} and C{/tunnels/create} on one edge.
-
-    @param agent: makes the requests (a L{twisted.web.client.Agent}); this
-        client adds a cookie jar, redirects and gzip decoding around it.
     """
 
-    def __init__(self, agent: IAgent, control_url: str) -> None:
-        self.cookies = CookieJar()
-        self.agent: IAgent = ContentDecoderAgent(
-            RedirectAgent(CookieAgent(agent, self.cookies)), [(b"gzip", GzipDecoder)]
-        )
+    def __init__(self, http: HTTPClient, control_url: str) -> None:
+        self.http = http
         self.base = control_url.rstrip("/")
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None, bearer: str | None) -> dict[str, Any]:
-        headers = Headers({b"Accept": [b"application/json"]})
+        headers = {b"Accept": [b"application/json"]}
         if bearer:
-            headers.setRawHeaders(b"Authorization", [b"Bearer " + bearer.encode()])
-        producer = None
+            headers[b"Authorization"] = [b"Bearer " + bearer.encode()]
+        kwargs: dict[str, Any] = {"headers": headers}
         if body is not None:
-            encoded = json.dumps(body, separators=(",", ":")).encode("utf-8")
-            producer = FileBodyProducer(_BytesIO(encoded))
-            headers.setRawHeaders(b"Content-Type", [b"application/json; charset=UTF-8"])
-        response = await self.agent.request(
-            method.encode("ascii").upper(), request_uri(self.base + path), headers, producer
-        )
-        content = await read_body(response)
+            kwargs["json"] = body
+        response = await self.http.request(method, self.base + path, **kwargs)
+        content = await treq.content(response)
         try:
             data = json.loads(content) if content else {}
         except ValueError:

@@ -18,6 +18,7 @@ from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from treq.client import HTTPClient
 
 from ..apikeys import read_api_key_file
 from ..protocol.handshake import Hello, Settings
@@ -131,7 +132,7 @@ class AgentService(service.Service):
                 self.trust = Certificate.loadPEM(f.read())
         if control is None:
             policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
-            control = ControlClient(Agent(reactor, contextFactory=policy), config.control_url)
+            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
         self.control: IControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
         self.forwarder = OriginForwarder(
