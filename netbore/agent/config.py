@@ -13,7 +13,6 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import attrs
-import yaml
 
 __all__ = ["AgentConfig", "ConfigError", "DEFAULTS", "OPTION_TYPES", "load_config_file", "merge"]
 
@@ -94,6 +93,8 @@ def load_config_file(path: str) -> dict[str, Any]:
     """
     Read a YAML config file into settings by long option name.
     """
+    import yaml  # only an agent given --config needs it resident
+
     try:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f)
