@@ -210,9 +210,15 @@ class Direct(Peer):
         return Target(origin_port, f"127.0.0.1:{origin_port}")
 
 
+#: The interpreter that runs the edge and the agent (C{--python}): the
+#: bench's own unless told otherwise (e.g. PyPy, which lacks
+#: C{os.sched_getaffinity} to run the bench itself).
+TUNNEL_PYTHON = sys.executable
+
+
 def twistd(*args: str) -> list[str]:
-    """The real C{twistd -n} of the running Python."""
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", *args]
+    """The real C{twistd -n} of L{TUNNEL_PYTHON}."""
+    return [TUNNEL_PYTHON, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", *args]
 
 
 class Netbore(Peer):

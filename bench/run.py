@@ -311,12 +311,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="after the sweep, py-spy the edge and agent under wrk for this long")
     p.add_argument("--profile-conns", type=int, default=50, metavar="C",
                    help="wrk connections while profiling (default 50)")
+    p.add_argument("--python", metavar="PATH",
+                   help="interpreter for the edge and the agent (default: this one), e.g. a PyPy venv's python")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.python:
+        peers_mod.TUNNEL_PYTHON = args.python
     plan = QUICK if args.quick else FULL
     plan = Plan(plan.conns, args.duration or plan.duration, args.rounds or plan.rounds, plan.ttfb_count, plan.transfer_timeout)
     started = time.monotonic()
@@ -359,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 "plan": plan.__dict__, "origin": origin.name, "machine": machine(),
                 "pinning": {"server": sorted(server_cores or []), "load": sorted(load_cores or [])},
                 "paths": labels, "medians": med, "rounds": bench.results, "table": table,
-                "profile": profiled, "elapsed_s": elapsed,
+                "profile": profiled, "elapsed_s": elapsed, "tunnel_python": peers_mod.TUNNEL_PYTHON,
             }, indent=1, default=str))
             print(f"\nwrote {args.json}")
         return 0
