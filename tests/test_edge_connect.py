@@ -23,6 +23,7 @@ from netbore.protocol.errors import ErrorCode
 from netbore.protocol.frames import Data, encode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 from netbore.tokens import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
+from netbore.writes import BATCH
 
 AGENT_SETTINGS = Settings()
 
@@ -151,6 +152,10 @@ def test_protocol_violation_closes_only_that_session(tmp_path: Path) -> None:
     pump.flush()
     assert agent.closed is not None
     assert agent.closed[1] == 4000 + ErrorCode.PROTOCOL_ERROR
+    # The GOAWAY naming the error left before the close frame, although the
+    # edge's frames of that read are flushed only when the read is done.
+    assert [type(e) for e in agent.events] == [S.GoAwayReceived]
+    assert agent.events[0].code == ErrorCode.PROTOCOL_ERROR
     assert h.tunnel.state == TunnelState.DOWN
     assert h.tunnel.sessions == []
 
@@ -211,9 +216,14 @@ def test_a_reconnecting_agent_replaces_its_old_session(tmp_path: Path) -> None:
 def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     agent, edge, pump = h.connect(h.token())
-    h.endpoint.tunnel_deleted(h.tunnel)
+    BATCH.hold()  # as while handling a control API request
+    try:
+        h.endpoint.tunnel_deleted(h.tunnel)
+    finally:
+        BATCH.release()
     pump.flush()
     h.clock.advance(3)
     pump.flush()
     assert agent.closed is not None and agent.closed[1] == 4100
+    assert [type(e) for e in agent.events] == [S.GoAwayReceived]  # before the close
     assert h.tunnel.sessions == []
