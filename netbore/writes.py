@@ -26,10 +26,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from twisted.internet import tcp
+from twisted.logger import Logger
 
 __all__ = ["BATCH", "WriteBatch", "send_now"]
 
 _TCP = tcp.Connection
+
+log = Logger()
 
 
 def send_now(transport: Any, data: bytes) -> None:
@@ -83,18 +86,24 @@ class WriteBatch:
         if self.depth > 1:
             self.depth -= 1
             return
-        try:
-            # Deferred flushes may write (held too: depth is still 1).
-            while self._later:
-                later, self._later = self._later, {}
-                for call in later:
+        # Deferred flushes may write (held too: depth is still 1).  One that
+        # fails must not cost the others their turn, nor other connections
+        # their bytes.
+        while self._later:
+            later, self._later = self._later, {}
+            for call in later:
+                try:
                     call()
-        finally:
-            self.depth -= 1
-            if self._held:
-                held, self._held = self._held, {}
-                for transport, chunks in held.items():
+                except Exception:
+                    log.failure("deferred flush {call!r} failed", call=call)
+        self.depth -= 1
+        if self._held:
+            held, self._held = self._held, {}
+            for transport, chunks in held.items():
+                try:
                     send_now(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                except Exception:
+                    log.failure("write to {transport!r} failed", transport=transport)
 
     def later(self, call: Callable[[], object]) -> bool:
         """

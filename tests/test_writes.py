@@ -132,3 +132,38 @@ def test_batch_flush_sends_one_transport_early() -> None:
     batch.write(a, b"2")
     batch.release()
     assert a.value() == b"a2" and b.value() == b"b"
+
+
+def test_a_failing_deferred_flush_costs_nothing_else() -> None:
+    batch = WriteBatch()
+    t = StringTransport()
+    ran: list[str] = []
+
+    def bad() -> None:
+        raise RuntimeError("bug")
+
+    batch.hold()
+    batch.write(t, b"held")
+    assert batch.later(bad)
+    assert batch.later(lambda: ran.append("good"))
+    batch.release()
+    assert ran == ["good"]
+    assert t.value() == b"held"
+    assert batch.depth == 0
+
+
+def test_later_without_a_batch_does_nothing_and_run_now_runs_once() -> None:
+    batch = WriteBatch()
+    ran: list[int] = []
+
+    def call() -> None:
+        ran.append(1)
+
+    assert not batch.later(call)
+    batch.hold()
+    assert batch.later(call)
+    assert batch.later(call)  # asked twice: runs once
+    batch.run_now(call)
+    batch.run_now(call)  # no longer pending: not run again
+    batch.release()
+    assert ran == [1]
