@@ -148,12 +148,6 @@ class WriteBatch:
         if chunks:
             send_now(transport, b"".join(chunks))
 
-    def held_bytes(self, transport: Any) -> int:
-        """
-        Bytes held for C{transport} (not yet given to it).
-        """
-        return sum(len(c) for c in self._held.get(transport, ()))
-
 
 #: The process's batch: one reactor, one event handled at a time.
 BATCH = WriteBatch()

@@ -216,7 +216,7 @@ def test_a_reconnecting_agent_replaces_its_old_session(tmp_path: Path) -> None:
 def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     agent, edge, pump = h.connect(h.token())
-    BATCH.hold()  # as while handling a control API request
+    BATCH.hold()  # as inside a read: the GOAWAY's flush is deferred
     try:
         h.endpoint.tunnel_deleted(h.tunnel)
     finally:

@@ -219,37 +219,45 @@ def _field(value: bytes, what: str) -> bytes:
     return _U16.pack(len(value)) + value
 
 
+def _bad_header(headers: Headers) -> tuple[bool, bytes] | None:
+    """
+    The first header the wire refuses, as (its name is bad, its name), or
+    L{None}.  The hot path is one regex call for all names and one for all
+    values; the field-by-field scan runs only to find the culprit.
+    """
+    names = [h[0] for h in headers]
+    if (
+        all(names)
+        and not _BAD_TOKEN.search(b"".join(names))
+        and not _BAD_TEXT.search(b"".join([h[1] for h in headers]))
+    ):
+        return None
+    for name, value in headers:
+        if not name or _BAD_TOKEN.search(name):
+            return True, name
+        if _BAD_TEXT.search(value):
+            return False, name
+    return None  # (not reached)
+
+
 def _header_block(headers: Headers, parts: list[bytes]) -> None:
-    # The hot path: one regex call for all names and one for all values;
-    # the field-by-field check runs only to name the culprit.
     if len(headers) > _U16_MAX:
         raise ValueError(f"more than {_U16_MAX} headers")
-    names = [h[0] for h in headers]
-    values = [h[1] for h in headers]
-    if (
-        not all(names)
-        or _BAD_TOKEN.search(b"".join(names))
-        or _BAD_TEXT.search(b"".join(values))
-    ):
-        _check_headers(headers)
+    bad = _bad_header(headers)
+    if bad is not None:
+        bad_name, name = bad
+        raise ValueError(f"invalid header name {name!r}" if bad_name else f"invalid value for header {name!r}")
     pack = _U16.pack
     parts.append(pack(len(headers)))
     try:
         for name, value in headers:
             parts += (pack(len(name)), name, pack(len(value)), value)
     except struct.error:
-        _check_headers(headers)
-        raise  # (not reached: one of the fields is too long)
-
-
-def _check_headers(headers: Headers) -> None:
-    for name, value in headers:
-        if not name or _BAD_TOKEN.search(name):
-            raise ValueError(f"invalid header name {name!r}")
-        if _BAD_TEXT.search(value):
-            raise ValueError(f"invalid value for header {name!r}")
-        _field(name, "a header name")
-        _field(value, "a header value")
+        # A field longer than a u16 can say: name it.
+        for name, value in headers:
+            _field(name, "a header name")
+            _field(value, "a header value")
+        raise
 
 
 def _check_stream_id(stream_id: int) -> None:
@@ -429,17 +437,12 @@ def _read_header_block(message: bytes, offset: int) -> Headers:
         raise ProtocolError("truncated field")
     if offset != size:
         raise ProtocolError("trailing bytes after the header block")
-    names = [h[0] for h in headers]
-    if (
-        not all(names)
-        or _BAD_TOKEN.search(b"".join(names))
-        or _BAD_TEXT.search(b"".join([h[1] for h in headers]))
-    ):
-        for name, value in headers:
-            if not name or _BAD_TOKEN.search(name):
-                raise ProtocolError(f"invalid header name {name[:64]!r}")
-            if _BAD_TEXT.search(value):
-                raise ProtocolError(f"invalid value for header {name[:64]!r}")
+    bad = _bad_header(headers)
+    if bad is not None:
+        bad_name, name = bad
+        raise ProtocolError(
+            f"invalid header name {name[:64]!r}" if bad_name else f"invalid value for header {name[:64]!r}"
+        )
     return headers
 
 

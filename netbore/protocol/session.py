@@ -250,7 +250,6 @@ class Session:
         self.local = local
         self.peer = peer
         self._edge = role == "edge"
-        self._batch = peer.batch  # the peer takes BATCH frames
         self._streams: dict[int, _Stream] = {}
         self._closed: OrderedDict[int, bool] = OrderedDict()
         self._outbox: list[bytes] = []
@@ -353,24 +352,30 @@ class Session:
         """
         out = self._outbox
         self._outbox = []
-        if len(out) < 2 or not self._batch:
+        if len(out) < 2 or not self.peer.batch:
             return out
         messages: list[bytes] = []
         run: list[bytes] = []
         size = 0
+
+        def end_run() -> None:
+            nonlocal size
+            if run:
+                messages.append(run[0] if len(run) == 1 else encode_batch(run))
+                run.clear()
+                size = 0
+
         for frame in out:
             n = len(frame)
-            if n > BATCH_FRAME_MAX or size + n > BATCH_MAX:
-                if run:
-                    messages.append(run[0] if len(run) == 1 else encode_batch(run))
-                    run, size = [], 0
-                if n > BATCH_FRAME_MAX:
-                    messages.append(frame)
-                    continue
+            if n > BATCH_FRAME_MAX:
+                end_run()
+                messages.append(frame)
+                continue
+            if size + n > BATCH_MAX:
+                end_run()
             run.append(frame)
             size += n + 4
-        if run:
-            messages.append(run[0] if len(run) == 1 else encode_batch(run))
+        end_run()
         return messages
 
     def _sending_stream(self, stream_id: int) -> _Stream:
