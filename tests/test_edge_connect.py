@@ -227,3 +227,18 @@ def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
     assert agent.closed is not None and agent.closed[1] == 4100
     assert [type(e) for e in agent.events] == [S.GoAwayReceived]  # before the close
     assert h.tunnel.sessions == []
+
+
+def test_frames_written_during_a_read_leave_together_when_it_ends(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    agent, edge, pump = h.connect(h.token())
+    BATCH.hold()
+    try:
+        edge.go_away("first")  # a session frame: its flush is deferred
+        edge.sendMessage(b"\x07\x00\x00\x00\x00\x00" + b"\x00" * 8, isBinary=True)  # a raw GOAWAY
+        assert edge.transport.stream == []  # nothing handed to the transport yet
+    finally:
+        BATCH.release()
+    assert len(edge.transport.stream) == 1  # one write for both messages
+    pump.flush()
+    assert [type(e) for e in agent.events] == [S.GoAwayReceived, S.GoAwayReceived]
