@@ -28,7 +28,7 @@ from twisted.logger import capturedLogs, formatEvent
 
 from netbore.agent.backoff import Backoff
 from netbore.agent.config import merge
-from netbore.agent.control import ControlError, Created
+from netbore.agent.control_client import ControlError, Created
 from netbore.agent.service import STABLE_AFTER, AgentService, token_expiry
 from netbore.agent.session import SessionClosed
 from netbore.agent.state import AgentState, load_state, save_state

@@ -13,7 +13,7 @@ from twisted.web.iweb import IRequest
 
 from netbore.edge.viewer import IDLE_TIMEOUT, PIPELINE_BUFFER
 
-from .test_edge_tunnel import HOST, Harness, _headers
+from .test_edge_exchange import HOST, Harness, _headers
 
 GET = b"GET /%d HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n"
 

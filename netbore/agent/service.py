@@ -24,7 +24,7 @@ from ..apikeys import read_api_key_file
 from ..protocol.handshake import Hello, Settings
 from .backoff import Backoff
 from .config import AgentConfig
-from .control import ControlClient, ControlError, Created
+from .control_client import ControlClient, ControlError, Created
 from .forwarder import OriginForwarder
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state

@@ -19,11 +19,11 @@ from ..apikeys import ApiKeys
 from ..memory import release_free_heap
 from ..tokens import TokenAuthority, load_keyring
 from .config import EdgeConfig
-from .connect import AgentEndpoint
+from .agents import AgentEndpoint
 from .control import ControlAPI
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry
-from .tunnel import TunnelRouter
+from .exchange import TunnelRouter
 from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "build_edge"]

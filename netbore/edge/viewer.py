@@ -45,7 +45,7 @@ from .viewer_parse import END_OF_MESSAGE, NEED_DATA, PAUSED, ParseError, Request
 
 if TYPE_CHECKING:
     from .site import EdgeSite
-    from .tunnel import ViewerExchange
+    from .exchange import ViewerExchange
 
 __all__ = ["ViewerProtocol", "IDLE_TIMEOUT", "PIPELINE_BUFFER"]
 

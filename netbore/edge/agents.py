@@ -27,7 +27,7 @@ from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
     from .registry import InMemoryRegistry, Tunnel
-    from .tunnel import ViewerExchange
+    from .exchange import ViewerExchange
 
 __all__ = ["AgentEndpoint", "EdgeSession"]
 

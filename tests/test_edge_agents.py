@@ -1,5 +1,5 @@
 """
-Tests for L{netbore.edge.connect}: the agents' WebSocket endpoint, driven by
+Tests for L{netbore.edge.agents}: the agents' WebSocket endpoint, driven by
 a minimal autobahn client over C{twisted.test.iosim}.  No sockets.
 """
 
@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
 from netbore.edge.config import EdgeConfig
-from netbore.edge.connect import AgentEndpoint, EdgeSession
+from netbore.edge.agents import AgentEndpoint, EdgeSession
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
 from netbore.protocol import session as S

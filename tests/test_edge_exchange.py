@@ -1,7 +1,7 @@
 """
 The edge's viewer-facing shell without sockets: a real L{EdgeSite} and its
 L{ViewerProtocol} driven through a L{StringTransport} on a L{Clock}, with a
-fake agent session (the small L{IStreamSession} interface of tunnel.py).
+fake agent session (the small L{IStreamSession} interface of exchange.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from twisted.web import resource
 from netbore.edge.config import EdgeConfig
 from netbore.edge.registry import InMemoryRegistry, Tunnel
 from netbore.edge.site import EdgeSite
-from netbore.edge.tunnel import TunnelRouter, ViewerExchange
+from netbore.edge.exchange import TunnelRouter, ViewerExchange
 from netbore.edge.viewer import ViewerProtocol
 from netbore.protocol.errors import StreamClosedError, StreamError
 from netbore.protocol.frames import ErrorCode
