@@ -1,5 +1,5 @@
 """
-Tests for L{netbore.apikeys}.
+Tests for L{netbore.auth.apikeys}.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from netbore import apikeys
-from netbore.apikeys import (
+from netbore.auth import apikeys
+from netbore.auth.apikeys import (
     Account,
     ApiKeys,
     ApiKeysError,

@@ -23,7 +23,7 @@ from netbore.edge.control import ControlAPI, iso8601, load_schema
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
 from netbore.names import is_valid_label
-from netbore.tokens import (
+from netbore.auth import (
     EPHEMERAL,
     MANAGEMENT,
     RECREATE,

@@ -25,7 +25,7 @@ from netbore.edge.config import EdgeConfig
 from netbore.edge.control import ControlAPI
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry
-from netbore.tokens import MANAGEMENT, TokenAuthority, load_keyring
+from netbore.auth import MANAGEMENT, TokenAuthority, load_keyring
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text("utf-8"))

@@ -1,5 +1,6 @@
 """
-Tests for L{netbore.tokens} and the C{python -m netbore.keys} command.
+Tests for L{netbore.auth}: key store, keyrings, the token authority, and
+the C{python -m netbore.auth.keys} command.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from netbore import keys
-from netbore.tokens import (
+from netbore.auth import keys
+from netbore.auth import (
     EPHEMERAL,
     KINDS,
     LEEWAY,
@@ -599,3 +600,54 @@ def test_jwks_empty_for_hs256(clock: Clock) -> None:
 def test_rsa_keyring_needs_a_key() -> None:
     with pytest.raises(KeyringError):
         RSAKeyring([])
+
+
+# -- the package ----------------------------------------------------------------
+
+
+def test_package_exports_resolve_to_their_modules() -> None:
+    import netbore.auth as auth
+    from netbore.auth import apikeys as apikeys_module
+    from netbore.auth import keyrings, keystore, tokens
+
+    homes = {"ApiKeys": apikeys_module, "RSAKeyring": keyrings, "read_keys": keystore, "TokenAuthority": tokens}
+    for name, module in homes.items():
+        assert getattr(auth, name) is getattr(module, name)
+    for name in auth.__all__:
+        assert getattr(auth, name) is not None
+    with pytest.raises(AttributeError):
+        auth.not_a_name  # noqa: B018
+
+
+def test_reading_an_api_key_does_not_import_pyjwt(tmp_path: Path) -> None:
+    """
+    The agent reads its key file through L{netbore.auth}; PyJWT (about
+    2 MB resident) stays out of its process.
+    """
+    import subprocess
+    import sys
+
+    key_file = tmp_path / "key"
+    key_file.write_text("k-123\n")
+    code = (
+        "import sys; from netbore.auth import read_api_key_file; "
+        f"assert read_api_key_file({str(key_file)!r}) == 'k-123'; "
+        "print('jwt' in sys.modules, 'netbore.auth.tokens' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_old_keys_command_name_runs_the_same_main() -> None:
+    from netbore import keys as old
+
+    assert old.main is keys.main
+
+
+def test_load_keyring_creates_one_key_once(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = load_keyring(str(data_dir))
+    assert stat.S_IMODE(os.stat(data_dir / "keys").st_mode) == 0o700
+    again = load_keyring(str(data_dir))
+    assert first.signing_key()[0] == again.signing_key()[0]
+    assert len(read_keys(str(data_dir))) == 1

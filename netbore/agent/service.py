@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from treq.client import HTTPClient
 
-from ..apikeys import read_api_key_file
+from ..auth.apikeys import read_api_key_file
 from ..protocol.handshake import Hello, Settings
 from .backoff import Backoff
 from .config import AgentConfig

@@ -43,7 +43,7 @@ from netbore.edge.config import EdgeConfig
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import IRegistry, NameHeld, Tunnel, TunnelState
 from netbore.names import InvalidName, check_name, random_name
-from netbore.tokens import (
+from netbore.auth.tokens import (
     EPHEMERAL,
     MANAGEMENT,
     RECREATE,
