@@ -15,9 +15,9 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
-from ..apikeys import ApiKeys
+from ..auth.apikeys import ApiKeys
 from ..memory import release_free_heap
-from ..tokens import TokenAuthority, load_keyring
+from ..auth import TokenAuthority, load_keyring
 from .config import EdgeConfig
 from .agents import AgentEndpoint
 from .control import ControlAPI
