@@ -20,7 +20,7 @@ from ..protocol import session as S
 from ..protocol.errors import StreamClosedError, StreamError, websocket_close_code
 from ..protocol.frames import max_message_size
 from ..protocol.handshake import PROTOCOL_VERSION, SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
-from ..tokens import EPHEMERAL, TokenAuthority, TokenError
+from ..auth.tokens import EPHEMERAL, TokenAuthority, TokenError
 from ..wsio import BatchedWebSocket
 from .config import EdgeConfig
 from .ratelimit import AuthFailureLimiter
