@@ -22,7 +22,7 @@ from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.frames import Data, encode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
-from netbore.tokens import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
+from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
 from netbore.writes import BATCH
 
 AGENT_SETTINGS = Settings()
