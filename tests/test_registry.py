@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 from twisted.internet.task import Clock
+from zope.interface.verify import verifyObject
 
 from netbore.edge.registry import (
     TOKEN_LEEWAY,
-    IRegistry,
     InMemoryRegistry,
+    IRegistry,
     NameHeld,
     Tunnel,
     TunnelState,
@@ -46,9 +47,14 @@ def registry(clock: Clock) -> InMemoryRegistry:
     return InMemoryRegistry(clock, grace=30)
 
 
-def test_is_an_iregistry(registry: InMemoryRegistry) -> None:
-    store: IRegistry = registry
-    assert store.all() == []
+def test_provides_iregistry(registry: InMemoryRegistry) -> None:
+    """
+    L{InMemoryRegistry} declares L{IRegistry} and has every method it names,
+    with matching signatures.
+    """
+    assert IRegistry.providedBy(registry)
+    assert verifyObject(IRegistry, registry)
+    assert {"add", "get", "by_name", "remove", "is_deleted", "all", "expire"} <= set(IRegistry.names())
 
 
 def test_add_and_look_up(registry: InMemoryRegistry) -> None:

@@ -22,7 +22,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
 
-from netbore.auth import keys
 from netbore.auth import (
     EPHEMERAL,
     KINDS,
@@ -37,6 +36,7 @@ from netbore.auth import (
     TokenError,
     generate_key,
     hmac_kid,
+    keys,
     load_keyring,
     read_keys,
     rsa_kid,

@@ -66,7 +66,32 @@ _HOMES = {
     "TokenError": "tokens",
 }
 
-__all__ = sorted(_HOMES)
+__all__ = [
+    "Account",
+    "ApiKeys",
+    "ApiKeysError",
+    "Claims",
+    "EPHEMERAL",
+    "HMACKeyring",
+    "KINDS",
+    "KeyFile",
+    "Keyring",
+    "KeyringError",
+    "LEEWAY",
+    "MANAGEMENT",
+    "RECREATE",
+    "RSAKeyring",
+    "TokenAuthority",
+    "TokenError",
+    "generate_key",
+    "hash_api_key",
+    "hmac_kid",
+    "load_keyring",
+    "read_api_key_file",
+    "read_keys",
+    "retire_key",
+    "rsa_kid",
+]
 
 
 def __getattr__(name: str) -> Any:

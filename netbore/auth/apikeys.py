@@ -88,8 +88,7 @@ def _parse_line(text: str, where: str, number: int) -> _Entry:
         raise ApiKeysError(f"{where}: expected '<account> <key> [admin]', found more columns")
     if not _ACCOUNT.match(fields[0]):
         raise ApiKeysError(
-            f"{where}: account names are 1-64 characters of letters, digits "
-            "and ._@+- starting with a letter or digit"
+            f"{where}: account names are 1-64 characters of letters, digits and ._@+- starting with a letter or digit"
         )
     if len(fields) == 3 and fields[2] != "admin":
         raise ApiKeysError(f"{where}: the third column may only be 'admin'")
@@ -104,8 +103,7 @@ def _check_new_entry(entry: _Entry, entries: list[_Entry], where: str) -> None:
         same_name = earlier.account.name == entry.account.name
         if same_name and earlier.account.admin != entry.account.admin:
             raise ApiKeysError(
-                f"{where}: account {entry.account.name} is admin on one line "
-                f"and not on the other (line {earlier.line})"
+                f"{where}: account {entry.account.name} is admin on one line and not on the other (line {earlier.line})"
             )
 
 

@@ -76,10 +76,7 @@ class RSAKeyring:
         return self._public.get(kid)
 
     def jwks(self) -> dict[str, Any]:
-        keys = [
-            {**rsa_members(self._public[f.kid]), "kid": f.kid, "alg": "RS256", "use": "sig"}
-            for f in self._files
-        ]
+        keys = [{**rsa_members(self._public[f.kid]), "kid": f.kid, "alg": "RS256", "use": "sig"} for f in self._files]
         return {"keys": keys}
 
 
@@ -88,16 +85,11 @@ class RSAKeyring:
 
 def _check_hmac_secret(secret: bytes, where: str) -> None:
     if len(secret) < MIN_HMAC_SECRET:
-        raise KeyringError(
-            f"{where}: HS256 secret is {len(secret)} bytes; "
-            f"at least {MIN_HMAC_SECRET} are required"
-        )
+        raise KeyringError(f"{where}: HS256 secret is {len(secret)} bytes; at least {MIN_HMAC_SECRET} are required")
     try:
         HMACAlgorithm(HMACAlgorithm.SHA256).prepare_key(secret)
     except jwt.InvalidKeyError:
-        raise KeyringError(
-            f"{where}: HS256 secret looks like a public key or certificate"
-        ) from None
+        raise KeyringError(f"{where}: HS256 secret looks like a public key or certificate") from None
 
 
 class HMACKeyring:
@@ -170,4 +162,3 @@ def load_keyring(data_dir: str, jwt_secret_file: str | None = None) -> Keyring:
     if jwt_secret_file is not None:
         return HMACKeyring.from_file(jwt_secret_file)
     return RSAKeyring(load_or_create_keys(data_dir))
-

@@ -127,15 +127,12 @@ def _load_key_file(path: str) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyringError(
-            f"key file {path} does not hold an unencrypted PEM private key"
-        ) from None
+        raise KeyringError(f"key file {path} does not hold an unencrypted PEM private key") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise KeyringError(f"key file {path} does not hold an RSA key")
     if key.key_size < RSA_KEY_SIZE:
         raise KeyringError(
-            f"key file {path} holds a {key.key_size}-bit RSA key; "
-            f"at least {RSA_KEY_SIZE} bits are required"
+            f"key file {path} holds a {key.key_size}-bit RSA key; at least {RSA_KEY_SIZE} bits are required"
         )
     return key
 
@@ -178,9 +175,7 @@ def read_keys(data_dir: str) -> list[KeyFile]:
     return files
 
 
-def generate_key(
-    data_dir: str, now: Callable[[], float] = time.time
-) -> KeyFile:
+def generate_key(data_dir: str, now: Callable[[], float] = time.time) -> KeyFile:
     """
     Add a new RSA-2048 key to C{<data_dir>/keys/} (directories created mode
     0700, the file 0600, written atomically).  It becomes the signing key:
@@ -217,9 +212,7 @@ def retire_key(data_dir: str, kid: str) -> KeyFile:
     if not matching:
         raise KeyringError(f"no key with kid {kid} in {_keys_dir(data_dir)}")
     if len(files) == 1:
-        raise KeyringError(
-            f"refusing to retire {kid}: it is the last key in {_keys_dir(data_dir)}"
-        )
+        raise KeyringError(f"refusing to retire {kid}: it is the last key in {_keys_dir(data_dir)}")
     retired = matching[0]
     try:
         os.remove(retired.path)

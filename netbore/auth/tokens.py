@@ -117,9 +117,7 @@ class Claims:
     raw: dict[str, Any] = attrs.field(factory=dict, eq=False, repr=False)
 
 
-def _check_issue_args(
-    token_use: str, sub: str, ttl: float, name: str | None, role: str | None
-) -> None:
+def _check_issue_args(token_use: str, sub: str, ttl: float, name: str | None, role: str | None) -> None:
     """
     Refuse (with L{ValueError}: these are programming errors) arguments that
     would make a token of the wrong shape.
@@ -233,9 +231,7 @@ class TokenAuthority:
         if role is not None:
             claims["role"] = role
         kid, key = self._keyring.signing_key()
-        token = jwt.encode(
-            claims, key, algorithm=self._keyring.algorithm, headers={"kid": kid}
-        )
+        token = jwt.encode(claims, key, algorithm=self._keyring.algorithm, headers={"kid": kid})
         return token, exp
 
     def verify(
@@ -335,9 +331,7 @@ class TokenAuthority:
         if claims.iat > now + LEEWAY:
             raise TokenError("token was issued in the future", "issued_in_future")
 
-    def _check_identity(
-        self, claims: Claims, token_use: str, sub: str | None, name: str | None
-    ) -> None:
+    def _check_identity(self, claims: Claims, token_use: str, sub: str | None, name: str | None) -> None:
         """
         Step 5: issuer, kind, and C{sub}/C{name} as asked for.
         """

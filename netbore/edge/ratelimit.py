@@ -10,7 +10,8 @@ either counts against the same budget.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from typing import Protocol
+
+from .._types import Clock
 
 __all__ = ["AuthFailureLimiter"]
 
@@ -20,10 +21,6 @@ WINDOW = 60.0
 #: Addresses remembered at most; the one whose last failure is oldest is
 #: forgotten first.
 MAX_ADDRESSES = 10_000
-
-
-class _Clock(Protocol):
-    def seconds(self) -> float: ...
 
 
 class AuthFailureLimiter:
@@ -41,7 +38,7 @@ class AuthFailureLimiter:
 
     def __init__(
         self,
-        clock: _Clock,
+        clock: Clock,
         per_minute: int,
         *,
         window: float = WINDOW,

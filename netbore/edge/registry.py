@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import enum
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any
 
 import attrs
+from zope.interface import Interface, implementer
+
+from .._types import Clock
 
 __all__ = [
     "IRegistry",
@@ -45,10 +48,6 @@ TOKEN_LEEWAY = 60.0
 
 #: Deleted tunnel ids remembered at most.
 MAX_DELETED = 100_000
-
-
-class _Clock(Protocol):
-    def seconds(self) -> float: ...
 
 
 class TunnelState(enum.Enum):
@@ -86,42 +85,72 @@ class Tunnel:
     sessions: list[Any] = attrs.field(factory=list)
 
 
-class IRegistry(Protocol):
+class IRegistry(Interface):
     """
-    Where tunnels live.  Lookups never return a tunnel whose hold has
-    lapsed.
+    Where tunnels live: what the control API, the agent endpoint and the
+    tunnel router use, so that another store (Redis, for several edges) can
+    drop in for L{InMemoryRegistry}.
+
+    Lookups never return a tunnel whose hold has lapsed.
     """
 
-    def add(self, tunnel: Tunnel) -> None:
+    def add(tunnel: Tunnel) -> None:
         """
-        Add C{tunnel}.  @raise NameHeld: its name or id is taken by another
-        live tunnel.
+        Add C{tunnel}.
+
+        @raise NameHeld: its name or id is taken by another live tunnel.
         """
 
-    def get(self, tunnel_id: str) -> Tunnel | None: ...
+    def get(tunnel_id: str) -> Tunnel | None:
+        """
+        The live tunnel with id C{tunnel_id}, or L{None}.
+        """
 
-    def by_name(self, name: str) -> Tunnel | None: ...
+    def by_name(name: str) -> Tunnel | None:
+        """
+        The live tunnel holding C{name}, or L{None}.
+        """
 
-    def remove(self, tunnel_id: str) -> Tunnel | None:
+    def remove(tunnel_id: str) -> Tunnel | None:
         """
         Delete a tunnel now (its name is free at once) and remember its id as
         deleted.  Returns the tunnel, or L{None} if there was none.
         """
 
-    def is_deleted(self, tunnel_id: str) -> bool:
+    def is_deleted(tunnel_id: str) -> bool:
         """
         Was C{tunnel_id} deleted while tokens for it may still verify?
         """
 
-    def all(self) -> list[Tunnel]: ...
+    def all() -> list[Tunnel]:
+        """
+        Every live tunnel, oldest first.
+        """
 
-    def attach_session(self, tunnel: Tunnel, session: object) -> None: ...
+    def attach_session(tunnel: Tunnel, session: object) -> None:
+        """
+        C{session} (an agent session) now serves C{tunnel}: it is C{ACTIVE}.
+        """
 
-    def detach_session(self, tunnel: Tunnel, session: object) -> None: ...
+    def detach_session(tunnel: Tunnel, session: object) -> None:
+        """
+        C{session} is gone; with no session left the tunnel is C{DOWN} and
+        its name held for the grace period.
+        """
 
-    def extend_hold(self, tunnel: Tunnel, until: float) -> None: ...
+    def extend_hold(tunnel: Tunnel, until: float) -> None:
+        """
+        Hold C{tunnel}'s name at least until C{until} (the hold only grows).
+        """
+
+    def expire() -> int:
+        """
+        Forget every lapsed tunnel and deleted id now; how many tunnels went.
+        The edge calls it from a timer to bound memory.
+        """
 
 
+@implementer(IRegistry)
 class InMemoryRegistry:
     """
     L{IRegistry} in two dicts, on an injected clock.
@@ -130,9 +159,7 @@ class InMemoryRegistry:
         goes away.
     """
 
-    def __init__(
-        self, clock: _Clock, grace: float, *, max_deleted: int = MAX_DELETED
-    ) -> None:
+    def __init__(self, clock: Clock, grace: float, *, max_deleted: int = MAX_DELETED) -> None:
         self._clock = clock
         self._grace = grace
         self._max_deleted = max(1, max_deleted)
