@@ -15,11 +15,13 @@ from urllib.parse import urlsplit
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 from treq.client import HTTPClient
 
+from .._types import Reactor
 from ..auth.apikeys import read_api_key_file
 from ..protocol.handshake import Hello, Settings
 from .backoff import Backoff
@@ -85,7 +87,7 @@ def token_expiry(token: str | None) -> float | None:
     return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
 
 
-class IControl(Protocol):
+class TunnelControl(Protocol):
     """
     What the service needs of the control API client (L{ControlClient}).
     """
@@ -116,9 +118,9 @@ class AgentService(service.Service):
     def __init__(
         self,
         config: AgentConfig,
-        reactor: Any,
+        reactor: Reactor,
         *,
-        control: IControl | None = None,
+        control: TunnelControl | None = None,
         connect: Connect | None = None,
     ) -> None:
         self.config = config
@@ -133,7 +135,7 @@ class AgentService(service.Service):
         if control is None:
             policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
             control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
-        self.control: IControl = control
+        self.control: TunnelControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
         self.forwarder = OriginForwarder(
             reactor, config.origin, host_header=config.host_header
@@ -142,9 +144,9 @@ class AgentService(service.Service):
         self.created: Created | None = None
         self.protocol: Any = None
         self._loop: defer.Deferred[None] | None = None
-        self._sleep: Any = None
+        self._sleep: IDelayedCall | None = None
         self._sleeping: defer.Deferred[None] = defer.Deferred()
-        self._refresh: Any = None  # IDelayedCall of the next recreate-token refresh
+        self._refresh: IDelayedCall | None = None  # the next recreate-token refresh
 
     # -- state ------------------------------------------------------------------
 
