@@ -8,31 +8,88 @@ sends on its next turn and unregisters it (another C{epoll_ctl}).  For a
 request relayed by edge and agent that is, in each process and for each of
 its two writes, two extra system calls and one extra reactor turn -- about
 half of the CPU a small request costs at one connection (see
-C{docs/performance.rst}).
+C{docs/performance.rst}).  Upstream this is Twisted issue #5303, "Default
+transport implementation doesn't write out bytes immediately"
+(U{https://github.com/twisted/twisted/issues/5303}), open since 2011: there
+is no public way to ask a transport to try the socket first.
 
-L{send_now} sends directly when the transport is a plain TCP connection
-with nothing queued, and hands whatever the kernel did not take (or any
-other transport, e.g. TLS) to C{transport.write} as before, so ordering,
-buffering and producer pausing are Twisted's.
+L{send_now} therefore sends directly when the transport is a plain TCP
+connection with nothing queued, and hands whatever the kernel did not take
+(or any other transport, e.g. TLS) to C{transport.write} as before, so
+ordering, buffering and producer pausing stay Twisted's.  Reading the
+connection's state means reading C{tcp.Connection} internals; that is
+allowed only behind one capability check, L{direct_send_capable}, made once
+per transport class: a class that fails it (another transport, a subclass
+that overrides C{write}, or a Twisted whose write path no longer reads the
+attributes relied on) is written to with C{transport.write} only.
 
 L{WriteBatch} holds the writes made while one input event is handled
 (C{dataReceived} of a viewer, origin or WebSocket connection) and sends
 them when it returns, joined per connection: a response head and its first
-body bytes, or several tunnel frames, leave in one C{send()}.
+body bytes, or several tunnel frames, leave in one C{send()}.  One batch
+serves a whole process (one reactor, one event handled at a time); it is
+made once, where the reactor is chosen (the taps), and injected like the
+reactor into whatever writes on the hot path.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
 from twisted.logger import Logger
 
-__all__ = ["BATCH", "WriteBatch", "send_now"]
-
-_TCP = tcp.Connection
+__all__ = ["BATCH", "WriteBatch", "direct_send_capable", "send_now"]
 
 log = Logger()
+
+#: What L{send_now} reads of a C{tcp.Connection}, and where Twisted's own
+#: write path reads the same: if Twisted stops reading one of them there,
+#: its meaning may have changed, and the direct path is not taken.
+_READ_BY_WRITE = frozenset({"connected", "_writeDisconnected", "_tempDataLen"})
+_READ_BY_DO_WRITE = frozenset({"dataBuffer", "_tempDataLen", "disconnecting", "_writeDisconnecting"})
+
+
+def _code_names(function: object) -> frozenset[str]:
+    code = getattr(function, "__code__", None)
+    return frozenset(code.co_names) if code is not None else frozenset()
+
+
+def _twisted_write_path_known() -> bool:
+    """
+    Does this Twisted's TCP connection buffer writes the way L{send_now}
+    assumes (its C{write} is C{FileDescriptor.write} unless C{TLS}, and the
+    attributes L{send_now} reads are those its write path reads)?
+    """
+    return (
+        _READ_BY_WRITE <= _code_names(abstract.FileDescriptor.write)
+        and _READ_BY_DO_WRITE <= _code_names(abstract.FileDescriptor.doWrite)
+        and {"TLS", "FileDescriptor"} <= _code_names(tcp.Connection.write)
+        and "socket" in _code_names(tcp.Connection.__init__)
+    )
+
+
+#: Computed once, at import (a check, nothing changed).
+_TWISTED_KNOWN = _twisted_write_path_known()
+
+
+def direct_send_capable(cls: type) -> bool:
+    """
+    May L{send_now} write straight to the socket of a transport of class
+    C{cls}?  Only for Twisted's plain TCP connection (or a subclass that
+    keeps its write path), and only on a Twisted whose write path reads
+    what L{send_now} reads.
+    """
+    return (
+        _TWISTED_KNOWN
+        and issubclass(cls, tcp.Connection)
+        and getattr(cls, "write", None) is tcp.Connection.write
+        and getattr(cls, "doWrite", None) is tcp.Connection.doWrite
+    )
+
+
+#: Transport class -> L{direct_send_capable}, learnt on first use.
+_DIRECT: dict[type, bool] = {}
 
 
 def send_now(transport: Any, data: bytes) -> None:
@@ -41,8 +98,12 @@ def send_now(transport: Any, data: bytes) -> None:
     plain TCP connection that is open, not closing and has nothing queued;
     else (and for what the socket did not take) through C{transport.write}.
     """
+    cls = transport.__class__
+    direct = _DIRECT.get(cls)
+    if direct is None:
+        direct = _DIRECT[cls] = direct_send_capable(cls)
     if (
-        isinstance(transport, _TCP)
+        direct
         and not transport.TLS
         and not transport._tempDataLen
         and not transport.dataBuffer
@@ -71,7 +132,9 @@ class WriteBatch:
 
     Calls nest: only the outermost L{release} sends.  Everything written to
     a connection while a batch is open must go through L{write}, or its
-    order would change.
+    order would change.  Make one per process and give it to every
+    protocol that writes on the hot path (edge: the site and the agents'
+    endpoint; agent: the forwarder and the session factory).
     """
 
     def __init__(self) -> None:
@@ -149,5 +212,6 @@ class WriteBatch:
             send_now(transport, b"".join(chunks))
 
 
-#: The process's batch: one reactor, one event handled at a time.
+#: Transitional: C{edge/viewer.py} and C{agent/origin.py} still import it.
+#: Nothing else may; it goes once they take the batch they are given.
 BATCH = WriteBatch()

@@ -23,7 +23,7 @@ from netbore.protocol.errors import ErrorCode
 from netbore.protocol.frames import Data, encode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
-from netbore.writes import BATCH
+from netbore.writes import WriteBatch
 
 AGENT_SETTINGS = Settings()
 
@@ -70,7 +70,10 @@ class Harness:
         self.registry = InMemoryRegistry(clock=self.clock, grace=30)
         self.authority = TokenAuthority(load_keyring(str(tmp_path / "data")), issuer="netbore:test", clock=self.clock)
         self.limiter = AuthFailureLimiter(self.clock, per_minute)
-        self.endpoint = AgentEndpoint(self.config, self.registry, self.authority, self.limiter, self.clock)
+        self.writes = WriteBatch()
+        self.endpoint = AgentEndpoint(
+            self.config, self.registry, self.authority, self.limiter, self.clock, writes=self.writes
+        )
         now = self.clock.seconds()
         self.tunnel = Tunnel(
             tunnel_id="t1", name="app", public_hostname="app.tunnel.test", public_url="http://app.tunnel.test",
@@ -216,11 +219,11 @@ def test_a_reconnecting_agent_replaces_its_old_session(tmp_path: Path) -> None:
 def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     agent, edge, pump = h.connect(h.token())
-    BATCH.hold()  # as inside a read: the GOAWAY's flush is deferred
+    h.writes.hold()  # as inside a read: the GOAWAY's flush is deferred
     try:
         h.endpoint.tunnel_deleted(h.tunnel)
     finally:
-        BATCH.release()
+        h.writes.release()
     pump.flush()
     h.clock.advance(3)
     pump.flush()
@@ -232,13 +235,13 @@ def test_deleting_the_tunnel_closes_its_sessions(tmp_path: Path) -> None:
 def test_frames_written_during_a_read_leave_together_when_it_ends(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     agent, edge, pump = h.connect(h.token())
-    BATCH.hold()
+    h.writes.hold()
     try:
         edge.go_away("first")  # a session frame: its flush is deferred
         edge.sendMessage(b"\x07\x00\x00\x00\x00\x00" + b"\x00" * 8, isBinary=True)  # a raw GOAWAY
         assert edge.transport.stream == []  # nothing handed to the transport yet
     finally:
-        BATCH.release()
+        h.writes.release()
     assert len(edge.transport.stream) == 1  # one write for both messages
     pump.flush()
     assert [type(e) for e in agent.events] == [S.GoAwayReceived, S.GoAwayReceived]

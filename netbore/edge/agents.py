@@ -1,13 +1,15 @@
 """
 The agents' WebSocket endpoint, C{/connect}: authentication at the opening
-handshake, the versioned hello, and one L{EdgeSession} per agent connection
-driving the sans-IO L{netbore.protocol.session.Session}.
+handshake, the edge's hello, and one L{EdgeSession} per agent connection,
+attached to its tunnel.  Everything else about the connection (dispatch,
+failure isolation, credit, backpressure, closing, batched writes) is the
+shared L{netbore.websocket.TunnelWebSocket}.
 """
 
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -15,19 +17,31 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
 
-from ..protocol import frames as F
-from ..protocol import session as S
-from ..protocol.errors import StreamClosedError, StreamError, websocket_close_code
-from ..protocol.frames import max_message_size
-from ..protocol.handshake import PROTOCOL_VERSION, SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
+from .._types import Reactor
 from ..auth.tokens import EPHEMERAL, TokenAuthority, TokenError
-from ..wsio import BatchedWebSocket
+from ..protocol import (
+    PROTOCOL_VERSION,
+    SUBPROTOCOL,
+    DataReceived,
+    ErrorCode,
+    GoAwayReceived,
+    Hello,
+    ResponseReceived,
+    Settings,
+    StreamClosedError,
+    StreamEnded,
+    StreamError,
+    StreamReset,
+    encode_hello,
+)
+from ..websocket import TunnelWebSocket, set_tunnel_options
+from ..writes import WriteBatch
 from .config import EdgeConfig
 from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
-    from .registry import InMemoryRegistry, Tunnel
     from .exchange import ViewerExchange
+    from .registry import IRegistry, Tunnel
 
 __all__ = ["AgentEndpoint", "EdgeSession"]
 
@@ -61,11 +75,15 @@ def _token_from(request: ConnectionRequest) -> str | None:
     return None
 
 
-class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
+class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
-    One agent's WebSocket connection.
+    One agent's WebSocket connection: what the shared L{TunnelWebSocket}
+    leaves to the edge (authentication, the edge's hello, attaching to the
+    tunnel) and the stream API the viewer exchanges use.
     """
 
+    role = "edge"
+    peer_role = "agent"
     factory: "EdgeSessionFactory"
 
     def __init__(self) -> None:
@@ -73,22 +91,21 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
         self.tunnel: Tunnel | None = None
         self.agent_id: str | None = None
         self.session_id = secrets.token_urlsafe(9)
-        self.protocol: S.Session | None = None
-        self.streams: dict[int, ViewerExchange] = {}
         self.attached = False
         self.peer_host = ""
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            S.ResponseReceived: self._on_response,
-            S.DataReceived: self._on_data,
-            S.StreamEnded: self._on_ended,
-            S.StreamReset: self._on_reset,
-            S.WindowOpened: self._on_window,
-            S.GoAwayReceived: self._on_go_away,
-        }
+        self.on(ResponseReceived, self._on_response)
+        self.on(DataReceived, self._on_data)
+        self.on(StreamEnded, self._on_ended)
+        self.on(StreamReset, self._on_reset)
+        self.on(GoAwayReceived, self._on_go_away)
 
     # -- opening handshake ---------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
+        result: str | None = self.guard_opening(self._authenticate, request)
+        return result
+
+    def _authenticate(self, request: ConnectionRequest) -> str | None:
         endpoint = self.factory.endpoint
         self.peer_host = request.peer.rsplit(":", 1)[0].removeprefix("tcp:").strip("[]")
         retry = endpoint.limiter.check(self.peer_host)
@@ -109,7 +126,7 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
         self.tunnel = tunnel
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
-    def onOpen(self) -> None:
+    def opened(self) -> None:
         # Idle-tunnel memory (bench/scale.py): autobahn keeps the parsed
         # opening handshake for the life of the connection, the token twice
         # over (Authorization and Sec-WebSocket-Protocol).  Nothing reads it
@@ -119,50 +136,20 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
         self.http_request_params = {}
         self.websocket_protocols = []
 
-    # -- messages --------------------------------------------------------------
+    def local_settings(self) -> Settings:
+        return self.factory.endpoint.settings
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        protocol = self.protocol
-        if protocol is None:
-            self._on_hello(payload, isBinary)
-            return
-        if not isBinary:
-            self._fail(F.ProtocolError("text message after the hello"))
-            return
-        try:
-            events = protocol.receive(payload)
-        except F.ProtocolError as e:
-            self._fail(e)
-            return
-        handlers = self._handlers
-        for event in events:
-            handlers[type(event)](event)
-        self.flush()
-
-    def _on_hello(self, payload: bytes, isBinary: bool) -> None:
+    def hello_received(self, hello: Hello) -> None:
         endpoint = self.factory.endpoint
         tunnel = self.tunnel
         assert tunnel is not None
-        if isBinary:
-            self._fail(F.ProtocolError("expected the hello as a text message"))
-            return
-        try:
-            hello = decode_hello(payload)
-        except F.ProtocolError as e:
-            self._fail(e)
-            return
-        if hello.role != "agent":
-            self._fail(F.ProtocolError("hello role must be 'agent'"))
-            return
-        local = endpoint.settings
         self.agent_id = hello.agent_id or self.session_id
-        self.protocol = S.Session("edge", local, hello.settings)
         self.sendMessage(
             encode_hello(
                 Hello(
                     version=PROTOCOL_VERSION,
                     role="edge",
-                    settings=local,
+                    settings=endpoint.settings,
                     tunnel_id=tunnel.tunnel_id,
                     public_url=tunnel.public_url,
                     session_id=self.session_id,
@@ -175,7 +162,7 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
 
     # -- events from the agent --------------------------------------------------
 
-    def _on_response(self, event: Any) -> None:
+    def _on_response(self, event: ResponseReceived) -> None:
         exchange = self.streams.get(event.stream_id)
         if exchange is not None:
             if event.status < 200:
@@ -186,66 +173,68 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
                 del self.streams[event.stream_id]
             exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
 
-    def _on_data(self, event: Any) -> None:
+    def _on_data(self, event: DataReceived) -> None:
         exchange = self.streams.get(event.stream_id)
         if exchange is None:
-            # Nobody reads it (viewer gone): give the credit straight back.
-            if self.protocol is not None:
-                self.protocol.acknowledge(event.stream_id, len(event.data))
+            self.credit_back(event)
             return
         if event.end_stream:
             del self.streams[event.stream_id]
         exchange.data(event.data, event.end_stream)
 
-    def _on_ended(self, event: Any) -> None:
+    def _on_ended(self, event: StreamEnded) -> None:
         exchange = self.streams.pop(event.stream_id, None)
         if exchange is not None:
             exchange.ended()
 
-    def _on_reset(self, event: Any) -> None:
-        dropped = self.streams.pop(event.stream_id, None)
-        if dropped is not None:
-            dropped.reset(event.code)
+    def _on_reset(self, event: StreamReset) -> None:
+        exchange = self.streams.pop(event.stream_id, None)
+        if exchange is not None:
+            exchange.reset(event.code)
 
-    def _on_window(self, event: Any) -> None:
-        if event.stream_id == 0:
-            for exchange in list(self.streams.values()):
-                exchange.window_opened()
-        else:
-            one = self.streams.get(event.stream_id)
-            if one is not None:
-                one.window_opened()
-
-    def _on_go_away(self, event: Any) -> None:
+    def _on_go_away(self, event: GoAwayReceived) -> None:
         log.info("agent {agent_id} is going away", agent_id=self.agent_id)
         self.factory.endpoint.detach(self)
+
+    def stream_failed(self, stream: "ViewerExchange") -> None:
+        # The viewer gets a 502 (or a cut connection once the response began).
+        stream.reset(ErrorCode.INTERNAL_ERROR)
+
+    def stream_lost(self, stream: "ViewerExchange") -> None:
+        stream.reset(ErrorCode.CANCEL)
 
     # -- the stream API the viewer exchanges use -------------------------------
 
     def open_stream(
         self, exchange: "ViewerExchange", method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool
     ) -> int:
-        if self.protocol is None:
+        session = self.session
+        if session is None:
             raise StreamClosedError("the session is closed")
-        stream_id = self.protocol.send_request_head(method, target, headers, end_stream)
+        stream_id = session.send_request_head(method, target, headers, end_stream)
         self.streams[stream_id] = exchange
         self.flush()
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes) -> int:
-        protocol = self.protocol
-        if protocol is None:
+        """
+        Send what the stream's window takes of C{data} (none while the
+        WebSocket's transport is full); how much that was.
+        """
+        session = self.session
+        if session is None or self.paused:
             return 0
-        n = min(len(data), protocol.send_window(stream_id))
+        n = min(len(data), session.send_window(stream_id))
         if n:
-            protocol.send_data(stream_id, data[:n] if n < len(data) else data)
+            session.send_data(stream_id, data[:n] if n < len(data) else data)
             self.flush()
         return n
 
     def send_end(self, stream_id: int) -> None:
-        if self.protocol is not None:
+        session = self.session
+        if session is not None:
             try:
-                self.protocol.send_end(stream_id)
+                session.send_end(stream_id)
             except StreamError as e:
                 # The agent reset the stream meanwhile; its RESET is on the
                 # way to the exchange.
@@ -255,30 +244,25 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
 
     def reset(self, stream_id: int, code: int) -> None:
         self.streams.pop(stream_id, None)
-        if self.protocol is not None:
-            self.protocol.reset_stream(stream_id, F.ErrorCode(code))
+        session = self.session
+        if session is not None:
+            session.reset_stream(stream_id, ErrorCode(code))
             self.flush()
 
     def acknowledge(self, stream_id: int, n: int) -> None:
-        if self.protocol is not None:
-            self.protocol.acknowledge(stream_id, n)
+        session = self.session
+        if session is not None:
+            session.acknowledge(stream_id, n)
             self.flush()
 
     def stream_count(self) -> int:
         return len(self.streams)
 
-    def flush_frames(self) -> None:
-        protocol = self.protocol
-        if protocol is None:
-            return
-        for message in protocol.data_to_send():
-            self.sendMessage(message, isBinary=True)
-
     # -- ending ------------------------------------------------------------------
 
     def go_away(self, message: str = "edge going away") -> None:
-        if self.protocol is not None:
-            self.protocol.go_away(F.ErrorCode.NO_ERROR, message.encode())
+        if self.session is not None:
+            self.session.go_away(ErrorCode.NO_ERROR, message.encode())
             self.flush()
 
     def abandon(self, message: str) -> None:
@@ -288,72 +272,55 @@ class EdgeSession(BatchedWebSocket, WebSocketServerProtocol):  # type: ignore[mi
         connection is aborted without waiting for a close handshake.
         """
         self.factory.endpoint.detach(self)
-        streams, self.streams = self.streams, {}
-        for exchange in streams.values():
-            exchange.reset(F.ErrorCode.CANCEL)
+        self.drop_streams()
         self.go_away(message)
         self.dropConnection(abort=True)
 
-    def _fail(self, error: F.ProtocolError) -> None:
-        log.warn(
-            "protocol error from agent {agent_id}: {message}",
-            agent_id=self.agent_id,
-            message=str(error),
-        )
-        if self.protocol is not None:
-            try:
-                self.protocol.go_away(error.code, str(error).encode()[:120])
-                self.flush()
-            except Exception:
-                pass
-        self.sendClose(websocket_close_code(error.code), str(error)[:120])
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+    def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
             self.attached = False
             self.factory.endpoint.detach(self)
-        streams, self.streams = self.streams, {}
-        for exchange in streams.values():
-            exchange.reset(F.ErrorCode.CANCEL)
-        self.protocol = None
 
 
 class EdgeSessionFactory(WebSocketServerFactory):
+    """
+    The agents' WebSocket factory: autobahn's options set for the tunnel,
+    the process's write batch as C{writes}.
+    """
+
     protocol = EdgeSession  # type: ignore[assignment]
 
-    def __init__(self, endpoint: "AgentEndpoint", reactor: Any) -> None:
+    def __init__(self, endpoint: "AgentEndpoint", reactor: Reactor, writes: WriteBatch | None = None) -> None:
         super().__init__(reactor=reactor)
         self.endpoint = endpoint
+        self.writes = writes if writes is not None else WriteBatch()
         config = endpoint.config
-        self.setProtocolOptions(
-            autoPingInterval=config.heartbeat_interval,
-            autoPingTimeout=config.heartbeat_timeout,
-            autoPingRestartOnAnyTraffic=True,
-            maxFramePayloadSize=max_message_size(config.max_frame_payload),
-            maxMessagePayloadSize=max_message_size(config.max_frame_payload),
-            openHandshakeTimeout=10,
-            closeHandshakeTimeout=2,
-            perMessageCompressionAccept=lambda offers: None,
-            tcpNoDelay=True,
+        set_tunnel_options(
+            self,
+            max_frame_payload=config.max_frame_payload,
+            heartbeat_interval=config.heartbeat_interval,
+            heartbeat_timeout=config.heartbeat_timeout,
+            open_handshake_timeout=10,
         )
 
 
 class _UpgradeResource(WebSocketResource):
     """
     autobahn's resource, letting go of twisted.web's objects once the
-    connection is the WebSocket's: the HTTP channel stays registered as the
-    TCP transport's producer and keeps its idle timeout (and with them the
-    upgrade request and its headers) for as long as the connection lives,
-    about 3 KiB per idle tunnel.
+    connection is the WebSocket's: the HTTP channel would stay registered as
+    the transport's producer (where the session registers its own) and keep
+    its idle timeout (and with them the upgrade request and its headers) for
+    as long as the connection lives, about 3 KiB per idle tunnel.
     """
 
     def render(self, request: Any) -> Any:
         channel = request.channel
+        transport = channel.transport
+        if transport is not None:
+            # (before the handshake: the session registers in onOpen)
+            transport.unregisterProducer()
         result = super().render(request)
-        transport = getattr(request, "transport", None)
         if channel.transport is None and transport is not None:
-            if getattr(transport, "producer", None) is channel:
-                transport.unregisterProducer()
             channel.setTimeout(None)
             channel.requests = []
         return result
@@ -362,15 +329,20 @@ class _UpgradeResource(WebSocketResource):
 class AgentEndpoint:
     """
     The edge's side of all agent sessions.
+
+    @param writes: the process's write batch (the one the viewers' site
+        uses, so that frames and viewer bytes of one event leave together);
+        a batch of its own if not given.
     """
 
     def __init__(
         self,
         config: EdgeConfig,
-        registry: "InMemoryRegistry",
+        registry: "IRegistry",
         authority: TokenAuthority,
         limiter: AuthFailureLimiter,
-        reactor: Any,
+        reactor: Reactor,
+        writes: WriteBatch | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -382,7 +354,7 @@ class AgentEndpoint:
             session_window=config.session_window,
             max_frame_payload=config.max_frame_payload,
         )
-        self.factory = EdgeSessionFactory(self, reactor)
+        self.factory = EdgeSessionFactory(self, reactor, writes)
         self.sessions: set[EdgeSession] = set()
 
     def resource(self) -> WebSocketResource:
@@ -425,7 +397,7 @@ class AgentEndpoint:
             if isinstance(session, EdgeSession):
                 self.detach(session)
                 session.go_away("tunnel deleted")
-                session.sendClose(CLOSE_TUNNEL_DELETED, "tunnel deleted")
+                session.send_close(CLOSE_TUNNEL_DELETED, "tunnel deleted")
 
     def go_away_all(self) -> None:
         for session in list(self.sessions):

@@ -1,0 +1,134 @@
+"""
+autobahn's per-message costs that the tunnel does not need, removed by an
+explicit call (never as an import side effect): L{install_fast_paths}, from
+each daemon's C{makeService}.
+
+Two things, each behind a capability check with a plain fallback (autobahn
+as it is), each checked against autobahn's newest release by the C{newest}
+tox environment:
+
+  - autobahn formats the arguments of its debug log calls whether or not
+    debug logging is on (C{hltype}/C{hlval}: qualified names, colours
+    through click): 8-12 calls per relayed request, about a tenth of the
+    agent's CPU at one connection.  autobahn has no switch for it (its
+    calls are C{self.log.debug("...", func=hltype(...))}: the arguments
+    are evaluated before the logger can decide).  The two names are
+    rebound, in autobahn's WebSocket modules only, to return their
+    argument unchanged; a debug log then shows plain values.  Check: each
+    module's name is still autobahn's C{autobahn.util} function.
+  - autobahn's C{onMessageEnd} fires its C{"message"} observers through a
+    Deferred per message (txaio) after delivering it; the tunnel observes
+    nothing.  L{BatchedWebSocket} then delivers each message itself.
+    Check: autobahn's C{onMessageEnd} reads exactly the names it did when
+    this was written (it delivers, then fires), so nothing else it might
+    have learnt to do is skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import autobahn.twisted.websocket as _twisted_websocket
+import autobahn.util as _util
+import autobahn.websocket.protocol as _websocket_protocol
+from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.logger import Logger
+
+from .batched import BatchedWebSocket
+
+__all__ = ["FastPaths", "install_fast_paths", "remove_fast_paths"]
+
+log = Logger()
+
+_FORMATTERS = ("hltype", "hlval")
+_MODULES = (_websocket_protocol, _twisted_websocket)
+
+#: The names autobahn's C{onMessageEnd} reads (autobahn 24.4 to 26.x).
+_ON_MESSAGE_END_NAMES = frozenset(
+    {
+        "failedByMe",
+        "message_data",
+        "message_is_binary",
+        "trackedTimings",
+        "track",
+        "_onMessage",
+        "join",
+        "fire",
+        "txaio",
+        "add_callbacks",
+    }
+)
+
+
+@attrs.frozen
+class FastPaths:
+    """
+    What L{install_fast_paths} installed.
+
+    @ivar plain_debug_arguments: autobahn's debug-argument formatters are
+        rebound to return their argument.
+    @ivar no_message_observers: L{BatchedWebSocket} delivers messages
+        without autobahn's per-message observer Deferred.
+    """
+
+    plain_debug_arguments: bool
+    no_message_observers: bool
+
+
+def _plain(value: Any, *args: Any, **kwargs: Any) -> Any:
+    return value
+
+
+def on_message_end_known() -> bool:
+    """
+    Does autobahn's C{onMessageEnd} do exactly what L{BatchedWebSocket}
+    replaces it with, plus firing the observers?
+    """
+    code = getattr(WebSocketProtocol.onMessageEnd, "__code__", None)
+    return code is not None and frozenset(code.co_names) == _ON_MESSAGE_END_NAMES
+
+
+def _rebind_formatters() -> bool:
+    done = True
+    for module in _MODULES:
+        for name in _FORMATTERS:
+            current = getattr(module, name, None)
+            if current is _plain:
+                continue
+            if current is not None and current is getattr(_util, name, None):
+                setattr(module, name, _plain)
+            else:
+                done = False
+    return done
+
+
+def install_fast_paths() -> FastPaths:
+    """
+    Remove autobahn's per-message costs the tunnel does not need, where the
+    installed autobahn is the one they were measured on; where it is not,
+    leave autobahn as it is (and log it).  Idempotent.  Call it once per
+    process from C{makeService}; tests call it explicitly.
+    """
+    plain = _rebind_formatters()
+    direct = on_message_end_known()
+    BatchedWebSocket.skip_message_observers = direct
+    if not (plain and direct):
+        log.info(
+            "autobahn fast paths not all installed (debug arguments plain: {plain}, "
+            "no message observers: {direct}): autobahn changed; see netbore.websocket.fastpaths",
+            plain=plain,
+            direct=direct,
+        )
+    return FastPaths(plain_debug_arguments=plain, no_message_observers=direct)
+
+
+def remove_fast_paths() -> None:
+    """
+    Undo L{install_fast_paths} (for tests).
+    """
+    for module in _MODULES:
+        for name in _FORMATTERS:
+            if getattr(module, name, None) is _plain:
+                setattr(module, name, getattr(_util, name))
+    BatchedWebSocket.skip_message_observers = False
