@@ -1,7 +1,7 @@
 """
 The edge's viewer-facing shell without sockets: a real L{EdgeSite} and its
 L{ViewerProtocol} driven through a L{StringTransport} on a L{Clock}, with a
-fake agent session (the small L{IStreamSession} interface of exchange.py).
+fake agent session (the small L{StreamSession} interface of exchange.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 
 from netbore.edge.config import EdgeConfig
+from netbore.edge.exchange import ViewerExchange
 from netbore.edge.registry import InMemoryRegistry, Tunnel
+from netbore.edge.router import TunnelRouter
 from netbore.edge.site import EdgeSite
-from netbore.edge.exchange import TunnelRouter, ViewerExchange
 from netbore.edge.viewer import ViewerProtocol
 from netbore.protocol.errors import StreamClosedError, StreamError
 from netbore.protocol.frames import ErrorCode
@@ -46,10 +47,15 @@ class FakeSession:
         self.acked: dict[int, int] = {}
         self.refuse: Exception | None = None
 
-    # IStreamSession
+    # StreamSession
 
     def open_stream(
-        self, exchange: ViewerExchange, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool
+        self,
+        exchange: ViewerExchange,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        end_stream: bool,
     ) -> int:
         if self.refuse is not None:
             raise self.refuse
@@ -112,7 +118,13 @@ class Harness:
     def send(self, data: bytes) -> None:
         self.channel.dataReceived(data)
 
-    def head(self, method: bytes = b"GET", target: bytes = b"/", headers: list[bytes] | None = None, length: int | None = None) -> None:
+    def head(
+        self,
+        method: bytes = b"GET",
+        target: bytes = b"/",
+        headers: list[bytes] | None = None,
+        length: int | None = None,
+    ) -> None:
         lines = [b"%s %s HTTP/1.1" % (method, target), b"Host: " + HOST]
         if length is not None:
             lines.append(b"Content-Length: %d" % length)
@@ -155,7 +167,13 @@ def test_stream_opened_when_headers_are_in_with_forwarding_headers() -> None:
     h.head(
         b"POST",
         b"/a%2Fb?x=%41",
-        [b"X-Forwarded-For: 203.0.113.1", b"X-Netbore-Client-IP: 10.9.9.9", b"Connection: X-Hop", b"X-Hop: 1", b"X-Keep: 1"],
+        [
+            b"X-Forwarded-For: 203.0.113.1",
+            b"X-Netbore-Client-IP: 10.9.9.9",
+            b"Connection: X-Hop",
+            b"X-Hop: 1",
+            b"X-Keep: 1",
+        ],
         length=10,
     )
     # The body has not arrived, yet the stream is open.

@@ -127,13 +127,19 @@ def test_close_gives_everything_back_and_later_bytes_at_once() -> None:
     assert c.delivered() == 0
 
 
+def test_close_with_the_last_bytes() -> None:
+    c = ReceiveCredit()
+    c.receive(3, delivered=False)
+    assert c.close(4) == 7
+
+
 _OPS = st.lists(
     st.one_of(
         st.tuples(st.just("receive"), st.integers(0, 100), st.booleans()),
         st.tuples(st.just("delivered"), st.just(0), st.just(False)),
         st.tuples(st.just("pause"), st.just(0), st.just(False)),
         st.tuples(st.just("resume"), st.just(0), st.booleans()),
-        st.tuples(st.just("close"), st.just(0), st.just(False)),
+        st.tuples(st.just("close"), st.integers(0, 100), st.just(False)),
     ),
     max_size=80,
 )
@@ -154,7 +160,8 @@ def test_every_byte_received_is_acknowledged_exactly_once(ops: list[tuple[str, i
         elif name == "resume":
             acknowledged += c.resume(flag)
         else:
-            acknowledged += c.close()
+            received += n
+            acknowledged += c.close(n)
         # Never more than came in; what is missing is what is held.
         assert acknowledged + c.held == received
     # However the stream ends (reset, viewer gone, finished), closing it

@@ -185,14 +185,16 @@ class ReceiveCredit:
         held, self.held = self.held, 0
         return held
 
-    def close(self) -> int:
+    def close(self, n: int = 0) -> int:
         """
         Nobody will consume this stream's bytes any more (it ended, was
         reset or abandoned): what is held, and all that still arrives, is
         acknowledged at once.
 
+        @param n: bytes that came in with the end (the last ones, delivered
+            or not).
         @return: the bytes to acknowledge now.
         """
         self.closed = True
-        held, self.held = self.held, 0
+        held, self.held = self.held + n, 0
         return held

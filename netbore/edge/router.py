@@ -1,0 +1,83 @@
+"""
+The edge's tunnel router: which requests are tunnel traffic, and the start
+of their exchanges.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
+
+from .._types import Clock
+from ..names import split_host
+from .config import EdgeConfig
+from .exchange import ViewerExchange
+from .forwarding import Fields
+
+if TYPE_CHECKING:
+    from .registry import IRegistry
+    from .viewer import ViewerProtocol
+
+__all__ = ["StreamSession", "TunnelRouter"]
+
+#: Distinct Host values whose tunnel label is remembered (bounded: the
+#: values come from viewers).
+_LABEL_CACHE = 4096
+
+
+class StreamSession(Protocol):
+    """
+    What an exchange needs of an agent session (L{agents.EdgeSession}).
+    """
+
+    def open_stream(
+        self, exchange: ViewerExchange, method: bytes, target: bytes, headers: Fields, end_stream: bool
+    ) -> int: ...
+
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int: ...
+
+    def send_end(self, stream_id: int) -> None: ...
+
+    def reset(self, stream_id: int, code: int) -> None: ...
+
+    def acknowledge(self, stream_id: int, n: int) -> None: ...
+
+    def stream_count(self) -> int: ...
+
+
+class TunnelRouter:
+    """
+    Decides, when a request's head is in, whether it is tunnel traffic, and
+    starts its exchange.
+
+    @ivar draining: the edge is shutting down: new exchanges answer 502.
+    @ivar exchange: C{exchange(viewer, label, length)} starts the
+        L{ViewerExchange} of the request C{viewer} has just read, for the
+        tunnel C{label}; C{length} is its body's (L{None}: chunked).  (A
+        partial of the class, so starting one costs no call of its own.)
+    """
+
+    def __init__(self, config: EdgeConfig, registry: IRegistry, reactor: Clock) -> None:
+        self.config = config
+        self.registry = registry
+        self.reactor = reactor
+        self.draining = False
+        self._labels: dict[bytes | None, str | None] = {}
+        self.exchange: Callable[[ViewerProtocol, str, int | None], ViewerExchange] = partial(ViewerExchange, self)
+
+    def label_for(self, host: bytes | None) -> str | None:
+        """
+        The tunnel label C{host} addresses, or L{None} when it is the
+        edge's own (the control API and C{/connect}).
+        """
+        labels = self._labels
+        try:
+            return labels[host]
+        except KeyError:
+            pass
+        label = split_host(host, self.config.domain)
+        if len(labels) >= _LABEL_CACHE:
+            labels.clear()
+        labels[host] = label
+        return label

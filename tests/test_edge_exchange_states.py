@@ -1,0 +1,94 @@
+"""
+The explicit states of a L{ViewerExchange}: the tables, and the states an
+exchange goes through (driven as in test_edge_exchange.py).
+"""
+
+from __future__ import annotations
+
+from netbore.edge import exchange
+from netbore.edge.exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
+from netbore.protocol.frames import ErrorCode
+
+from .test_edge_exchange import Harness, KiB
+
+
+def test_module_globals_are_the_members_they_are_named_for() -> None:
+    # exchange.py binds the members by unpacking the enums in order.
+    for member in RequestState:
+        assert getattr(exchange, "Q_" + member.name) is member
+    for answer in ResponseState:
+        assert getattr(exchange, "R_" + answer.name) is answer
+
+
+def test_tables_cover_every_state_and_done_is_final() -> None:
+    assert set(REQUEST_MOVES) == set(RequestState)
+    assert set(RESPONSE_MOVES) == set(ResponseState)
+    assert REQUEST_MOVES[RequestState.DONE] == frozenset()
+    assert REQUEST_MOVES[RequestState.DROPPED] == frozenset()
+    assert RESPONSE_MOVES[ResponseState.DONE] == frozenset()
+    # Once the body is in, it stays in.
+    for state in BODY_IN:
+        assert REQUEST_MOVES[state] <= BODY_IN
+
+
+def test_a_get_goes_open_empty_then_waiting_streaming_done() -> None:
+    h = Harness()
+    h.head()
+    x = h.exchange
+    assert (x.request, x.response) == (RequestState.EMPTY, ResponseState.WAITING)
+    x.response_head(200, b"OK", [(b"content-length", b"2")], False)
+    assert x.response is ResponseState.STREAMING
+    x.data(b"ok", True)
+    assert (x.request, x.response) == (RequestState.EMPTY, ResponseState.DONE)
+    assert h.session.acked == {1: 2}
+
+
+def test_an_upload_goes_sending_ending_done() -> None:
+    h = Harness(window=4 * KiB)
+    h.head(b"POST", b"/", length=8 * KiB)
+    x = h.exchange
+    assert x.request is RequestState.OPEN
+    h.send(b"x" * (8 * KiB))
+    assert x.request is RequestState.ENDING  # half of it waits for the window
+    assert h.session.ended == []
+    h.session.grow_window(1, 4 * KiB)
+    assert x.request is RequestState.DONE
+    assert h.session.ended == [1]
+
+
+def test_a_response_complete_while_the_body_is_queued_lets_the_viewer_go_on() -> None:
+    # The viewer's whole body is read, part of it still waits for the
+    # window, and the agent answers in full: nothing more goes on, and the
+    # viewer is not left paused (its next request must be read).
+    h = Harness(window=4 * KiB)
+    h.head(b"POST", b"/", length=8 * KiB)
+    h.send(b"x" * (8 * KiB))
+    assert h.transport.producerState == "paused"
+    x = h.exchange
+    x.response_head(200, b"OK", [(b"content-length", b"2")], False)
+    x.data(b"ok", True)
+    assert (x.request, x.response) == (RequestState.DROPPED, ResponseState.DONE)
+    assert h.transport.producerState == "producing"
+    h.session.grow_window(1, 64 * KiB)
+    assert len(h.session.sent[1]) == 4 * KiB
+    assert h.session.ended == []
+    assert h.status() == 200 and h.body() == b"ok"
+
+
+def test_a_reset_after_a_timeout_keeps_the_504() -> None:
+    h = Harness()
+    h.head(b"POST", b"/", length=10)
+    h.clock.advance(60)
+    x = h.exchange
+    assert x.response is ResponseState.FAILED  # the page waits for the body
+    x.reset(ErrorCode.ORIGIN_UNREACHABLE)
+    h.send(b"x" * 10)
+    assert h.status() == 504
+
+
+def test_an_unknown_name_drops_the_body_and_answers_at_its_end() -> None:
+    h = Harness()
+    h.send(b"POST / HTTP/1.1\r\nHost: nosuch.localhost\r\nContent-Length: 3\r\n\r\n")
+    assert h.output() == b""
+    h.send(b"abc")
+    assert h.status() == 404
