@@ -1,5 +1,6 @@
 """
-The sans-IO request parser of the edge's viewer connections: framing,
+L{netbore.http1.RequestParser} under the L{netbore.http1.VIEWER} policy, the
+sans-IO request parser of the edge's viewer connections: framing,
 strictness where two readings could differ (smuggling), and properties
 (arbitrary bytes only ever raise its own error; a request split anywhere
 parses the same).
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netbore.edge.viewer_parse import (
+from netbore.http1 import (
     END_OF_MESSAGE,
     MAX_HEAD,
     NEED_DATA,
@@ -223,9 +224,12 @@ def test_ambiguous_framing_is_refused(data: bytes, status: int) -> None:
     assert refused(data) == status
 
 
-def test_repeated_equal_content_length_is_one_length() -> None:
-    out = events(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc")
-    assert out[0][4] == b"abc"
+def test_repeated_equal_content_length_is_refused() -> None:
+    # One Content-Length rule for both roles (grammar.content_length): a
+    # repeat or a list is refused even when its members agree.
+    assert refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc") == 400
+    assert refused(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\nabc") == 400
+    assert events(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")[0][4] == b"abc"
 
 
 _CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -1,5 +1,6 @@
 """
-Tests for L{netbore.http1}, the sans-IO HTTP/1.1 response parser.
+Tests for L{netbore.http1.ResponseParser} under the L{netbore.http1.ORIGIN}
+policy: the agent reading its origin's responses.
 """
 
 from __future__ import annotations
@@ -8,7 +9,30 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netbore.http1 import END, ParseError, ResponseHead, ResponseParser
+from netbore.http1 import END_OF_MESSAGE as END
+from netbore.http1 import NEED_DATA, PAUSED, Event, ParseError, ResponseHead, ResponseParser
+
+
+def feed(parser: ResponseParser, data: bytes) -> list[Event]:
+    """
+    Feed C{data} and take the events it completes.
+    """
+    parser.feed(data)
+    return drain(parser)
+
+
+def drain(parser: ResponseParser) -> list[Event]:
+    events: list[Event] = []
+    while True:
+        event = parser.next_event()
+        if event is NEED_DATA or event is PAUSED:
+            return events
+        events.append(event)
+
+
+def feed_eof(parser: ResponseParser) -> list[Event]:
+    parser.feed_eof()
+    return drain(parser)
 
 
 def parse(data: bytes, head_request: bool = False, eof: bool = False) -> tuple[ResponseHead | None, bytes, bool, ResponseParser]:
@@ -16,9 +40,9 @@ def parse(data: bytes, head_request: bool = False, eof: bool = False) -> tuple[R
     Feed C{data} in one piece; the head, the body and whether it ended.
     """
     parser = ResponseParser(head_request)
-    events = parser.feed(data)
+    events = feed(parser, data)
     if eof:
-        events += parser.feed_eof()
+        events += feed_eof(parser)
     heads = [e for e in events if isinstance(e, ResponseHead)]
     body = b"".join(e for e in events if isinstance(e, bytes))
     return (heads[0] if heads else None), body, events[-1:] == [END], parser
@@ -41,9 +65,9 @@ def test_content_length_response() -> None:
 
 def test_body_read_whole_is_not_copied() -> None:
     parser = ResponseParser()
-    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    feed(parser, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
     data = b"0123456789"
-    events = parser.feed(data)
+    events = feed(parser, data)
     assert events[0] is data and events[1] is END
 
 
@@ -58,10 +82,10 @@ def test_chunked_response_with_extensions_and_trailers() -> None:
 
 def test_read_until_close() -> None:
     parser = ResponseParser()
-    events = parser.feed(b"HTTP/1.1 200 OK\r\n\r\nsome")
+    events = feed(parser, b"HTTP/1.1 200 OK\r\n\r\nsome")
     assert events[1:] == [b"some"]
-    assert parser.feed(b" more") == [b" more"]
-    assert parser.feed_eof() == [END]
+    assert feed(parser, b" more") == [b" more"]
+    assert feed_eof(parser) == [END]
     assert not parser.reusable
 
 
@@ -115,9 +139,15 @@ def test_bare_lf_and_obs_fold() -> None:
     assert body == b"x" and ended
 
 
-def test_repeated_equal_content_lengths() -> None:
-    head, body, _, _ = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\nContent-Length: 3\r\n\r\nabc")
-    assert head is not None and head.length == 3 and body == b"abc"
+def test_repeated_equal_content_lengths_are_refused() -> None:
+    # One Content-Length rule for both roles (grammar.content_length).
+    for data in (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+    ):
+        with pytest.raises(ParseError) as e:
+            feed(ResponseParser(), data)
+        assert e.value.status == 502
 
 
 @pytest.mark.parametrize(
@@ -137,12 +167,12 @@ def test_repeated_equal_content_lengths() -> None:
 )
 def test_malformed_responses_raise_parse_error(data: bytes) -> None:
     with pytest.raises(ParseError):
-        ResponseParser().feed(data)
+        feed(ResponseParser(), data)
 
 
 def test_eof_before_the_end_is_an_error() -> None:
     parser = ResponseParser()
-    parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc")
+    feed(parser, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc")
     with pytest.raises(ParseError):
         parser.feed_eof()
     with pytest.raises(ParseError):
@@ -153,7 +183,7 @@ def test_head_too_large() -> None:
     parser = ResponseParser()
     with pytest.raises(ParseError):
         for _ in range(100):
-            parser.feed(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+            feed(parser, b"X-Filler: " + b"a" * 1000 + b"\r\n")
 
 
 @given(st.lists(st.binary(max_size=200), max_size=8), st.booleans(), st.booleans())
@@ -161,9 +191,9 @@ def test_arbitrary_bytes_raise_only_parse_error(pieces: list[bytes], head_reques
     parser = ResponseParser(head_request)
     try:
         for piece in pieces:
-            parser.feed(piece)
+            feed(parser, piece)
         if eof:
-            parser.feed_eof()
+            feed_eof(parser)
     except ParseError:
         pass
 
@@ -182,8 +212,8 @@ PREFIXES = st.sampled_from(
 def test_plausible_responses_raise_only_parse_error(prefix: bytes, rest: bytes) -> None:
     parser = ResponseParser()
     try:
-        parser.feed(prefix + rest)
-        parser.feed_eof()
+        feed(parser, prefix + rest)
+        feed_eof(parser)
     except ParseError:
         pass
 
@@ -198,13 +228,13 @@ def chunked(chunks: list[bytes], ext: bool) -> bytes:
 @given(st.lists(st.binary(min_size=1, max_size=40), max_size=5), st.booleans())
 def test_chunked_split_at_every_boundary_parses_the_same(chunks: list[bytes], ext: bool) -> None:
     wire = chunked(chunks, ext)
-    whole = ResponseParser().feed(wire)
+    whole = feed(ResponseParser(), wire)
     assert b"".join(e for e in whole if isinstance(e, bytes)) == b"".join(chunks)
     assert whole[-1] is END
     for i in range(len(wire) + 1):
         for j in range(i, len(wire) + 1, 7):
             parser = ResponseParser()
-            events = parser.feed(wire[:i]) + parser.feed(wire[i:j]) + parser.feed(wire[j:])
+            events = feed(parser, wire[:i]) + feed(parser, wire[i:j]) + feed(parser, wire[j:])
             heads = [e for e in events if isinstance(e, ResponseHead)]
             assert len(heads) == 1 and heads[0].headers == [(b"Transfer-Encoding", b"chunked")]
             assert b"".join(e for e in events if isinstance(e, bytes)) == b"".join(chunks)
@@ -217,6 +247,6 @@ def test_byte_by_byte_equals_whole(body: bytes) -> None:
     parser = ResponseParser()
     events = []
     for i in range(len(wire)):
-        events += parser.feed(wire[i : i + 1])
+        events += feed(parser, wire[i : i + 1])
     assert b"".join(e for e in events if isinstance(e, bytes)) == body
     assert events[-1] is END and parser.reusable
