@@ -25,6 +25,10 @@ from netbore.protocol.handshake import Settings
 
 reactor: Any = _reactor
 
+# Every test here listens on 127.0.0.1 through the global reactor: not a
+# unit test (DESIGN.md "Tests"; tests/conftest.py refuses sockets in those).
+pytestmark = pytest.mark.integration
+
 SETTINGS = Settings()
 WINDOW = SETTINGS.stream_window
 ONE_READ = 64 * 1024  # twisted.internet.tcp reads at most this much at once
