@@ -4,25 +4,36 @@ C{twistd netbore-agent}: command-line options and the service tree.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
 from twisted.python import usage
 
+from .._types import Reactor
 from .config import OPTION_TYPES, AgentConfig, ConfigError, load_config_file, merge
 
 __all__ = ["Options", "makeService"]
 
+#: Options naming files that must exist (checked once the config file is
+#: merged, so that a missing file stops twistd with a usage error).
+_FILES = ("api-key-file", "ca-cert")
 
-def _coerce(name: str) -> Any:
+
+def _coerce(name: str) -> Callable[[str], Any]:
+    """
+    The coercion of option C{name} (L{OPTION_TYPES}), whose refusal names
+    the option, what it wants and what it got.
+    """
     convert = OPTION_TYPES[name]
 
     def coerce(value: str) -> Any:
         try:
             return convert(value)
         except TypeError as e:
-            raise ValueError(f"must be {e}") from None
+            raise ValueError(f"--{name} must be {e}, not {value!r}") from None
 
     return coerce
 
@@ -63,9 +74,20 @@ class Options(usage.Options):
             self.agent_config: AgentConfig = merge(cli, file_settings)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
+        for name in _FILES:
+            path = getattr(self.agent_config, name.replace("-", "_"))
+            if path is not None and not os.path.isfile(path):
+                raise usage.UsageError(f"--{name}: no such file: {path}")
 
 
-def makeService(options: Options, reactor: Any = None) -> service.IService:
+def makeService(options: Options, reactor: Reactor | None = None) -> service.IService:
+    """
+    The agent's service tree: one L{AgentService} (named C{"agent"}) for the
+    one tunnel.
+
+    @param reactor: the reactor to build on; twistd passes none and gets
+        the global one.
+    """
     if reactor is None:
         from twisted.internet import reactor as _reactor
 
@@ -73,7 +95,9 @@ def makeService(options: Options, reactor: Any = None) -> service.IService:
     from .service import AgentService
 
     try:
-        return AgentService(options.agent_config, reactor)
+        agent = AgentService(options.agent_config, reactor)
     except Exception as e:
         sys.stderr.write(f"netbore-agent: cannot start: {e}\n")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
+    agent.setName("agent")
+    return agent

@@ -4,17 +4,20 @@ C{twistd netbore-edge}: command-line options and the service tree.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
 
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .._types import Reactor
 from ..names import is_valid_label
 from .config import EdgeConfig
 
@@ -32,7 +35,7 @@ class Listener(StreamServerEndpointService):
     and the operator see why.
     """
 
-    def __init__(self, description: str, endpoint: Any, factory: Any) -> None:
+    def __init__(self, description: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
         super().__init__(endpoint, factory)
         self.description = description
         self._raiseSynchronously = True
@@ -44,14 +47,23 @@ class Listener(StreamServerEndpointService):
             message = f"netbore-edge: cannot listen on {self.description}: {e.socketError}"
             log.critical(message)
             sys.stderr.write(message + "\n")
-            raise SystemExit(1)
+            raise SystemExit(1) from None
 
 
-def _positive(kind: type) -> Any:
-    def coerce(value: str) -> Any:
-        number = kind(value)
-        if number <= 0:
-            raise ValueError(f"must be greater than zero, not {value}")
+def _positive(kind: type[float] | type[int], option: str) -> Callable[[str], float]:
+    """
+    A coercion of option C{option}'s value to a C{kind} greater than zero,
+    whose refusal names the option, what it wants and what it got.
+    """
+    wanted = "a whole number" if kind is int else "a number"
+
+    def coerce(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = 0
+        if not (number > 0 and math.isfinite(number)):
+            raise ValueError(f"--{option} must be {wanted} greater than zero, not {value!r}")
         return number
 
     coerce.coerceDoc = "Must be greater than zero."  # type: ignore[attr-defined]
@@ -78,18 +90,18 @@ class Options(usage.Options):
         ["public-scheme", None, None, "Scheme of public URLs: http or https (default: the scheme the create request came in on)."],
         ["edge-id", None, "edge-1", "This edge's id in candidates."],
         ["region", None, "local", "This edge's region in candidates."],
-        ["ephemeral-ttl", None, 600.0, "Lifetime of ephemeral (agent handshake) tokens, seconds.", _positive(float)],
-        ["recreate-default-ttl", None, 86400.0, "Lifetime of recreate tokens when the client asks none, seconds.", _positive(float)],
-        ["recreate-max-ttl", None, 30 * 86400.0, "Largest lifetime a recreate token may be given, seconds.", _positive(float)],
-        ["management-ttl", None, 86400.0, "Lifetime of management tokens, seconds.", _positive(float)],
-        ["response-timeout", None, 60.0, "Time allowed for the origin's response head before 504, seconds.", _positive(float)],
-        ["heartbeat-interval", None, 10.0, "WebSocket ping interval towards agents, seconds.", _positive(float)],
-        ["heartbeat-timeout", None, 10.0, "Time to wait for a pong before dropping an agent, seconds.", _positive(float)],
-        ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float)],
-        ["drain-timeout", None, 10.0, "On SIGTERM, time allowed for in-flight requests, seconds.", _positive(float)],
-        ["auth-failures-per-minute", None, 10, "Failed authentications per client address a minute before 429.", _positive(int)],
-        ["stream-window", None, 2 * 1024 * 1024, "Flow-control window per stream, bytes.", _positive(int)],
-        ["session-window", None, 16 * 1024 * 1024, "Flow-control window per agent session, bytes.", _positive(int)],
+        ["ephemeral-ttl", None, 600.0, "Lifetime of ephemeral (agent handshake) tokens, seconds.", _positive(float, "ephemeral-ttl")],
+        ["recreate-default-ttl", None, 86400.0, "Lifetime of recreate tokens when the client asks none, seconds.", _positive(float, "recreate-default-ttl")],
+        ["recreate-max-ttl", None, 30 * 86400.0, "Largest lifetime a recreate token may be given, seconds.", _positive(float, "recreate-max-ttl")],
+        ["management-ttl", None, 86400.0, "Lifetime of management tokens, seconds.", _positive(float, "management-ttl")],
+        ["response-timeout", None, 60.0, "Time allowed for the origin's response head before 504, seconds.", _positive(float, "response-timeout")],
+        ["heartbeat-interval", None, 10.0, "WebSocket ping interval towards agents, seconds.", _positive(float, "heartbeat-interval")],
+        ["heartbeat-timeout", None, 10.0, "Time to wait for a pong before dropping an agent, seconds.", _positive(float, "heartbeat-timeout")],
+        ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float, "grace")],
+        ["drain-timeout", None, 10.0, "On SIGTERM, time allowed for in-flight requests, seconds.", _positive(float, "drain-timeout")],
+        ["auth-failures-per-minute", None, 10, "Failed authentications per client address a minute before 429.", _positive(int, "auth-failures-per-minute")],
+        ["stream-window", None, 2 * 1024 * 1024, "Flow-control window per stream, bytes.", _positive(int, "stream-window")],
+        ["session-window", None, 16 * 1024 * 1024, "Flow-control window per agent session, bytes.", _positive(int, "session-window")],
     ]
 
     def __init__(self) -> None:
@@ -142,10 +154,13 @@ class Options(usage.Options):
         )
 
 
-def makeService(options: Options, reactor: Any = None) -> service.MultiService:
+def makeService(options: Options, reactor: Reactor | None = None) -> service.MultiService:
     """
-    The edge's service tree: one listening service per C{--listen}, all
-    serving the same L{twisted.web.server.Site}.
+    The edge's service tree: the L{EdgeService} (named C{"edge"}) and one
+    L{Listener} per C{--listen}, all serving its one Site.
+
+    @param reactor: the reactor to build on; twistd passes none and gets
+        the global one.
     """
     if reactor is None:
         from twisted.internet import reactor as _reactor
@@ -162,14 +177,17 @@ def makeService(options: Options, reactor: Any = None) -> service.MultiService:
         )
     except Exception as e:  # a clear message, not a traceback, at start-up
         sys.stderr.write(f"netbore-edge: cannot start: {e}\n")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     parent = service.MultiService()
+    edge.setName("edge")
     edge.setServiceParent(parent)
     for description in options["listen"]:
         try:
             endpoint = endpoints.serverFromString(reactor, description)
-        except (ValueError, KeyError, TypeError) as e:
-            sys.stderr.write(f"netbore-edge: bad --listen {description!r}: {e}\n")
-            raise SystemExit(1)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            # IndexError: a systemd: index with no socket passed for it.
+            why = "no socket was passed at that index" if isinstance(e, IndexError) else str(e)
+            sys.stderr.write(f"netbore-edge: bad --listen {description!r}: {why}\n")
+            raise SystemExit(1) from None
         Listener(description, endpoint, edge.site).setServiceParent(parent)
     return parent
