@@ -6,8 +6,10 @@ origin), driven by raw HTTP/1.1 viewers.  No sockets.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
+import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -161,3 +163,18 @@ def test_close_removes_a_temporary_key_directory() -> None:
     assert tunnel.get("/13").status == 200
     tunnel.close()
     assert not data_dir.exists()
+
+
+def test_unit_tests_cannot_open_inet_sockets(no_inet_sockets: list[str]) -> None:
+    # tests/conftest.py: this is why the harness above exists.
+    with socket.socket() as s:
+        with pytest.raises(OSError, match="unit tests open no sockets"):
+            s.bind(("127.0.0.1", 0))
+    with socket.socket(socket.AF_INET6) as s:
+        with pytest.raises(OSError, match="unit tests open no sockets"):
+            s.connect_ex(("::1", 9))
+    left, right = socket.socketpair()  # still allowed
+    left.close()
+    right.close()
+    assert no_inet_sockets == ["socket.bind(('127.0.0.1', 0),)", "socket.connect_ex(('::1', 9),)"]
+    no_inet_sockets.clear()  # or this test fails at teardown, as it should
