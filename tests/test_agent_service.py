@@ -16,9 +16,10 @@ import base64
 import json
 import os
 import stat
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -28,8 +29,8 @@ from twisted.logger import capturedLogs, formatEvent
 
 from netbore.agent.backoff import Backoff
 from netbore.agent.config import merge
-from netbore.agent.control_client import ControlError, Created
-from netbore.agent.service import STABLE_AFTER, AgentService, token_expiry
+from netbore.agent.control_client import ControlError, Created, token_expiry
+from netbore.agent.service import STABLE_AFTER, AgentService
 from netbore.agent.session import SessionClosed
 from netbore.agent.state import AgentState, load_state, save_state
 from netbore.protocol.handshake import PROTOCOL_VERSION, Hello, Settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,9 @@ from netbore.agent.config import AgentConfig
 from netbore.agent.forwarder import OriginForwarder
 from netbore.agent.service import AgentService
 from netbore.agent.tap import Options, makeService
+from netbore.websocket.batched import BatchedWebSocket
+from netbore.websocket.fastpaths import install_fast_paths, on_message_end_known, remove_fast_paths
+from netbore.writes import WriteBatch
 
 ORIGIN = "http://127.0.0.1:3000"
 
@@ -182,6 +186,7 @@ def test_service_tree(tmp_path: Path) -> None:
     assert agent.api_key == "k-123"
     assert agent.trust is not None
     assert isinstance(agent.forwarder, OriginForwarder)
+    assert isinstance(agent.writes, WriteBatch)
     assert agent.agent_id.startswith("agent-")
     assert (reactor.tcpClients, reactor.getDelayedCalls()) == ([], [])  # nothing before start
 
@@ -214,3 +219,27 @@ def test_unusable_files_stop_with_one_line(tmp_path: Path, capsys: pytest.Captur
     assert stopped.value.code == 1
     err = capsys.readouterr().err
     assert err == f"netbore-agent: cannot start: API key file {key} must hold the key alone, without blanks\n"
+
+
+@pytest.fixture
+def autobahn_as_it_is() -> Iterator[None]:
+    """
+    autobahn without netbore's fast paths during the test, and as it was
+    after it.
+    """
+    was = BatchedWebSocket.skip_message_observers
+    remove_fast_paths()
+    yield
+    if was:
+        install_fast_paths()
+    else:
+        remove_fast_paths()
+
+
+@pytest.mark.usefixtures("autobahn_as_it_is")
+def test_make_service_installs_autobahn_fast_paths(tmp_path: Path) -> None:
+    if not on_message_end_known():
+        pytest.skip("the installed autobahn is not the one the fast paths know")
+    assert not BatchedWebSocket.skip_message_observers
+    makeService(options("--origin", ORIGIN), reactor=MemoryReactorClock())
+    assert BatchedWebSocket.skip_message_observers

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from netbore.edge.config import EdgeConfig
 from netbore.edge.registry import IRegistry
 from netbore.edge.site import EdgeService, EdgeSite
 from netbore.edge.tap import DEFAULT_LISTEN, Listener, Options, makeService
+from netbore.websocket.batched import BatchedWebSocket
+from netbore.websocket.fastpaths import install_fast_paths, on_message_end_known, remove_fast_paths
 
 SECRET = "s" * 40
 
@@ -298,3 +301,27 @@ def test_failed_bind_stops_at_start_with_one_line(tmp_path: Path, capsys: pytest
     assert stopped.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("netbore-edge: cannot listen on tcp:8081: [Errno 98] Address already in use"), err
+
+
+@pytest.fixture
+def autobahn_as_it_is() -> Iterator[None]:
+    """
+    autobahn without netbore's fast paths during the test, and as it was
+    after it.
+    """
+    was = BatchedWebSocket.skip_message_observers
+    remove_fast_paths()
+    yield
+    if was:
+        install_fast_paths()
+    else:
+        remove_fast_paths()
+
+
+@pytest.mark.usefixtures("autobahn_as_it_is")
+def test_make_service_installs_autobahn_fast_paths(tmp_path: Path) -> None:
+    if not on_message_end_known():
+        pytest.skip("the installed autobahn is not the one the fast paths know")
+    assert not BatchedWebSocket.skip_message_observers
+    makeService(parse("--data-dir", str(tmp_path)), reactor=MemoryReactorClock())
+    assert BatchedWebSocket.skip_message_observers

@@ -1,17 +1,56 @@
 """
-The agent's client of the edge's control API (treq).
+The agent's client of the edge's control API (treq), and reading the
+times and tokens it answers with.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 import treq
 from treq.client import HTTPClient
 
-__all__ = ["ControlClient", "ControlError", "Created"]
+__all__ = ["ControlClient", "ControlError", "Created", "iso8601", "parse_time", "token_expiry"]
+
+
+def parse_time(text: str) -> float:
+    """
+    An ISO-8601 time from the control API (C{candidates_expires_at}) in
+    seconds since the epoch; 0 when it cannot be read.
+    """
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def iso8601(when: float | None) -> str | None:
+    """
+    C{when} as ISO-8601 UTC to the second, or L{None}.
+    """
+    if when is None:
+        return None
+    return datetime.fromtimestamp(int(when), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def token_expiry(token: str | None) -> float | None:
+    """
+    The C{exp} claim of a JWT, read without verifying it (the agent only
+    schedules by it; the edge does the verifying), or L{None}.
+    """
+    if not token:
+        return None
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        exp = claims["exp"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return None
+    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
 
 
 class ControlError(Exception):

@@ -5,13 +5,12 @@ the edge, reconnect with backoff, keep the state file true.
 
 from __future__ import annotations
 
-import base64
-import json
 import secrets
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Protocol
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from treq.client import HTTPClient
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -19,14 +18,14 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
 from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
-from treq.client import HTTPClient
 
 from .._types import Reactor
 from ..auth.apikeys import read_api_key_file
 from ..protocol.handshake import Hello, Settings
+from ..writes import WriteBatch
 from .backoff import Backoff
 from .config import AgentConfig
-from .control_client import ControlClient, ControlError, Created
+from .control_client import ControlClient, ControlError, Created, iso8601, parse_time, token_expiry
 from .forwarder import OriginForwarder
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
@@ -57,34 +56,6 @@ REFUSED = "refused"
 DROPPED = "dropped"
 STABLE = "stable"
 NO_TUNNEL = "no-tunnel"
-
-def _parse_time(text: str) -> float:
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def _iso(when: float | None) -> str | None:
-    if when is None:
-        return None
-    return datetime.fromtimestamp(int(when), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def token_expiry(token: str | None) -> float | None:
-    """
-    The C{exp} claim of a JWT, read without verifying it (the agent only
-    schedules by it; the edge does the verifying), or L{None}.
-    """
-    if not token:
-        return None
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        exp = claims["exp"]
-    except (IndexError, ValueError, KeyError, TypeError):
-        return None
-    return float(exp) if isinstance(exp, (int, float)) and not isinstance(exp, bool) else None
 
 
 class TunnelControl(Protocol):
@@ -137,9 +108,11 @@ class AgentService(service.Service):
             control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
         self.control: TunnelControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
-        self.forwarder = OriginForwarder(
-            reactor, config.origin, host_header=config.host_header
-        )
+        #: The process's one write batch: the forwarder's origin connections
+        #: and the session's WebSocket hold their writes in it while one
+        #: input event is handled, and each sends once at its end.
+        self.writes = WriteBatch()
+        self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header)
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
         self.protocol: Any = None
@@ -214,7 +187,9 @@ class AgentService(service.Service):
             log.error("control API refused the tunnel: {error}", error=str(e))
             return NO_TUNNEL
         except Exception as e:
-            log.warn("cannot reach the control API at {url}: {error}", url=self.config.control_url, error=str(e) or repr(e))
+            log.warn(
+                "cannot reach the control API at {url}: {error}", url=self.config.control_url, error=str(e) or repr(e)
+            )
             return NO_TUNNEL
         outcome = UNREACHABLE
         for candidate in created.candidates:
@@ -235,7 +210,7 @@ class AgentService(service.Service):
 
     async def _ensure_created(self) -> Created:
         created = self.created
-        if created is not None and _parse_time(created.candidates_expires_at) - TOKEN_MARGIN > self.reactor.seconds():
+        if created is not None and parse_time(created.candidates_expires_at) - TOKEN_MARGIN > self.reactor.seconds():
             return created
         management = await self.control.management_token(self.api_key) if self.api_key else None
         state = self.state
@@ -243,22 +218,25 @@ class AgentService(service.Service):
         if state.recreate_token and self.config.name and self.config.name != state.name:
             log.info(
                 "--name {name} differs from the state file's {old}: creating a new tunnel",
-                name=self.config.name, old=state.name,
+                name=self.config.name,
+                old=state.name,
             )
             self._save(recreate_token=None, tunnel_id=None, name=None)
         if state.recreate_token:
             try:
                 created = await self.control.create(
-                    requested_name=state.name, recreate_token=state.recreate_token,
-                    management_token=management, recreate_ttl=ttl,
+                    requested_name=state.name,
+                    recreate_token=state.recreate_token,
+                    management_token=management,
+                    recreate_ttl=ttl,
                 )
             except ControlError as e:
                 if e.status not in RECREATE_REFUSED:
                     raise
                 log.warn(
-                    "the recreate token for {name} was refused ({error}); creating a new tunnel: "
-                    "THE NAME MAY CHANGE",
-                    name=state.name, error=str(e),
+                    "the recreate token for {name} was refused ({error}); creating a new tunnel: THE NAME MAY CHANGE",
+                    name=state.name,
+                    error=str(e),
                 )
                 self._save(recreate_token=None, tunnel_id=None)
                 created = await self.control.create(
@@ -270,7 +248,10 @@ class AgentService(service.Service):
             )
         if state.name and created.name != state.name:
             log.warn(
-                "TUNNEL NAME CHANGED: {old} is now {new} ({url})", old=state.name, new=created.name, url=created.public_url
+                "TUNNEL NAME CHANGED: {old} is now {new} ({url})",
+                old=state.name,
+                new=created.name,
+                url=created.public_url,
             )
         self.created = created
         self._save(
@@ -278,7 +259,7 @@ class AgentService(service.Service):
             name=created.name,
             public_url=created.public_url,
             recreate_token=created.recreate_token or state.recreate_token,
-            recreate_expires_at=_iso(token_expiry(created.recreate_token or state.recreate_token)),
+            recreate_expires_at=iso8601(token_expiry(created.recreate_token or state.recreate_token)),
             origin=self.config.origin,
             control_url=self.config.control_url,
             agent_id=self.agent_id,
@@ -319,7 +300,9 @@ class AgentService(service.Service):
                 return
             if not closed.ready:
                 if closed.http_status is not None:
-                    log.warn("edge refused the session ({status}): {reason}", status=closed.http_status, reason=closed.reason)
+                    log.warn(
+                        "edge refused the session ({status}): {reason}", status=closed.http_status, reason=closed.reason
+                    )
                     ended.callback(REFUSED)
                 else:
                     log.warn("session to {url} failed: {reason}", url=url, reason=closed.reason)
@@ -364,6 +347,7 @@ class AgentService(service.Service):
             on_ready=ready,
             on_closed=on_closed,
             tunnel_id=self.created.tunnel_id if self.created else None,
+            writes=self.writes,
         )
         parts = urlsplit(url)
         secure = parts.scheme in ("wss", "https")
@@ -407,24 +391,32 @@ class AgentService(service.Service):
         try:
             management = await self.control.management_token(self.api_key) if self.api_key else None
             created = await self.control.create(
-                requested_name=self.state.name, recreate_token=self.state.recreate_token,
-                management_token=management, recreate_ttl=self.config.recreate_ttl,
+                requested_name=self.state.name,
+                recreate_token=self.state.recreate_token,
+                management_token=management,
+                recreate_ttl=self.config.recreate_ttl,
             )
         except Exception as e:
             exp = token_expiry(self.state.recreate_token) or 0.0
             retry = min(REFRESH_RETRY_MAX, max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT))
-            log.warn("cannot refresh the recreate token ({error}); retrying in {retry:.0f} s", error=str(e) or repr(e), retry=retry)
+            log.warn(
+                "cannot refresh the recreate token ({error}); retrying in {retry:.0f} s",
+                error=str(e) or repr(e),
+                retry=retry,
+            )
             if self.protocol is not None and self.running:
                 self._schedule_refresh(retry)
             return
         if created.tunnel_id != before:
             # Cannot happen with a valid token; do not adopt a stranger.
-            log.warn("refreshing the recreate token gave another tunnel ({tunnel_id}); ignored", tunnel_id=created.tunnel_id)
+            log.warn(
+                "refreshing the recreate token gave another tunnel ({tunnel_id}); ignored", tunnel_id=created.tunnel_id
+            )
             return
         self.created = created
         self._save(
             recreate_token=created.recreate_token or self.state.recreate_token,
-            recreate_expires_at=_iso(token_expiry(created.recreate_token or self.state.recreate_token)),
+            recreate_expires_at=iso8601(token_expiry(created.recreate_token or self.state.recreate_token)),
         )
         if self.protocol is not None and self.running:
             self._schedule_refresh()

@@ -83,7 +83,8 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: Reactor | None = None) -> service.IService:
     """
     The agent's service tree: one L{AgentService} (named C{"agent"}) for the
-    one tunnel.
+    one tunnel.  Installs autobahn's fast paths
+    (L{netbore.websocket.install_fast_paths}) for the process.
 
     @param reactor: the reactor to build on; twistd passes none and gets
         the global one.
@@ -92,7 +93,10 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
+    from ..websocket import install_fast_paths
     from .service import AgentService
+
+    install_fast_paths()
 
     try:
         agent = AgentService(options.agent_config, reactor)

@@ -157,7 +157,9 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: Reactor | None = None) -> service.MultiService:
     """
     The edge's service tree: the L{EdgeService} (named C{"edge"}) and one
-    L{Listener} per C{--listen}, all serving its one Site.
+    L{Listener} per C{--listen}, all serving its one Site.  Installs
+    autobahn's fast paths (L{netbore.websocket.install_fast_paths}) for the
+    process.
 
     @param reactor: the reactor to build on; twistd passes none and gets
         the global one.
@@ -166,7 +168,10 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
+    from ..websocket import install_fast_paths
     from .site import build_edge
+
+    install_fast_paths()
 
     try:
         edge = build_edge(
