@@ -39,7 +39,7 @@ from typing import Any, Callable
 from twisted.internet import abstract, tcp
 from twisted.logger import Logger
 
-__all__ = ["BATCH", "WriteBatch", "direct_send_capable", "send_now"]
+__all__ = ["BATCH", "WriteBatch", "direct_send_capable", "send_now", "twisted_write_path_known"]
 
 log = Logger()
 
@@ -55,7 +55,7 @@ def _code_names(function: object) -> frozenset[str]:
     return frozenset(code.co_names) if code is not None else frozenset()
 
 
-def _twisted_write_path_known() -> bool:
+def twisted_write_path_known() -> bool:
     """
     Does this Twisted's TCP connection buffer writes the way L{send_now}
     assumes (its C{write} is C{FileDescriptor.write} unless C{TLS}, and the
@@ -70,7 +70,7 @@ def _twisted_write_path_known() -> bool:
 
 
 #: Computed once, at import (a check, nothing changed).
-_TWISTED_KNOWN = _twisted_write_path_known()
+_TWISTED_KNOWN = twisted_write_path_known()
 
 
 def direct_send_capable(cls: type) -> bool:

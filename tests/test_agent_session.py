@@ -24,6 +24,8 @@ from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
 
+from netbore.writes import WriteBatch
+
 from .test_agent_forwarder import Attempt, FakeOrigin
 
 EDGE_SETTINGS = Settings(stream_window=64 * 1024, session_window=1024 * 1024, max_frame_payload=16 * 1024)
@@ -94,7 +96,14 @@ class FakeEdge(WebSocketServerProtocol):
 
 
 class Harness:
-    def __init__(self, reply: str = "good", select: str | None = SUBPROTOCOL, deny: int = 0) -> None:
+    def __init__(
+        self,
+        reply: str = "good",
+        select: str | None = SUBPROTOCOL,
+        deny: int = 0,
+        settings: Settings | None = None,
+        writes: WriteBatch | None = None,
+    ) -> None:
         self.clock = MemoryReactorClock()
         self.origin = FakeOrigin()
         self.forwarder = OriginForwarder(
@@ -108,13 +117,14 @@ class Harness:
             "agent-1",
             self.forwarder,
             self.clock,
-            settings=Settings(),
+            settings=settings if settings is not None else Settings(),
             heartbeat_interval=5,
             heartbeat_timeout=3,
             on_ready=self.ready.append,
             on_closed=self.closed.append,
             tunnel_id="t1",
             open_handshake_timeout=7,
+            writes=writes,
         )
         server_factory = WebSocketServerFactory("ws://edge.test:8080/connect")
         server_factory.protocol = FakeEdge
@@ -416,3 +426,21 @@ def test_a_bug_handling_one_stream_resets_only_that_stream() -> None:
     (reset,) = h.edge.of(S.StreamReset)
     assert (reset.stream_id, reset.code) == (sid, ErrorCode.INTERNAL_ERROR)
     assert h.closed == []
+
+
+def test_frames_written_during_a_read_leave_together_through_the_injected_batch() -> None:
+    writes = WriteBatch()
+    h = Harness(writes=writes)
+    assert h.factory.writes is writes and h.client.writes is writes
+    sid = h.edge_request(b"POST", b"/up", end_stream=False)
+    writes.hold()  # as inside a read (an origin's or the edge's)
+    try:
+        h.client.send_response_head(sid, 200, b"OK", [])
+        h.client.send_data(sid, b"body")
+        h.client.drain()
+        assert h.client_io.stream == []  # nothing handed to the transport yet
+    finally:
+        writes.release()
+    assert len(h.client_io.stream) == 1  # one write for all of it
+    h.flush()
+    assert h.edge.body(sid) == b"body" and h.edge.of(S.GoAwayReceived)

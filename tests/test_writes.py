@@ -11,11 +11,12 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-from twisted.internet import reactor, tcp
+from twisted.internet import abstract, reactor, tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 
-from netbore.writes import WriteBatch, send_now
+from netbore import writes
+from netbore.writes import WriteBatch, direct_send_capable, send_now, twisted_write_path_known
 
 
 @pytest.fixture
@@ -165,3 +166,58 @@ def test_later_without_a_batch_does_nothing_and_run_now_runs_once() -> None:
     batch.run_now(call)  # no longer pending: not run again
     batch.release()
     assert ran == [1]
+
+
+# -- the capability check (one per transport class) ---------------------------
+
+
+class _OwnWrite(tcp.Connection):
+    """
+    A TCP connection whose C{write} does something of its own.
+    """
+
+    written: list[bytes]
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+
+def test_a_tcp_connection_with_its_own_write_is_written_through_it() -> None:
+    ours, theirs = socket.socketpair()
+    theirs.setblocking(False)
+    conn = _OwnWrite(ours, Protocol(), reactor)
+    conn.connected = True
+    conn.written = []
+    try:
+        assert not direct_send_capable(_OwnWrite)
+        send_now(conn, b"through write")
+        assert conn.written == [b"through write"]
+        assert _read_all(theirs) == b""
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_twisted_whose_write_path_changed_is_written_through_transport_write(
+    pair: tuple[tcp.Connection, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn, peer = pair
+    # Twisted's write no longer reads what send_now reads: the check says
+    # so, and send_now leaves every byte to transport.write.
+    monkeypatch.setattr(abstract.FileDescriptor, "write", lambda self, data: self._tempDataBuffer.append(data))
+    assert not twisted_write_path_known()
+    monkeypatch.undo()
+    assert twisted_write_path_known()
+    monkeypatch.setattr(writes, "_TWISTED_KNOWN", False)
+    monkeypatch.setattr(writes, "_DIRECT", {})
+    send_now(conn, b"queued")
+    assert _read_all(peer) == b""
+    assert conn._tempDataLen == len(b"queued")
+
+
+def test_the_installed_twisted_takes_the_direct_path() -> None:
+    # Run against Twisted's newest release too (tox -e newest): a change
+    # there shows here, not as a silent slowdown.
+    assert twisted_write_path_known()
+    assert direct_send_capable(tcp.Connection) and direct_send_capable(tcp.Server)
+    assert not direct_send_capable(StringTransport)

@@ -98,11 +98,11 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
         self.going_away = False
         self._go_away_received = False
         self._closed_waiters: list[Deferred[None]] = []
-        self.on(RequestReceived, self._on_request)
-        self.on(DataReceived, self._on_data)
-        self.on(StreamEnded, self._on_ended)
-        self.on(StreamReset, self._on_reset)
-        self.on(GoAwayReceived, self._on_go_away)
+        self.handle(RequestReceived, self._on_request)
+        self.handle(DataReceived, self._on_data)
+        self.handle(StreamEnded, self._on_ended)
+        self.handle(StreamReset, self._on_reset)
+        self.handle(GoAwayReceived, self._on_go_away)
 
     @property
     def hello(self) -> Hello | None:

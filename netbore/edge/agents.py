@@ -93,11 +93,11 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         self.session_id = secrets.token_urlsafe(9)
         self.attached = False
         self.peer_host = ""
-        self.on(ResponseReceived, self._on_response)
-        self.on(DataReceived, self._on_data)
-        self.on(StreamEnded, self._on_ended)
-        self.on(StreamReset, self._on_reset)
-        self.on(GoAwayReceived, self._on_go_away)
+        self.handle(ResponseReceived, self._on_response)
+        self.handle(DataReceived, self._on_data)
+        self.handle(StreamEnded, self._on_ended)
+        self.handle(StreamReset, self._on_reset)
+        self.handle(GoAwayReceived, self._on_go_away)
 
     # -- opening handshake ---------------------------------------------------
 
@@ -169,18 +169,20 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
                 # Informational (1xx): the final head follows; twisted.web
                 # cannot relay interim responses to the viewer.
                 return
-            if event.end_stream:
-                del self.streams[event.stream_id]
             exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
+            if event.end_stream:
+                # (after the call: an exchange that raises is told, see
+                # TunnelWebSocket.reset_failed_stream)
+                self.streams.pop(event.stream_id, None)
 
     def _on_data(self, event: DataReceived) -> None:
         exchange = self.streams.get(event.stream_id)
         if exchange is None:
             self.credit_back(event)
             return
-        if event.end_stream:
-            del self.streams[event.stream_id]
         exchange.data(event.data, event.end_stream)
+        if event.end_stream:
+            self.streams.pop(event.stream_id, None)
 
     def _on_ended(self, event: StreamEnded) -> None:
         exchange = self.streams.pop(event.stream_id, None)

@@ -12,6 +12,7 @@ The tunnel WebSocket, shared by the edge's agent endpoint
 """
 
 from .adapter import TunnelFactory, TunnelStream, TunnelWebSocket
+from .batched import TransportProducer
 from .options import MAX_CLOSE_REASON, close_reason, send_data_known, set_tunnel_options
 from .fastpaths import FastPaths, install_fast_paths, remove_fast_paths
 
@@ -20,6 +21,7 @@ __all__ = [
     "FastPaths",
     "TunnelFactory",
     "TunnelStream",
+    "TransportProducer",
     "TunnelWebSocket",
     "close_reason",
     "install_fast_paths",

@@ -8,7 +8,7 @@ share around the sans-IO L{netbore.protocol.Session}.
     L{TunnelWebSocket.opened} and L{TunnelWebSocket.hello_received}.  A
     peer silent past C{openHandshakeTimeout} is failed.
   - Dispatch: each event the session returns goes to its handler through a
-    table (event class -> handler, L{TunnelWebSocket.on}).  An exception in
+    table (event class -> handler, L{TunnelWebSocket.handle}).  An exception in
     a handler is logged with its Failure and resets that event's stream
     only (L{ErrorCode.INTERNAL_ERROR}); the session and its other streams
     go on.
@@ -33,9 +33,8 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar, Generic, Protocol, TypeVar, cast
 
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
-from zope.interface import implementer
 
 from .._types import Clock
 from ..protocol import (
@@ -52,7 +51,7 @@ from ..protocol import (
     websocket_close_code,
 )
 from ..writes import WriteBatch
-from .batched import OPEN, BatchedWebSocket
+from .batched import OPEN, BatchedWebSocket, TransportProducer
 from .options import close_reason
 
 __all__ = ["TunnelFactory", "TunnelStream", "TunnelWebSocket"]
@@ -87,34 +86,11 @@ StreamT = TypeVar("StreamT", bound=TunnelStream)
 E = TypeVar("E", bound=Event)
 
 
-@implementer(IPushProducer)
-class _TransportProducer:
-    """
-    Registered with the WebSocket's transport: its write buffer being full
-    pauses the streams that feed it, its draining resumes them.
-    """
-
-    __slots__ = ("_ws",)
-
-    def __init__(self, ws: TunnelWebSocket[Any]) -> None:
-        self._ws = ws
-
-    def pauseProducing(self) -> None:
-        self._ws.transport_paused()
-
-    def resumeProducing(self) -> None:
-        self._ws.transport_resumed()
-
-    def stopProducing(self) -> None:
-        # The connection is going; onClose fails the streams.
-        pass
-
-
 class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
     """
     Mixin for an autobahn Twisted WebSocket protocol (first among the
     bases) carrying a tunnel session.  A role subclass sets L{role} and
-    L{peer_role}, registers its event handlers with L{on} and implements
+    L{peer_role}, registers its event handlers with L{handle} and implements
     the hooks below.
 
     @ivar session: the sans-IO session, once the hellos are exchanged.
@@ -144,9 +120,9 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         self._hello_timer: IDelayedCall | None = None
         self._handlers: dict[type, Callable[[Event], None]] = {}
         self._flush_later = self.flush_frames
-        self.on(WindowOpened, self._on_window)
+        self.handle(WindowOpened, self._on_window)
 
-    def on(self, kind: type[E], handler: Callable[[E], None]) -> None:
+    def handle(self, kind: type[E], handler: Callable[[E], None]) -> None:
         """
         Handle the session's events of class C{kind} with C{handler}.
         """
@@ -223,7 +199,7 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
 
     def onOpen(self) -> None:
         try:
-            self.registerProducer(_TransportProducer(self), True)
+            self.registerProducer(TransportProducer(self), True)
         except RuntimeError:
             # (a producer of the connection's previous owner still there)
             log.failure("cannot register with the tunnel's transport")

@@ -15,19 +15,50 @@ L{netbore.websocket.install_fast_paths} has checked it may.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Protocol
 
 from autobahn.websocket.protocol import WebSocketProtocol
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from ..writes import WriteBatch
 from .options import send_data_known
 
-__all__ = ["OPEN", "BatchedWebSocket"]
+__all__ = ["OPEN", "BatchedWebSocket", "TransportProducer"]
 
 OPEN = WebSocketProtocol.STATE_OPEN
 
 #: Checked once, at import (nothing is changed).
 _BATCHED_SEND = send_data_known()
+
+
+class _Paused(Protocol):
+    def transport_paused(self) -> None: ...
+
+    def transport_resumed(self) -> None: ...
+
+
+@implementer(IPushProducer)
+class TransportProducer:
+    """
+    Registered with the WebSocket's transport: its write buffer being full
+    pauses what feeds it, its draining resumes them.
+    """
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: _Paused) -> None:
+        self._ws = ws
+
+    def pauseProducing(self) -> None:
+        self._ws.transport_paused()
+
+    def resumeProducing(self) -> None:
+        self._ws.transport_resumed()
+
+    def stopProducing(self) -> None:
+        # The connection is going; onClose fails the streams.
+        pass
 
 
 class BatchedWebSocket:

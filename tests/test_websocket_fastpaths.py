@@ -1,0 +1,141 @@
+"""
+Tests for L{netbore.websocket.fastpaths} and the batched C{sendData}: what
+netbore takes out of autobahn's per-message path happens only by an
+explicit call, only where autobahn is the one it was written against, and
+otherwise autobahn works as it is.  No sockets.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import autobahn.util
+import autobahn.websocket.protocol as autobahn_protocol
+import pytest
+from autobahn.websocket.protocol import WebSocketProtocol
+
+from netbore.websocket import (
+    FastPaths,
+    TunnelWebSocket,
+    batched,
+    install_fast_paths,
+    remove_fast_paths,
+    send_data_known,
+)
+
+from .test_edge_agents import Harness as EdgeHarness
+
+
+@pytest.fixture(autouse=True)
+def no_fast_paths() -> Iterator[None]:
+    remove_fast_paths()
+    yield
+    remove_fast_paths()
+
+
+def _observed_messages(tmp_path: Path) -> list[bytes]:
+    """
+    Messages the edge session's autobahn "message" observers saw while
+    the agent sent two.
+    """
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    seen: list[bytes] = []
+    session.on("message", lambda payload, is_binary: seen.append(payload))
+    exchange_calls: list[Any] = []
+
+    class Exchange:
+        def response_head(self, *args: Any) -> None:
+            exchange_calls.append(args[0])
+
+        def reset(self, code: int) -> None:
+            exchange_calls.append(-code)
+
+    sid = session.open_stream(Exchange(), b"GET", b"/", [], True)  # type: ignore[arg-type]
+    pump.flush()
+    agent.session.send_response_head(sid, 200, b"OK", [], end_stream=True)
+    agent.flush()
+    pump.flush()
+    assert exchange_calls == [200]  # delivered either way
+    return seen
+
+
+def test_importing_changes_nothing_in_autobahn() -> None:
+    script = (
+        "import autobahn.util, autobahn.websocket.protocol as p, autobahn.twisted.websocket as t\n"
+        "import netbore.websocket, netbore.edge.agents, netbore.agent.session\n"
+        "from netbore.websocket import TunnelWebSocket\n"
+        "assert p.hltype is autobahn.util.hltype and t.hlval is autobahn.util.hlval\n"
+        "assert not TunnelWebSocket.skip_message_observers\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_install_makes_debug_arguments_plain_and_skips_message_observers(tmp_path: Path) -> None:
+    assert _observed_messages(tmp_path) != []  # autobahn's way: observers fire
+    installed = install_fast_paths()
+    assert installed == FastPaths(plain_debug_arguments=True, no_message_observers=True)
+    assert autobahn_protocol.hltype is not autobahn.util.hltype
+    assert autobahn_protocol.hltype(WebSocketProtocol.sendData) is WebSocketProtocol.sendData
+    assert TunnelWebSocket.skip_message_observers
+    assert _observed_messages(tmp_path) == []
+    assert install_fast_paths() == installed  # idempotent
+    remove_fast_paths()
+    assert autobahn_protocol.hltype is autobahn.util.hltype
+
+
+def test_a_changed_on_message_end_is_left_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = WebSocketProtocol.onMessageEnd
+
+    def changed(self: WebSocketProtocol) -> None:
+        original(self)
+
+    monkeypatch.setattr(WebSocketProtocol, "onMessageEnd", changed)
+    installed = install_fast_paths()
+    assert not installed.no_message_observers
+    assert not TunnelWebSocket.skip_message_observers
+    assert _observed_messages(tmp_path) != []  # autobahn's own, observers and all
+
+
+def test_formatters_that_are_not_autobahn_s_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    def other(value: Any) -> str:
+        return "other"
+
+    monkeypatch.setattr(autobahn_protocol, "hltype", other)
+    installed = install_fast_paths()
+    assert not installed.plain_debug_arguments
+    assert autobahn_protocol.hltype is other
+
+
+def test_a_changed_send_data_is_not_relied_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = WebSocketProtocol.sendData
+
+    def changed(self: WebSocketProtocol, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        original(self, data, sync, chopsize)
+
+    monkeypatch.setattr(WebSocketProtocol, "sendData", changed)
+    assert not send_data_known()
+    monkeypatch.undo()
+    # With the check failed (as at import on such an autobahn), frames are
+    # written by autobahn at once, not held in the batch.
+    monkeypatch.setattr(batched, "_BATCHED_SEND", False)
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    h.writes.hold()
+    try:
+        session.go_away("now")
+        session.flush_frames()
+        assert session.transport.stream != []
+    finally:
+        h.writes.release()
+
+
+def test_the_installed_autobahn_takes_every_fast_path() -> None:
+    # Run against autobahn's newest release too (tox -e newest): a change
+    # there shows here, not as a silent slowdown.
+    assert send_data_known()
+    assert install_fast_paths() == FastPaths(plain_debug_arguments=True, no_message_observers=True)
