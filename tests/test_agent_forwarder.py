@@ -47,7 +47,7 @@ class RecordingSink:
     ) -> None:
         self.heads.append((stream_id, status, reason, headers, end_stream))
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         assert len(data) <= self.window
         assert len(data) <= self.max_payload
         self.window -= len(data)
@@ -290,9 +290,7 @@ def test_unsupported_target_is_refused(target: bytes) -> None:
 def test_request_body_streams_under_flow_control() -> None:
     fwd, origin = make()
     sink = RecordingSink()
-    stream = start(
-        fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"9")], end_stream=False
-    )
+    stream = start(fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"9")], end_stream=False)
     # Data before the origin connection takes it is held, not acknowledged.
     stream.data_received(b"abc")
     assert sink.acked == 0
@@ -338,9 +336,7 @@ def test_request_body_of_unknown_length_is_chunked() -> None:
 def test_declared_length_ends_body_without_end_frame() -> None:
     fwd, origin = make()
     sink = RecordingSink()
-    stream = start(
-        fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"3")], end_stream=False
-    )
+    stream = start(fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"3")], end_stream=False)
     attempt = origin.accept()
     stream.data_received(b"abc")
     attempt.respond(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
@@ -353,9 +349,7 @@ def test_declared_length_ends_body_without_end_frame() -> None:
 def test_body_longer_than_declared_is_refused() -> None:
     fwd, origin = make()
     sink = RecordingSink()
-    stream = start(
-        fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"3")], end_stream=False
-    )
+    stream = start(fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"3")], end_stream=False)
     attempt = origin.accept()
     stream.data_received(b"abcd")
     assert sink.resets[0][1] == ErrorCode.PROTOCOL_ERROR
@@ -696,7 +690,9 @@ def test_stale_connection_is_not_retried_for_a_post_with_body() -> None:
     start(fwd, sink)
     first = origin.accept()
     first.respond(OK)
-    stream = start(fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"2")], end_stream=False, stream_id=3)
+    stream = start(
+        fwd, sink, method=b"POST", headers=[(b"Host", b"h"), (b"Content-Length", b"2")], end_stream=False, stream_id=3
+    )
     stream.data_received(b"hi", end_stream=True)
     first.close()
     assert len(origin.attempts) == 1

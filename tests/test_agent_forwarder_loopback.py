@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import pytest_twisted
@@ -48,6 +49,7 @@ class Origin(resource.Resource):
     def render(self, request: server.Request) -> Any:
         path = request.path
         if path.startswith(b"/echo"):
+            assert request.content is not None
             body = request.content.read()
             request.setHeader(b"Content-Type", b"application/json")
             return json.dumps(
@@ -130,11 +132,13 @@ class Loopback:
 
     # StreamSink (agent side).
 
-    def send_response_head(self, stream_id: int, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool = False) -> None:
+    def send_response_head(
+        self, stream_id: int, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool = False
+    ) -> None:
         self.agent.send_response_head(stream_id, status, reason, headers, end_stream)
         self.pump()
 
-    def send_data(self, stream_id: int, data: bytes, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         self.agent.send_data(stream_id, data, end_stream)
         self.pump()
 

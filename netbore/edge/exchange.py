@@ -34,9 +34,8 @@ __all__ = ["ViewerExchange"]
 
 log = Logger()
 
-# The states as module globals, in their definition order (a member read
-# through its class costs a descriptor call, and they are compared on every
-# event); tests check that each name is its member.
+# The states as module globals, in definition order (a member read through its class costs a
+# descriptor call); tests check that each name is its member.
 Q_OPEN, Q_SENDING, Q_ENDING, Q_EMPTY, Q_DONE, Q_DROPPING, Q_DROPPED = RequestState
 R_WAITING, R_EARLY, R_EARLY_END, R_FAILED, R_STREAMING, R_DONE = ResponseState
 
@@ -160,10 +159,7 @@ class ViewerExchange:
         return True
 
     def _stop_forwarding(self) -> None:
-        """
-        Nothing more of the request goes on: drop what waits for the window
-        and let the viewer send the rest, to be dropped as it comes.
-        """
+        """Nothing more of the request goes on: drop what waits, let the viewer send the rest to drop."""
         state = self.request
         if state is Q_OPEN or state is Q_SENDING:
             self.request = Q_DROPPING
@@ -226,7 +222,7 @@ class ViewerExchange:
         response = self.response
         if response is R_EARLY:
             self._start_response()
-        elif response is R_WAITING and self.request is not Q_ENDING:
+        elif response is R_WAITING and self.request is not Q_ENDING and not self.end_stream:
             # The origin has the whole request: the wait for its answer starts.
             self._rearm_timeout()
 
@@ -332,8 +328,8 @@ class ViewerExchange:
             if end_stream and response is R_EARLY:
                 self._complete_early()
             return
-        # Nobody reads it: the credit goes straight back.
-        self._acknowledge(self.credit.receive(len(data), False))
+        # Nobody reads it (and nothing is held in these states): the credit goes straight back.
+        self._acknowledge(len(data))
 
     def ended(self) -> None:
         response = self.response
@@ -381,7 +377,9 @@ class ViewerExchange:
             self._stop_forwarding()
         self.response = R_DONE
         # The last bytes are in the viewer connection's buffer, bounded by its own backpressure.
-        n = self.credit.close(n)
+        credit = self.credit
+        if credit.held:
+            n = credit.close(n)
         if n:
             self.peer.acknowledge(self.stream_id, n)
         # Last: the viewer may go on to its next request from here.
@@ -408,12 +406,13 @@ class ViewerExchange:
 
     def _rearm_timeout(self) -> None:
         timeout = self.timeout
-        if timeout is not None and timeout.active():
+        if timeout is not None:
             timeout.reset(self.router.config.response_timeout)
 
     def _cancel_timeout(self) -> None:
+        # self.timeout is set only while its call is pending: no active() check.
         timeout, self.timeout = self.timeout, None
-        if timeout is not None and timeout.active():
+        if timeout is not None:
             timeout.cancel()
 
     def viewer_gone(self) -> None:
@@ -440,8 +439,7 @@ class ViewerExchange:
 
 
 def __getattr__(name: str) -> Any:
-    # TunnelRouter lives in edge/router.py now; kept importable from here
-    # until edge/site.py imports it from there.
+    # TunnelRouter is in edge/router.py; importable from here until edge/site.py imports it there.
     if name == "TunnelRouter":
         from .router import TunnelRouter
 

@@ -133,12 +133,11 @@ class ReceiveCredit:
         once.
     """
 
-    __slots__ = ("held", "paused", "closed")
-
-    def __init__(self) -> None:
-        self.held = 0
-        self.paused = False
-        self.closed = False
+    # Class defaults, no __init__: one is made per stream, and making it
+    # then runs no Python code.
+    held = 0
+    paused = False
+    closed = False
 
     def receive(self, n: int, delivered: bool = True) -> int:
         """
