@@ -111,13 +111,13 @@ def _raw_body(request: Request, limit: int) -> bytes:
         if declared > limit:
             raise payload_too_large(limit)
     content = request.content  # type: ignore[attr-defined]
-    raw = b""
+    raw: bytes = b""
     if content is not None:
         content.seek(0)
         raw = content.read(limit + 1)
     if len(raw) > limit:
         raise payload_too_large(limit)
-    return bytes(raw)
+    return raw
 
 
 def json_body(request: Request, schema: Draft202012Validator, limit: int) -> dict[str, Any]:
