@@ -186,7 +186,10 @@ def test_service_tree(tmp_path: Path) -> None:
     assert agent.api_key == "k-123"
     assert agent.trust is not None
     assert isinstance(agent.forwarder, OriginForwarder)
+    # One write batch for the process: the origin connections use the
+    # agent's (the session factory is given it too).
     assert isinstance(agent.writes, WriteBatch)
+    assert agent.forwarder.pool.writes is agent.writes
     assert agent.agent_id.startswith("agent-")
     assert (reactor.tcpClients, reactor.getDelayedCalls()) == ([], [])  # nothing before start
 

@@ -112,7 +112,7 @@ class AgentService(service.Service):
         #: and the session's WebSocket hold their writes in it while one
         #: input event is handled, and each sends once at its end.
         self.writes = WriteBatch()
-        self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header)
+        self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header, writes=self.writes)
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
         self.protocol: Any = None
