@@ -532,3 +532,16 @@ def test_early_response_bytes_are_credited_when_the_agent_resets() -> None:
     assert h.session.acked == {}
     exchange.reset(ErrorCode.ORIGIN_RESET)
     assert h.session.acked == {1: 25}
+
+
+def test_repeated_content_length_in_a_response_is_not_relied_on() -> None:
+    # One Content-Length rule for every hop (netbore.http1): a repeat is not
+    # a length the viewer may rely on, even when the values agree.
+    h = Harness()
+    h.head()
+    h.exchange.response_head(200, b"OK", [(b"Content-Length", b"2"), (b"Content-Length", b"2")], False)
+    h.exchange.data(b"ok", True)
+    fields = h.response_headers()
+    assert _headers(fields, b"content-length") == []
+    assert _headers(fields, b"transfer-encoding") == [b"chunked"]
+    assert h.body() == b"2\r\nok\r\n0\r\n\r\n"

@@ -14,7 +14,7 @@ back to the viewer of the origin's response head.
 
 from __future__ import annotations
 
-from ..headers import HOP_BY_HOP
+from ..http1.grammar import HOP_BY_HOP, content_length, split_list
 
 __all__ = ["Fields", "request_fields", "response_fields"]
 
@@ -67,9 +67,10 @@ def response_fields(headers: Fields) -> tuple[Fields, int | None]:
     body's length by C{Content-Length} (L{None}: not length-delimited).
 
     A C{Content-Length} the viewer could not rely on is dropped so the
-    viewer's connection frames the body itself: one that is not a number,
-    several different ones, or any beside C{Transfer-Encoding} (RFC 9112
-    §6.3: the origin's body was delimited otherwise).
+    viewer's connection frames the body itself: one that the one rule of
+    L{netbore.http1.grammar.content_length} refuses (not a number, a list,
+    a repeat), or any beside C{Transfer-Encoding} (RFC 9112 §6.3: the
+    origin's body was delimited otherwise).
     """
     forwarded: Fields = []
     append = forwarded.append
@@ -80,17 +81,15 @@ def response_fields(headers: Fields) -> tuple[Fields, int | None]:
         name = field[0].lower()
         if name in HOP_BY_HOP:
             if name == b"connection":
-                named = (named or []) + [t.strip(b" \t").lower() for t in field[1].split(b",")]
+                named = (named or []) + split_list((field[1],))
             elif name == b"transfer-encoding":
                 chunked = True
             continue
         if name == b"content-length":
             if lengths is None:
-                lengths = [field[1]]
-                append(field)
+                lengths = [field[1].strip()]
             else:
-                lengths.append(field[1])
-            continue
+                lengths.append(field[1].strip())
         append(field)
     drop = frozenset(named) - HOP_BY_HOP if named else None
     if drop:
@@ -99,9 +98,7 @@ def response_fields(headers: Fields) -> tuple[Fields, int | None]:
             lengths = None
     length: int | None = None
     if lengths is not None:
-        value = lengths[0].strip()
-        if not chunked and value.isdigit() and len(value) <= 18 and all(v.strip() == value for v in lengths):
-            length = int(value)
-        else:
+        length = None if chunked else content_length(lengths)
+        if length is None:
             forwarded = [f for f in forwarded if f[0].lower() != b"content-length"]
     return forwarded, length
