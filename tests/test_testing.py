@@ -5,11 +5,14 @@ origin), driven by raw HTTP/1.1 viewers.  No sockets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -178,3 +181,157 @@ def test_unit_tests_cannot_open_inet_sockets(no_inet_sockets: list[str]) -> None
     right.close()
     assert no_inet_sockets == ["socket.bind(('127.0.0.1', 0),)", "socket.connect_ex(('::1', 9),)"]
     no_inet_sockets.clear()  # or this test fails at teardown, as it should
+
+
+# -- the forwarder's loopback cases (tests/test_agent_forwarder_loopback.py),
+# -- end to end through edge and agent, in memory -----------------------------
+
+
+class Origin(resource.Resource):
+    """
+    What the origin saw (C{/echo}, as JSON), a slow chunked body, repeated
+    C{Set-Cookie}, a 204, and a response that never ends (C{/hang}).
+    """
+
+    isLeaf = True
+
+    def __init__(self, clock: MemoryReactorClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.lost: list[Deferred[None]] = []
+
+    def render(self, request: server.Request) -> Any:
+        path = request.path
+        if path.startswith(b"/echo"):
+            assert request.content is not None
+            body = request.content.read()
+            request.setHeader(b"Content-Type", b"application/json")
+            headers = [
+                [n.decode().lower(), v.decode("latin-1")]
+                for n, vs in request.requestHeaders.getAllRawHeaders()
+                for v in vs
+            ]
+            sha = hashlib.sha256(body).hexdigest()
+            uri = request.uri.decode("latin-1")
+            return json.dumps(
+                {"method": request.method.decode(), "uri": uri, "headers": headers, "sha256": sha}
+            ).encode()
+        if path == b"/chunked":
+            request.write(b"first,")
+            self.clock.callLater(0.01, request.write, b"second,")
+            self.clock.callLater(0.02, lambda: (request.write(b"third"), request.finish()))
+            return server.NOT_DONE_YET
+        if path == b"/cookies":
+            for value in (b"a=1; Path=/", b"b=2", b"c=3; HttpOnly"):
+                request.responseHeaders.addRawHeader(b"Set-Cookie", value)
+            return b"cookies"
+        if path == b"/empty":
+            request.setResponseCode(204)
+            return b""
+        if path == b"/hang":
+            lost: Deferred[None] = Deferred()
+            request.notifyFinish().addBoth(lambda _: lost.callback(None))
+            self.lost.append(lost)
+            request.write(b"x" * 1000)
+            return server.NOT_DONE_YET
+        request.setResponseCode(404)
+        return b"no"
+
+
+def origin_tunnel(tmp_path: Path) -> tuple[InMemoryTunnel, Origin]:
+    reactor = MemoryReactorClock()
+    reactor.advance(1_800_000_000)
+    origin = Origin(reactor)
+    tunnel = InMemoryTunnel.build(str(tmp_path / "data"), origin=server.Site(origin, reactor=reactor), reactor=reactor)
+    return tunnel, origin
+
+
+def test_the_origin_sees_the_public_name_and_forwarding_headers(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    response = tunnel.get(
+        "/echo", headers=[("X-Forwarded-For", "192.0.2.9"), ("Connection", "keep-alive, x-drop"), ("X-Drop", "1")]
+    )
+    assert response.status == 200
+    got = json.loads(response.body)
+    assert got["method"] == "GET"
+    headers = got["headers"]
+    assert ["host", "app.tunnel.test"] in headers
+    # The viewer's own X-Forwarded-For, then the viewer's address.
+    assert ["x-forwarded-for", "192.0.2.9, 127.0.0.1"] in headers
+    assert ["x-forwarded-host", "app.tunnel.test"] in headers
+    assert ["x-netbore-client-ip", "127.0.0.1"] in headers
+    names = [n for n, _ in headers]
+    assert "x-drop" not in names  # named in Connection: hop-by-hop
+
+
+def test_a_percent_encoded_target_reaches_the_origin_byte_exact(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    viewer = tunnel.viewer()
+    for target in ("/echo/a%2Fb/%7Euser/caf%C3%A9;p=1?q=%20x&y=a+b&z=%2F&e=", "/echo/x?", "/echo//double"):
+        response = tunnel.get(target, viewer=viewer)
+        assert json.loads(response.body)["uri"] == target
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_larger_than_a_stream_window_is_uploaded_whole(tmp_path: Path, chunked: bool) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    body = bytes(range(256)) * 12 * 1024  # 3 MiB: more than one 2 MiB stream window
+    if chunked:
+        framed = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:1000], body[1000:])) + b"0\r\n\r\n"
+        head = b"Transfer-Encoding: chunked"
+    else:
+        framed, head = body, b"Content-Length: %d" % len(body)
+    response = tunnel.request(b"POST /echo HTTP/1.1\r\nHost: app.tunnel.test\r\n%s\r\n\r\n%s" % (head, framed))
+    assert response.status == 200
+    assert json.loads(response.body)["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_a_slow_chunked_response_arrives_whole(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    viewer = tunnel.viewer()
+    viewer.send(b"GET /chunked HTTP/1.1\r\nHost: app.tunnel.test\r\n\r\n")
+    tunnel.pump()
+    assert b"first," in viewer.received and b"third" not in viewer.received
+    tunnel.advance(0.01)
+    tunnel.advance(0.01)
+    response = viewer.response()
+    assert response.body == b"first,second,third"
+    assert response.header("content-length") is None
+
+
+def test_head_has_the_length_a_get_would_have_and_no_body(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    viewer = tunnel.viewer()
+    response = tunnel.request(b"HEAD /cookies HTTP/1.1\r\nHost: app.tunnel.test\r\n\r\n", viewer)
+    assert (response.status, response.body, response.header("content-length")) == (200, b"", "7")
+    # Nothing followed the head: the connection serves the next request.
+    assert viewer.received == b""
+    assert tunnel.get("/cookies", viewer=viewer).body == b"cookies"
+
+
+def test_204_has_no_body(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    viewer = tunnel.viewer()
+    response = tunnel.get("/empty", viewer=viewer)
+    assert (response.status, response.body) == (204, b"")
+    assert viewer.received == b""
+
+
+def test_repeated_set_cookie_fields_survive_in_order(tmp_path: Path) -> None:
+    tunnel, _ = origin_tunnel(tmp_path)
+    response = tunnel.get("/cookies")
+    assert [v for n, v in response.headers if n.lower() == "set-cookie"] == ["a=1; Path=/", "b=2", "c=3; HttpOnly"]
+    assert response.body == b"cookies"
+
+
+def test_a_viewer_who_goes_away_aborts_the_origin_request(tmp_path: Path) -> None:
+    tunnel, origin = origin_tunnel(tmp_path)
+    viewer = tunnel.viewer()
+    viewer.send(b"GET /hang HTTP/1.1\r\nHost: app.tunnel.test\r\n\r\n")
+    tunnel.pump()
+    assert b"x" * 1000 in viewer.received
+    (lost,) = origin.lost
+    assert not lost.called
+    viewer.close()
+    tunnel.pump()
+    assert lost.called

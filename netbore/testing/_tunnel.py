@@ -76,6 +76,7 @@ class InMemoryTunnel:
         name: str = "app",
         host_header: str | None = None,
         now: float = 1_800_000_000.0,
+        reactor: MemoryReactorClock | None = None,
     ) -> InMemoryTunnel:
         """
         Build an edge, create the tunnel C{name} through its control API,
@@ -89,6 +90,8 @@ class InMemoryTunnel:
             anonymous creates allowed); C{data_dir} overrides its own.
         @param host_header: the agent's C{--host-header}.
         @param now: the clock's start (tokens carry real-looking times).
+        @param reactor: the memory reactor to use (e.g. one an origin's
+            C{Site} was given); a new one, set to C{now}, if L{None}.
         """
         cleanup = None
         if data_dir is None:
@@ -96,8 +99,9 @@ class InMemoryTunnel:
         if config is None:
             config = EdgeConfig(domain="tunnel.test", allow_anonymous=True)
         config = attrs.evolve(config, data_dir=data_dir)
-        reactor = MemoryReactorClock()
-        reactor.advance(now)
+        if reactor is None:
+            reactor = MemoryReactorClock()
+            reactor.advance(now)
         network = MemoryNetwork(reactor)
         edge = build_edge(config, reactor=reactor)
         network.listen(EDGE_PORT, edge.site)
