@@ -121,11 +121,29 @@ def _record(pairs: Counter[tuple[str, str]], modules: set[str]) -> Any:
     return profile
 
 
-def trace_request(data_dir: str) -> Trace:
+def trace_request(data_dir: str, fast_paths: bool = True) -> Trace:
     """
     Build an in-memory tunnel (keys in C{data_dir}), warm it with one
     C{GET /13} and trace the next one on the same viewer connection.
+
+    @param fast_paths: install autobahn's fast paths for the trace, as the
+        daemons' C{makeService} does (and remove them after); code from
+        before issue 9, which had no such call, is traced as it is.
     """
+    try:
+        from netbore.websocket import install_fast_paths, remove_fast_paths
+    except ImportError:
+        fast_paths = False
+    if fast_paths:
+        install_fast_paths()
+    try:
+        return _trace(data_dir)
+    finally:
+        if fast_paths:
+            remove_fast_paths()
+
+
+def _trace(data_dir: str) -> Trace:
     from netbore.testing import ORIGIN_PORT, InMemoryTunnel
 
     tunnel = InMemoryTunnel.build(data_dir)
@@ -179,13 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the trace as JSON")
     parser.add_argument("--top", type=int, default=40, help="rows of the pair table (default 40)")
     parser.add_argument("--harness", metavar="DIR", help="a directory whose testing package is netbore.testing")
+    parser.add_argument(
+        "--no-fast-paths", action="store_true", help="trace without autobahn's fast paths (the daemons install them)"
+    )
     args = parser.parse_args(argv)
     if args.harness:
         import netbore
 
         netbore.__path__.insert(0, args.harness)
     with tempfile.TemporaryDirectory(prefix="netbore-trace-") as data_dir:
-        trace = trace_request(data_dir)
+        trace = trace_request(data_dir, fast_paths=not args.no_fast_paths)
     print(json.dumps(trace.as_json(), indent=2) if args.json else render(trace, args.top))
     return 0
 

@@ -20,6 +20,7 @@ from netbore.agent.session import AgentSessionFactory, SessionClosed
 from netbore.edge.config import EdgeConfig
 from netbore.edge.site import EdgeService, build_edge
 from netbore.protocol.handshake import Hello
+from netbore.writes import WriteBatch
 
 from ._memory import LOOPBACK, MemoryNetwork, Response, Viewer, hello_origin
 
@@ -54,12 +55,14 @@ class InMemoryTunnel:
         network: MemoryNetwork,
         edge: EdgeService,
         forwarder: OriginForwarder,
+        writes: WriteBatch,
         cleanup: str | None,
     ) -> None:
         self.reactor = reactor
         self.network = network
         self.edge = edge
         self.forwarder = forwarder
+        self.writes = writes
         self.created: dict[str, Any] = {}
         self.host = ""
         self.agent: AgentSessionFactory | None = None
@@ -106,8 +109,13 @@ class InMemoryTunnel:
         edge = build_edge(config, reactor=reactor)
         network.listen(EDGE_PORT, edge.site)
         network.listen(ORIGIN_PORT, origin if origin is not None else hello_origin())
-        forwarder = OriginForwarder(reactor, f"http://{LOOPBACK}:{ORIGIN_PORT}", host_header=host_header)
-        tunnel = cls(reactor, network, edge, forwarder, cleanup)
+        # As the agent's service does: the origin connections and the
+        # session's WebSocket write through one batch.
+        writes = WriteBatch()
+        forwarder = OriginForwarder(
+            reactor, f"http://{LOOPBACK}:{ORIGIN_PORT}", host_header=host_header, writes=writes
+        )
+        tunnel = cls(reactor, network, edge, forwarder, writes, cleanup)
         tunnel.create(name)
         tunnel.connect_agent()
         return tunnel
@@ -145,6 +153,7 @@ class InMemoryTunnel:
             on_ready=self.hellos.append,
             on_closed=self.closes.append,
             tunnel_id=self.created["tunnel_id"],
+            writes=self.writes,
         )
         self.agent = agent
         self.reactor.connectTCP(LOOPBACK, EDGE_PORT, agent)
