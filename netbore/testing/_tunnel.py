@@ -112,9 +112,7 @@ class InMemoryTunnel:
         # As the agent's service does: the origin connections and the
         # session's WebSocket write through one batch.
         writes = WriteBatch()
-        forwarder = OriginForwarder(
-            reactor, f"http://{LOOPBACK}:{ORIGIN_PORT}", host_header=host_header, writes=writes
-        )
+        forwarder = OriginForwarder(reactor, f"http://{LOOPBACK}:{ORIGIN_PORT}", host_header=host_header, writes=writes)
         tunnel = cls(reactor, network, edge, forwarder, writes, cleanup)
         tunnel.create(name)
         tunnel.connect_agent()
