@@ -263,6 +263,8 @@ def test_edge_closes_with_a_long_non_ascii_reason_cut_to_fit(edge: Any) -> None:
     assert agent.closed is not None and agent.closed[1] == 4001
     reason = agent.closed[2] or ""
     assert str(error).startswith(reason) and 120 <= len(reason.encode("utf-8")) <= MAX_CLOSE_REASON
+    # What the edge says it sent is what went on the wire.
+    assert session.sent_close == (4001, reason)
 
 
 def test_agent_closes_with_a_long_non_ascii_reason_cut_to_fit() -> None:
