@@ -220,8 +220,9 @@ class OriginStream:
         self.writer = W_BLOCKED
 
     def write_resumed(self) -> None:
-        self.writer = W_READY
-        self._flush_body()
+        if self.writer is W_BLOCKED:
+            self.writer = W_READY
+            self._flush_body()
 
     def unreachable(self, failure: Failure) -> None:
         self._conn = None
