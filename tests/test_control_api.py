@@ -19,7 +19,8 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from netbore.edge.apierrors import ApiError
 from netbore.edge.config import EdgeConfig
-from netbore.edge.control import ControlAPI, iso8601, load_schema
+from netbore.edge.apirequest import iso8601, load_schema
+from netbore.edge.control import ControlAPI
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
 from netbore.names import is_valid_label

@@ -41,7 +41,6 @@ from .apirequest import (
     edge_url,
     iso8601,
     json_body,
-    load_schema,
     public_url,
     seconds_text,
     validator,
@@ -50,7 +49,7 @@ from .config import EdgeConfig
 from .ratelimit import AuthFailureLimiter
 from .registry import IRegistry, NameHeld, Tunnel, TunnelState
 
-__all__ = ["ControlAPI", "load_schema", "iso8601"]
+__all__ = ["ControlAPI"]
 
 #: Smallest recreate TTL a client may ask for (seed 001), in seconds.
 MIN_RECREATE_TTL = 60
