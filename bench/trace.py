@@ -87,6 +87,18 @@ class Trace:
         """
         return sum(n for (a, b), n in self.pairs.items() if a.startswith(PLUMBING) or b.startswith(PLUMBING))
 
+    def per_module(self) -> Counter[str]:
+        """
+        Crossings into or out of each netbore module (a crossing between
+        two netbore modules counts for both).
+        """
+        touched: Counter[str] = Counter()
+        for (a, b), n in self.pairs.items():
+            for module in {a, b}:
+                if is_netbore(module):
+                    touched[module] += n
+        return touched
+
     def as_json(self) -> dict[str, Any]:
         return {
             "modules": self.modules,
@@ -94,6 +106,7 @@ class Trace:
             "crossings": self.crossings,
             "internal_crossings": self.internal,
             "plumbing_crossings": self.plumbing,
+            "per_module": dict(self.per_module().most_common()),
             "pairs": [
                 {"caller": a, "callee": b, "count": n}
                 for (a, b), n in sorted(self.pairs.items(), key=lambda item: (-item[1], item[0]))
@@ -187,7 +200,8 @@ def render(trace: Trace, top: int) -> str:
         f"  both sides netbore:         {trace.internal}",
         f"  batching/flush plumbing:    {trace.plumbing} ({share:.0f}%)",
         "",
-        "modules: " + ", ".join(trace.modules),
+        "crossings in or out of each module: "
+        + ", ".join(f"{module} {n}" for module, n in trace.per_module().most_common()),
     ]
     return "\n".join(lines)
 

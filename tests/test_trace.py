@@ -32,6 +32,7 @@ def test_the_totals_count_each_kind_of_crossing() -> None:
         },
     )
     assert (trace.crossings, trace.internal, trace.plumbing) == (6, 3, 4)
+    assert trace.per_module() == {"netbore.edge.viewer": 5, "netbore.writes": 4}
     assert "module crossings:             6" in render(trace, 2)
     assert trace.as_json()["pairs"][0] == {"caller": "netbore.edge.viewer", "callee": "netbore.writes", "count": 3}
 
