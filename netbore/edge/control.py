@@ -51,9 +51,6 @@ from .registry import IRegistry, NameHeld, Tunnel, TunnelState
 
 __all__ = ["ControlAPI"]
 
-#: Smallest recreate TTL a client may ask for (seed 001), in seconds.
-MIN_RECREATE_TTL = 60
-
 _RANDOM_NAME_ATTEMPTS = 20
 
 _CREATE = validator("tunnels-create-request.json")
