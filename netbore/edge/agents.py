@@ -278,6 +278,9 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         self.go_away(message)
         self.dropConnection(abort=True)
 
+    def peer_name(self) -> str:
+        return self.agent_id or self.peer_host
+
     def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
             self.attached = False

@@ -181,6 +181,12 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         The WebSocket closed; the streams have been told already.
         """
 
+    def peer_name(self) -> str:
+        """
+        Who the peer is, for logs.
+        """
+        return ""
+
     # -- opening -------------------------------------------------------------
 
     def guard_opening(self, opening: Callable[[Any], Any], handshake: Any) -> Any:
@@ -365,8 +371,9 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         and close with C{4000 + error.code}.
         """
         log.warn(
-            "protocol error on the session with the {peer_role}: {message}",
+            "protocol error on the session with the {peer_role} {peer}: {message}",
             peer_role=self.peer_role,
+            peer=self.peer_name(),
             message=str(error),
         )
         self.protocol_error = True
