@@ -5,6 +5,9 @@ driven through the forwarder as in test_agent_forwarder.py.
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from netbore.agent import stream as stream_module
 from netbore.agent.stream_states import RESPONSE_MOVES, UPLOAD_MOVES, ResponseState, UploadState, WriterState
 from netbore.protocol.errors import ErrorCode
@@ -94,3 +97,45 @@ def test_repeated_content_length_is_refused_as_every_hop_does() -> None:
     assert origin.attempts == []
     assert sink.resets[0][:2] == (1, ErrorCode.PROTOCOL_ERROR)
     assert sink.finished == [1]
+
+
+_UPLOAD_EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("data"), st.integers(1, 300)),
+        st.sampled_from([("accept", 0), ("pause", 0), ("resume", 0), ("end", 0), ("reset", 0), ("answer", 0)]),
+    ),
+    max_size=30,
+)
+
+
+@given(_UPLOAD_EVENTS)
+@settings(max_examples=300, deadline=None)
+def test_every_request_byte_is_acknowledged_exactly_once(events: list[tuple[str, int]]) -> None:
+    # Whatever the order of DATA, the origin connection pausing, the edge's
+    # END or reset and an early answer: once the session lets the stream
+    # go, the edge has all its credit back, never more.
+    fwd, origin = make()
+    sink = RecordingSink()
+    stream = start(fwd, sink, method=b"PUT", headers=[(b"Host", b"h")], end_stream=False)
+    attempt = None
+    received = 0
+    for name, n in events:
+        if name == "data":
+            received += n
+            stream.data_received(b"u" * n)
+        elif name == "accept" and attempt is None and not origin.attempts[-1].cancelled:
+            attempt = origin.accept()
+        elif name == "end":
+            stream.end_received()
+        elif name == "reset":
+            stream.reset_received(ErrorCode.CANCEL)
+        elif attempt is not None and not attempt.transport.disconnected:
+            if name == "pause":
+                attempt.protocol.pauseProducing()
+            elif name == "resume":
+                attempt.protocol.resumeProducing()
+            elif name == "answer":
+                attempt.respond(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\n\r\n")
+        assert sink.acked <= received
+    stream.abort()
+    assert sink.acked == received

@@ -5,6 +5,11 @@ exchange goes through (driven as in test_edge_exchange.py).
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
 from netbore.edge import exchange
 from netbore.edge.exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
 from netbore.protocol.frames import ErrorCode
@@ -92,3 +97,54 @@ def test_an_unknown_name_drops_the_body_and_answers_at_its_end() -> None:
     assert h.output() == b""
     h.send(b"abc")
     assert h.status() == 404
+
+
+_EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("data"), st.integers(0, 300)),
+        st.sampled_from([("pause", 0), ("resume", 0), ("ended", 0), ("reset", 0), ("gone", 0), ("body", 0)]),
+    ),
+    max_size=30,
+)
+
+
+@given(st.booleans(), st.booleans(), _EVENTS)
+@settings(max_examples=300, deadline=None)
+def test_every_response_byte_is_acknowledged_exactly_once(
+    upload: bool, head_first: bool, events: list[tuple[str, int]]
+) -> None:
+    # Whatever the agent sends and whenever the viewer pauses, finishes its
+    # body or leaves, and the stream ends or is reset: once the viewer's
+    # connection is gone, the agent has all its credit back, never more.
+    h = Harness()
+    if upload:
+        h.head(b"POST", b"/", length=4)
+    else:
+        h.head()
+    x = h.exchange
+    received = 0
+    if head_first:
+        x.response_head(200, b"OK", [], False)
+    else:
+        h.send(b"body" if upload else b"")
+        x.response_head(200, b"OK", [], False)
+    for name, n in events:
+        if name == "data":
+            received += n
+            x.data(b"d" * n, False)
+        elif name == "pause":
+            x.pauseProducing()
+        elif name == "resume":
+            x.resumeProducing()
+        elif name == "ended":
+            x.ended()
+        elif name == "reset":
+            x.reset(ErrorCode.ORIGIN_RESET)
+        elif name == "gone":
+            h.channel.connectionLost(Failure(ConnectionDone()))
+        elif upload:
+            h.send(b"body")
+            upload = False  # the body is in
+        assert h.session.acked.get(1, 0) <= received
+    h.channel.connectionLost(Failure(ConnectionDone()))
+    assert h.session.acked.get(1, 0) == received
