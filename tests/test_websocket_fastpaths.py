@@ -16,8 +16,10 @@ from typing import Any
 import autobahn.util
 import autobahn.websocket.protocol as autobahn_protocol
 import pytest
+from autobahn.twisted.websocket import WebSocketAdapterProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 
+from netbore.protocol import GoAway, encode
 from netbore.websocket import (
     FastPaths,
     TunnelWebSocket,
@@ -70,7 +72,7 @@ def test_importing_changes_nothing_in_autobahn() -> None:
         "import netbore.websocket, netbore.edge.agents, netbore.agent.session\n"
         "from netbore.websocket import TunnelWebSocket\n"
         "assert p.hltype is autobahn.util.hltype and t.hlval is autobahn.util.hlval\n"
-        "assert not TunnelWebSocket.skip_message_observers\n"
+        "assert not TunnelWebSocket.skip_message_observers and not TunnelWebSocket.skip_read_debug\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
@@ -78,7 +80,7 @@ def test_importing_changes_nothing_in_autobahn() -> None:
 def test_install_makes_debug_arguments_plain_and_skips_message_observers(tmp_path: Path) -> None:
     assert _observed_messages(tmp_path) != []  # autobahn's way: observers fire
     installed = install_fast_paths()
-    assert installed == FastPaths(plain_debug_arguments=True, no_message_observers=True)
+    assert installed == FastPaths(plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True)
     assert autobahn_protocol.hltype is not autobahn.util.hltype
     assert autobahn_protocol.hltype(WebSocketProtocol.sendData) is WebSocketProtocol.sendData
     assert TunnelWebSocket.skip_message_observers
@@ -138,4 +140,54 @@ def test_the_installed_autobahn_takes_every_fast_path() -> None:
     # Run against autobahn's newest release too (tox -e newest): a change
     # there shows here, not as a silent slowdown.
     assert send_data_known()
-    assert install_fast_paths() == FastPaths(plain_debug_arguments=True, no_message_observers=True)
+    assert install_fast_paths() == FastPaths(plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True)
+
+
+def _read_debug_lines(tmp_path: Path) -> int:
+    """
+    autobahn's per-read debug lines while the edge session reads a message.
+    """
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    lines: list[Any] = []
+
+    class Spy:
+        """
+        The session's autobahn logger, its debug calls counted.
+        """
+
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.real, name)
+
+        def debug(self, format: str, **kw: Any) -> None:
+            if "received" in format and "data_len" in kw:
+                lines.append(kw)
+            self.real.debug(format, **kw)
+
+    session.log = Spy(session.log)  # this session's only
+    agent.sendMessage(encode(GoAway(0, 0, b"")), isBinary=True)
+    pump.flush()
+    assert session.session is not None and session.session.go_away_received
+    return len(lines)
+
+
+def test_install_skips_autobahn_s_per_read_debug_line(tmp_path: Path) -> None:
+    assert _read_debug_lines(tmp_path) == 1
+    install_fast_paths()
+    assert TunnelWebSocket.skip_read_debug
+    assert _read_debug_lines(tmp_path) == 0
+
+
+def test_a_changed_data_received_is_left_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = WebSocketAdapterProtocol.dataReceived
+
+    def changed(self: WebSocketAdapterProtocol, data: bytes) -> None:
+        original(self, data)
+
+    monkeypatch.setattr(WebSocketAdapterProtocol, "dataReceived", changed)
+    assert not install_fast_paths().no_read_debug_line
+    assert not TunnelWebSocket.skip_read_debug
+    assert _read_debug_lines(tmp_path) == 1

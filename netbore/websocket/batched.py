@@ -9,8 +9,9 @@ Overriding autobahn's C{sendData} means reading autobahn internals
 if autobahn's own C{sendData} reads what it did when this was written
 (L{netbore.websocket.options.send_data_known}, checked once at import),
 else autobahn writes as usual.  Likewise C{onMessageEnd} skips autobahn's
-per-message observer Deferred only once
-L{netbore.websocket.install_fast_paths} has checked it may.
+per-message observer Deferred, and C{dataReceived} autobahn's per-read
+debug line, only once L{netbore.websocket.install_fast_paths} has checked
+they may.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class BatchedWebSocket:
 
     #: Set by L{netbore.websocket.install_fast_paths}.
     skip_message_observers: ClassVar[bool] = False
+    #: Set by L{netbore.websocket.install_fast_paths}.
+    skip_read_debug: ClassVar[bool] = False
 
     writes: WriteBatch
     #: What a deferred flush calls (one bound method: no allocation each).
@@ -86,6 +89,7 @@ class BatchedWebSocket:
     message_is_binary: bool
     trackedTimings: Any
     _onMessage: Callable[[bytes, bool], None]
+    _dataReceived: Callable[[bytes], None]
 
     def connectionMade(self) -> None:
         self.writes = self.factory.writes
@@ -100,7 +104,11 @@ class BatchedWebSocket:
         writes = self.writes
         writes.hold()
         try:
-            super().dataReceived(data)  # type: ignore[misc]
+            if self.skip_read_debug:
+                # autobahn's, without its debug line (and its formatting).
+                self._dataReceived(data)
+            else:
+                super().dataReceived(data)  # type: ignore[misc]
         finally:
             writes.release()
 

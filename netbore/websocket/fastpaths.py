@@ -22,6 +22,10 @@ tox environment:
     Check: autobahn's C{onMessageEnd} reads exactly the names it did when
     this was written (it delivers, then fires), so nothing else it might
     have learnt to do is skipped.
+  - autobahn's Twisted C{dataReceived} logs a debug line per read, with
+    three formatted arguments, then hands the bytes to C{_dataReceived};
+    L{BatchedWebSocket} then calls C{_dataReceived} itself.  Check: that
+    C{dataReceived} reads exactly those names.
 """
 
 from __future__ import annotations
@@ -32,12 +36,19 @@ import attrs
 import autobahn.twisted.websocket as _twisted_websocket
 import autobahn.util as _util
 import autobahn.websocket.protocol as _websocket_protocol
+from autobahn.twisted.websocket import WebSocketAdapterProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 
 from .batched import BatchedWebSocket
 
-__all__ = ["FastPaths", "install_fast_paths", "remove_fast_paths"]
+__all__ = [
+    "FastPaths",
+    "data_received_known",
+    "install_fast_paths",
+    "on_message_end_known",
+    "remove_fast_paths",
+]
 
 log = Logger()
 
@@ -61,6 +72,10 @@ _ON_MESSAGE_END_NAMES = frozenset(
 )
 
 
+#: The names autobahn's Twisted C{dataReceived} reads (autobahn 24.4 to 26.x).
+_DATA_RECEIVED_NAMES = frozenset({"_dataReceived", "dataReceived", "debug", "hltype", "hlval", "len", "log", "peer"})
+
+
 @attrs.frozen
 class FastPaths:
     """
@@ -70,10 +85,13 @@ class FastPaths:
         rebound to return their argument.
     @ivar no_message_observers: L{BatchedWebSocket} delivers messages
         without autobahn's per-message observer Deferred.
+    @ivar no_read_debug_line: L{BatchedWebSocket} reads without autobahn's
+        per-read debug line.
     """
 
     plain_debug_arguments: bool
     no_message_observers: bool
+    no_read_debug_line: bool
 
 
 def _plain(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -87,6 +105,15 @@ def on_message_end_known() -> bool:
     """
     code = getattr(WebSocketProtocol.onMessageEnd, "__code__", None)
     return code is not None and frozenset(code.co_names) == _ON_MESSAGE_END_NAMES
+
+
+def data_received_known() -> bool:
+    """
+    Does autobahn's Twisted C{dataReceived} only log a debug line and hand
+    the bytes to C{_dataReceived}?
+    """
+    code = getattr(WebSocketAdapterProtocol.dataReceived, "__code__", None)
+    return code is not None and frozenset(code.co_names) == _DATA_RECEIVED_NAMES
 
 
 def _rebind_formatters() -> bool:
@@ -110,17 +137,20 @@ def install_fast_paths() -> FastPaths:
     leave autobahn as it is (and log it).  Idempotent.  Call it once per
     process from C{makeService}; tests call it explicitly.
     """
-    plain = _rebind_formatters()
-    direct = on_message_end_known()
-    BatchedWebSocket.skip_message_observers = direct
-    if not (plain and direct):
+    installed = FastPaths(
+        plain_debug_arguments=_rebind_formatters(),
+        no_message_observers=on_message_end_known(),
+        no_read_debug_line=data_received_known(),
+    )
+    BatchedWebSocket.skip_message_observers = installed.no_message_observers
+    BatchedWebSocket.skip_read_debug = installed.no_read_debug_line
+    if not all(attrs.astuple(installed)):
         log.info(
-            "autobahn fast paths not all installed (debug arguments plain: {plain}, "
-            "no message observers: {direct}): autobahn changed; see netbore.websocket.fastpaths",
-            plain=plain,
-            direct=direct,
+            "autobahn fast paths not all installed ({installed}): autobahn changed; "
+            "see netbore.websocket.fastpaths",
+            installed=installed,
         )
-    return FastPaths(plain_debug_arguments=plain, no_message_observers=direct)
+    return installed
 
 
 def remove_fast_paths() -> None:
@@ -132,3 +162,4 @@ def remove_fast_paths() -> None:
             if getattr(module, name, None) is _plain:
                 setattr(module, name, getattr(_util, name))
     BatchedWebSocket.skip_message_observers = False
+    BatchedWebSocket.skip_read_debug = False
