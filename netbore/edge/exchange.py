@@ -106,7 +106,8 @@ class ViewerExchange:
         sessions = self.tunnel.sessions
         tried = self.tried
         viewer = self.viewer
-        head: Any = viewer.head
+        head = viewer.head
+        assert head is not None
         while True:
             session: StreamSession
             if tried is None and len(sessions) == 1:
@@ -119,8 +120,7 @@ class ViewerExchange:
             fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
             try:
                 self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)
-            except StreamClosedError:
-                # The session is going away (GOAWAY) or out of stream ids.
+            except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids
                 if tried is None:
                     tried = self.tried = []
                 tried.append(session)
@@ -186,7 +186,8 @@ class ViewerExchange:
         if backlog is not None and backlog.size:
             backlog.push(data)
             return
-        session: Any = self.session
+        session = self.session
+        assert session is not None
         sent = session.send_data(self.stream_id, data)
         if sent < len(data):
             if backlog is None:
@@ -210,7 +211,8 @@ class ViewerExchange:
             assert Q_ENDING in REQUEST_MOVES[state]
             self.request = Q_ENDING
         else:
-            session: Any = self.session
+            session = self.session
+            assert session is not None
             if state is Q_SENDING:
                 self.request = Q_DONE
                 session.send_end(self.stream_id)
@@ -237,7 +239,8 @@ class ViewerExchange:
         backlog = self.backlog
         if backlog is None:
             return
-        session: Any = self.session
+        session = self.session
+        assert session is not None
         stream_id = self.stream_id
         while backlog.size:
             chunk = backlog.peek()
