@@ -80,6 +80,12 @@ class SessionClosed:
     protocol_error: bool = False
 
 
+def _refused(error: StreamError) -> None:
+    # A stream the session has closed already (reset by the edge, session
+    # closing): not worth more than a debug line.
+    log.debug("session refused a stream call: {error}", error=str(error))
+
+
 class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One WebSocket connection to the edge, carrying many streams: what the
@@ -298,26 +304,48 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
     def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
         session = self.session
         if session is not None:
-            self.call(session.send_data, stream_id, data, end_stream)
+            try:
+                session.send_data(stream_id, data, end_stream)
+            except StreamError as e:
+                _refused(e)
             self._after()
 
     def send_end(self, stream_id: int) -> None:
         session = self.session
         if session is not None:
-            self.call(session.send_end, stream_id)
+            try:
+                session.send_end(stream_id)
+            except StreamError as e:
+                _refused(e)
             self._after()
 
     def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
         session = self.session
         if session is not None:
-            self.call(session.reset_stream, stream_id, code, message)
+            try:
+                session.reset_stream(stream_id, code, message)
+            except StreamError as e:
+                _refused(e)
             self._after()
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         session = self.session
         if session is not None:
-            self.call(session.acknowledge, stream_id, n)
+            try:
+                session.acknowledge(stream_id, n)
+            except StreamError as e:
+                _refused(e)
             self._after()
+
+    def send_window(self, stream_id: int) -> int:
+        """
+        How many DATA bytes C{stream_id} may send now: none while the
+        tunnel's transport is full (see L{pause_streams}).
+        """
+        session = self.session
+        if session is None or self.paused:
+            return 0
+        return session.send_window(stream_id)
 
     def max_data_payload(self) -> int:
         hello = self.peer_hello

@@ -165,8 +165,8 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
     def pause_streams(self) -> None:
         """
         The WebSocket's transport is full: pause what feeds it.  By default
-        nothing: L{transport_paused} makes L{send_window} 0, which stops a
-        stream at its next send.
+        nothing: the role's sending methods look at L{paused} and take no
+        more bytes, which stops a stream at its next send.
         """
 
     def resume_streams(self) -> None:
@@ -351,16 +351,6 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         if self.paused:
             self.paused = False
             self.resume_streams()
-
-    def send_window(self, stream_id: int) -> int:
-        """
-        How many DATA bytes C{stream_id} may send now: none while the
-        transport is full or the session is gone.
-        """
-        session = self.session
-        if session is None or self.paused:
-            return 0
-        return session.send_window(stream_id)
 
     # -- closing ----------------------------------------------------------------
 
