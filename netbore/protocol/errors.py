@@ -60,9 +60,7 @@ class ProtocolError(Exception):
     @ivar message: text for logs and for the peer.
     """
 
-    def __init__(
-        self, message: str = "", code: ErrorCode = ErrorCode.PROTOCOL_ERROR
-    ) -> None:
+    def __init__(self, message: str = "", code: ErrorCode = ErrorCode.PROTOCOL_ERROR) -> None:
         super().__init__(message, code)
         self.message = message
         self.code = code
@@ -81,9 +79,7 @@ class UnsupportedVersion(ProtocolError):
 
     def __init__(self, version: object, supported: tuple[int, ...]) -> None:
         names = ", ".join(str(v) for v in supported)
-        super().__init__(
-            f"unsupported protocol version {version!r}; supported versions: {names}"
-        )
+        super().__init__(f"unsupported protocol version {version!r}; supported versions: {names}")
         self.version = version
         self.supported = supported
 

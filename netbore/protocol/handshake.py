@@ -11,12 +11,12 @@ the hello it received (I{peer}).
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import attrs
 
+from ._frames import MAX_WINDOW
 from .errors import ProtocolError, UnsupportedVersion
-from .frames import MAX_WINDOW
 
 __all__ = [
     "MAX_HELLO_SIZE",
@@ -43,24 +43,19 @@ MIN_FRAME_PAYLOAD = 1024
 MAX_FRAME_PAYLOAD = 16 * 1024 * 1024
 
 
-def _window(instance: object, attribute: "attrs.Attribute[int]", value: int) -> None:
+def _window(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if type(value) is not int or not 1 <= value <= MAX_WINDOW:
         raise ValueError(f"{attribute.name} must be an integer in 1..{MAX_WINDOW}")
 
 
-def _flag(instance: object, attribute: "attrs.Attribute[bool]", value: bool) -> None:
+def _flag(instance: object, attribute: attrs.Attribute[bool], value: bool) -> None:
     if type(value) is not bool:
         raise ValueError(f"{attribute.name} must be true or false")
 
 
-def _frame_payload(
-    instance: object, attribute: "attrs.Attribute[int]", value: int
-) -> None:
+def _frame_payload(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if type(value) is not int or not MIN_FRAME_PAYLOAD <= value <= MAX_FRAME_PAYLOAD:
-        raise ValueError(
-            f"{attribute.name} must be an integer in "
-            f"{MIN_FRAME_PAYLOAD}..{MAX_FRAME_PAYLOAD}"
-        )
+        raise ValueError(f"{attribute.name} must be an integer in {MIN_FRAME_PAYLOAD}..{MAX_FRAME_PAYLOAD}")
 
 
 @attrs.frozen
@@ -83,7 +78,7 @@ class Settings:
     batch: bool = attrs.field(default=True, validator=_flag)
 
 
-def _role(instance: object, attribute: "attrs.Attribute[str]", value: str) -> None:
+def _role(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
     if value not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {value!r}")
 
@@ -99,10 +94,10 @@ class Hello:
     version: int
     role: str = attrs.field(validator=_role)
     settings: Settings
-    agent_id: Optional[str] = None
-    tunnel_id: Optional[str] = None
-    public_url: Optional[str] = None
-    session_id: Optional[str] = None
+    agent_id: str | None = None
+    tunnel_id: str | None = None
+    public_url: str | None = None
+    session_id: str | None = None
 
 
 _OPTIONAL = ("agent_id", "tunnel_id", "public_url", "session_id")
@@ -126,7 +121,7 @@ def encode_hello(hello: Hello) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def decode_hello(text: "str | bytes", expected_role: Optional[str] = None) -> Hello:
+def decode_hello(text: str | bytes, expected_role: str | None = None) -> Hello:
     """
     Parse and check a hello message.
 
@@ -177,7 +172,7 @@ def decode_hello(text: "str | bytes", expected_role: Optional[str] = None) -> He
         settings = Settings(**given)
     except ValueError as e:
         raise ProtocolError(f"bad hello settings: {e}") from None
-    optional: dict[str, Optional[str]] = {}
+    optional: dict[str, str | None] = {}
     for name in _OPTIONAL:
         value = obj.get(name)
         if value is not None and not isinstance(value, str):

@@ -27,29 +27,25 @@ stream has closed.  Bytes not acknowledged stay charged to the session
 receive window and eventually stall every stream.  DATA the session drops
 itself (late frames on a stream this side reset) is credited back
 automatically and never delivered.
+
+The class is split in two modules: the receiving half (events, stream
+bookkeeping, one handler per frame type) is L{netbore.protocol._receive};
+this module holds the session's state, sending, acknowledging and going
+away.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterable, Optional, Union
+from collections.abc import Callable, Iterable
+from typing import Any
 
-import attrs
-
-from .errors import (
-    ErrorCode,
-    FlowControlError,
-    ProtocolError,
-    StreamClosedError,
-    StreamError,
-)
-from .frames import (
-    BATCH_FRAME_MAX,
-    BATCH_MAX,
+from ._batch import batch
+from ._encode import encode, encode_data, encode_request_head, encode_response_head
+from ._frames import (
     HEADER,
     MAX_MESSAGE,
     MAX_STREAM_ID,
-    MAX_WINDOW,
     Data,
     End,
     FrameType,
@@ -58,17 +54,27 @@ from .frames import (
     Reset,
     ResponseHead,
     WindowUpdate,
-    decode,
-    decode_batch,
-    encode,
-    encode_batch,
-    encode_data,
 )
+from ._receive import (
+    CLOSED_STREAMS_REMEMBERED,
+    IGNORE,
+    STRICT,
+    DataReceived,
+    Event,
+    GoAwayReceived,
+    Receiving,
+    RequestReceived,
+    ResponseReceived,
+    StreamEnded,
+    StreamReset,
+    StreamState,
+    WindowOpened,
+)
+from .errors import ErrorCode, FlowControlError, ProtocolError, StreamClosedError, StreamError
 from .handshake import ROLES, Settings
 
-_BATCH_TYPE = bytes([FrameType.BATCH])
-
 __all__ = [
+    "CLOSED_STREAMS_REMEMBERED",
     "DataReceived",
     "Event",
     "GoAwayReceived",
@@ -80,160 +86,8 @@ __all__ = [
     "WindowOpened",
 ]
 
-HeaderList = list[tuple[bytes, bytes]]
 
-
-# --------------------------------------------------------------------------
-# Events
-
-
-@attrs.frozen
-class RequestReceived:
-    """
-    (agent) The edge opened C{stream_id} with this request head.
-    C{end_stream}: the request has no body.
-    """
-
-    stream_id: int
-    method: bytes
-    target: bytes
-    headers: HeaderList
-    end_stream: bool
-
-
-@attrs.frozen
-class ResponseReceived:
-    """
-    (edge) The agent's response head for C{stream_id}.  A 1xx status is
-    informational (never C{end_stream}); the final head follows.
-    C{end_stream}: the response has no body.
-    """
-
-    stream_id: int
-    status: int
-    reason: bytes
-    headers: HeaderList
-    end_stream: bool
-
-
-@attrs.frozen
-class DataReceived:
-    """
-    A chunk of the peer's body.  Acknowledge C{len(data)} once consumed.
-    C{end_stream}: this is the last chunk (no L{StreamEnded} follows).
-    """
-
-    stream_id: int
-    data: bytes
-    end_stream: bool
-
-
-@attrs.frozen
-class StreamEnded:
-    """
-    The peer's body on C{stream_id} ended by an C{END} frame.
-    """
-
-    stream_id: int
-
-
-@attrs.frozen
-class StreamReset:
-    """
-    The peer reset C{stream_id} (or, on the edge, a go-away refused it with
-    L{ErrorCode.REFUSED_STREAM}): the stream is closed both ways.
-    C{code} is an L{ErrorCode}, or a plain L{int} this side does not know.
-    """
-
-    stream_id: int
-    code: int
-    message: bytes
-
-
-@attrs.frozen
-class WindowOpened:
-    """
-    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the whole
-    session when C{stream_id} is 0: resume senders paused on it.
-    """
-
-    stream_id: int
-
-
-@attrs.frozen
-class GoAwayReceived:
-    """
-    The peer is going away: no new stream may be opened on this session;
-    streams up to C{last_stream_id} go on to their end.
-    """
-
-    last_stream_id: int
-    code: int
-    message: bytes
-
-
-Event = Union[
-    RequestReceived,
-    ResponseReceived,
-    DataReceived,
-    StreamEnded,
-    StreamReset,
-    WindowOpened,
-    GoAwayReceived,
-]
-
-
-# --------------------------------------------------------------------------
-# Stream bookkeeping
-
-
-class _Stream:
-    """
-    A live stream (not both ways ended, not reset).
-
-    send_window: credit for our DATA; recv_window: credit the peer still
-    has; unacked: delivered, not yet acknowledged; pending: acknowledged,
-    not yet announced by a WINDOW_UPDATE; local_head/remote_head: the final
-    head was sent/received (a request head counts for the side it opened);
-    local_closed/remote_closed: our/peer's body ended.
-    """
-
-    __slots__ = (
-        "send_window",
-        "recv_window",
-        "unacked",
-        "pending",
-        "local_head",
-        "remote_head",
-        "local_closed",
-        "remote_closed",
-    )
-
-    def __init__(
-        self, send_window: int, recv_window: int, local_head: bool, remote_head: bool
-    ) -> None:
-        self.send_window = send_window
-        self.recv_window = recv_window
-        self.unacked = 0
-        self.pending = 0
-        self.local_head = local_head
-        self.remote_head = remote_head
-        self.local_closed = False
-        self.remote_closed = False
-
-
-#: How many closed stream ids are remembered, to tell frames that are late
-#: (ignored) from frames that break the protocol (STREAM_CLOSED).  Older
-#: ids at or below the highest id ever opened are treated leniently: their
-#: frames are ignored (DATA credited back to the session window).
-CLOSED_STREAMS_REMEMBERED = 1024
-
-# Values of Session._closed: may late frames of the stream be ignored?
-_IGNORE = True  # this side reset it (or refused it): the peer may lag
-_STRICT = False  # the peer ended or reset it: it must send nothing more
-
-
-class Session:
+class Session(Receiving):
     """
     One edge<->agent session: stream states, credit windows, go-away.
 
@@ -250,7 +104,7 @@ class Session:
         self.local = local
         self.peer = peer
         self._edge = role == "edge"
-        self._streams: dict[int, _Stream] = {}
+        self._streams: dict[int, StreamState] = {}
         self._closed: OrderedDict[int, bool] = OrderedDict()
         self._outbox: list[bytes] = []
         # Edge: the last stream id it allocated; agent: the highest stream
@@ -266,7 +120,7 @@ class Session:
         self._go_away_last = 0  # the last stream id of our first GOAWAY
         self._go_away_received = False
         self._peer_last_stream_id = MAX_STREAM_ID
-        self._error: Optional[ProtocolError] = None
+        self._error: ProtocolError | None = None
         wrong = self._wrong_direction
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             RequestHead: wrong if self._edge else self._on_request_head,
@@ -301,9 +155,7 @@ class Session:
         raised, or a GOAWAY went each way and no stream is live.  The shell
         may then close the WebSocket.
         """
-        return self._error is not None or (
-            self._go_away_sent and self._go_away_received and not self._streams
-        )
+        return self._error is not None or (self._go_away_sent and self._go_away_received and not self._streams)
 
     @property
     def go_away_sent(self) -> bool:
@@ -314,7 +166,7 @@ class Session:
         return self._go_away_received
 
     @property
-    def error(self) -> Optional[ProtocolError]:
+    def error(self) -> ProtocolError | None:
         """
         The L{ProtocolError} L{receive} raised, if it did.
         """
@@ -354,31 +206,9 @@ class Session:
         self._outbox = []
         if len(out) < 2 or not self.peer.batch:
             return out
-        messages: list[bytes] = []
-        run: list[bytes] = []
-        size = 0
+        return batch(out)
 
-        def end_run() -> None:
-            nonlocal size
-            if run:
-                messages.append(run[0] if len(run) == 1 else encode_batch(run))
-                run.clear()
-                size = 0
-
-        for frame in out:
-            n = len(frame)
-            if n > BATCH_FRAME_MAX:
-                end_run()
-                messages.append(frame)
-                continue
-            if size + n > BATCH_MAX:
-                end_run()
-            run.append(frame)
-            size += n + 4
-        end_run()
-        return messages
-
-    def _sending_stream(self, stream_id: int) -> _Stream:
+    def _sending_stream(self, stream_id: int) -> StreamState:
         stream = self._streams.get(stream_id)
         if stream is None:
             raise StreamClosedError(f"stream {stream_id} is not open")
@@ -386,11 +216,11 @@ class Session:
             raise StreamClosedError(f"stream {stream_id}: this side's body ended")
         return stream
 
-    def _close_local(self, stream_id: int, stream: _Stream) -> None:
+    def _close_local(self, stream_id: int, stream: StreamState) -> None:
         stream.local_closed = True
         if stream.remote_closed:
             del self._streams[stream_id]
-            self._remember(stream_id, _STRICT)
+            self._remember(stream_id, STRICT)
 
     def send_request_head(
         self,
@@ -419,15 +249,11 @@ class Session:
         if stream_id > MAX_STREAM_ID:
             raise StreamClosedError("stream ids used up: open a new session")
         try:
-            message = encode(
-                RequestHead(stream_id, method, target, list(headers), end_stream)
-            )
+            message = encode_request_head(stream_id, method, target, list(headers), end_stream)
         except ValueError as e:
             raise StreamError(str(e)) from None
         self._highest = stream_id
-        stream = _Stream(
-            self.peer.stream_window, self.local.stream_window, True, False
-        )
+        stream = StreamState(self.peer.stream_window, self.local.stream_window, True, False)
         stream.local_closed = end_stream
         self._streams[stream_id] = stream
         self._outbox.append(message)
@@ -460,9 +286,7 @@ class Session:
         if end_stream and not final:
             raise StreamError("an informational (1xx) head cannot end the stream")
         try:
-            message = encode(
-                ResponseHead(stream_id, status, reason, list(headers), end_stream)
-            )
+            message = encode_response_head(stream_id, status, reason, list(headers), end_stream)
         except ValueError as e:
             raise StreamError(str(e)) from None
         self._outbox.append(message)
@@ -473,7 +297,7 @@ class Session:
     def send_data(
         self,
         stream_id: int,
-        data: "bytes | bytearray | memoryview",
+        data: bytes | bytearray | memoryview,
         end_stream: bool = False,
     ) -> None:
         """
@@ -496,8 +320,7 @@ class Session:
         size = len(data)
         if size > stream.send_window or size > self._send_window:
             raise FlowControlError(
-                f"stream {stream_id}: {size} bytes offered, "
-                f"send window is {min(stream.send_window, self._send_window)}"
+                f"stream {stream_id}: {size} bytes offered, send window is {min(stream.send_window, self._send_window)}"
             )
         if size:
             stream.send_window -= size
@@ -536,9 +359,7 @@ class Session:
         self._outbox.append(HEADER.pack(FrameType.END, 0, stream_id))
         self._close_local(stream_id, stream)
 
-    def reset_stream(
-        self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b""
-    ) -> None:
+    def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
         """
         Abort C{stream_id} both ways with a C{RESET} frame.  Idempotent: a
         no-op for a stream that is unknown, closed or already reset.  The
@@ -555,7 +376,7 @@ class Session:
         except ValueError as e:
             raise StreamError(str(e)) from None
         del self._streams[stream_id]
-        self._remember(stream_id, _IGNORE)
+        self._remember(stream_id, IGNORE)
         self._outbox.append(frame)
 
     def acknowledge(self, stream_id: int, n: int) -> None:
@@ -578,16 +399,11 @@ class Session:
         if self._error is not None:
             return
         if n > self._recv_unacked:
-            raise StreamError(
-                f"acknowledging {n} bytes, only {self._recv_unacked} unacknowledged"
-            )
+            raise StreamError(f"acknowledging {n} bytes, only {self._recv_unacked} unacknowledged")
         stream = self._streams.get(stream_id)
         if stream is not None:
             if n > stream.unacked:
-                raise StreamError(
-                    f"stream {stream_id}: acknowledging {n} bytes, "
-                    f"only {stream.unacked} unacknowledged"
-                )
+                raise StreamError(f"stream {stream_id}: acknowledging {n} bytes, only {stream.unacked} unacknowledged")
             stream.unacked -= n
             if not stream.remote_closed:
                 pending = stream.pending + n
@@ -630,251 +446,3 @@ class Session:
         self._go_away_sent = True
         self._go_away_last = last
         self._outbox.append(frame)
-
-    def _processed(self) -> int:
-        """
-        The last stream id a GOAWAY from this side carries: 0 on the edge;
-        on the agent the highest stream id accepted, which stops growing once
-        a first GOAWAY went out (later REQUEST_HEADs are refused).
-        """
-        if self._edge:
-            return 0
-        return self._go_away_last if self._go_away_sent else self._highest
-
-    # ----------------------------------------------------------------------
-    # Receiving
-
-    def receive(self, message: bytes) -> list[Event]:
-        """
-        Process one binary WebSocket message from the peer.
-
-        @return: the events it caused, in order (often none or one).
-        @raise ProtocolError: the peer broke the protocol.  The session is
-            then dead: L{data_to_send} holds a GOAWAY carrying the error
-            code, L{closed} is true, every stream is gone, and later calls
-            return no events.  Flush, then close the WebSocket with
-            C{websocket_close_code(error.code)}.
-        """
-        if self._error is not None:
-            return []
-        try:
-            if message[:1] != _BATCH_TYPE:
-                frame = decode(message)
-                return self._handlers[type(frame)](frame)
-            if not self.local.batch:
-                raise ProtocolError("BATCH frame, but this side did not announce batch")
-            events: list[Event] = []
-            handlers = self._handlers
-            for inner in decode_batch(message):
-                frame = decode(inner)
-                events += handlers[type(frame)](frame)
-            return events
-        except ProtocolError as e:
-            self._fail(e)
-            raise
-
-    def _fail(self, error: ProtocolError) -> None:
-        self._error = error
-        self._streams.clear()
-        last = self._processed()
-        text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
-        self._outbox.append(encode(GoAway(last, error.code, text)))
-
-    def _remember(self, stream_id: int, ignore: bool) -> None:
-        closed = self._closed
-        closed[stream_id] = ignore
-        if len(closed) > CLOSED_STREAMS_REMEMBERED:
-            closed.popitem(last=False)
-
-    def _receiving(self, stream_id: int, what: str) -> _Stream | None:
-        """
-        The live stream a frame C{what} from the peer is for; L{None} when
-        the frame is to be ignored (see L{_not_live}).
-
-        @raise ProtocolError: the stream is unknown, or the peer already
-            ended its side of it.
-        """
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            self._not_live(stream_id, what)
-            return None
-        if stream.remote_closed:
-            raise ProtocolError(
-                f"{what} on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED
-            )
-        return stream
-
-    def _not_live(self, stream_id: int, what: str) -> None:
-        """
-        A frame C{what} arrived for C{stream_id}, which is not live.
-        Return if it is to be ignored; raise if it breaks the protocol.
-        """
-        if stream_id > self._highest:
-            raise ProtocolError(f"{what} on stream {stream_id}, never opened")
-        if self._closed.get(stream_id, _IGNORE) is _STRICT:
-            raise ProtocolError(
-                f"{what} on closed stream {stream_id}", ErrorCode.STREAM_CLOSED
-            )
-
-    def _wrong_direction(self, frame: Union[RequestHead, ResponseHead]) -> list[Event]:
-        kind = "REQUEST_HEAD" if type(frame) is RequestHead else "RESPONSE_HEAD"
-        raise ProtocolError(f"the {self.role} cannot receive {kind}")
-
-    def _on_request_head(self, frame: RequestHead) -> list[Event]:
-        stream_id = frame.stream_id
-        if stream_id <= self._highest:
-            raise ProtocolError(
-                f"REQUEST_HEAD on stream {stream_id}, "
-                f"not above the last one ({self._highest})"
-            )
-        self._highest = stream_id
-        if self._go_away_sent:
-            # Refused: the edge learns it from our GOAWAY's last stream id.
-            self._remember(stream_id, _IGNORE)
-            return []
-        stream = _Stream(
-            self.peer.stream_window, self.local.stream_window, False, True
-        )
-        stream.remote_closed = frame.end_stream
-        self._streams[stream_id] = stream
-        return [
-            RequestReceived(
-                stream_id, frame.method, frame.target, frame.headers, frame.end_stream
-            )
-        ]
-
-    def _on_response_head(self, frame: ResponseHead) -> list[Event]:
-        stream_id = frame.stream_id
-        stream = self._receiving(stream_id, "RESPONSE_HEAD")
-        if stream is None:
-            return []
-        if stream.remote_head:
-            raise ProtocolError(f"a second final RESPONSE_HEAD on stream {stream_id}")
-        if frame.status >= 200:
-            stream.remote_head = True
-        elif frame.end_stream:
-            raise ProtocolError(f"informational head ending stream {stream_id}")
-        if frame.end_stream:
-            stream.remote_closed = True
-            if stream.local_closed:
-                del self._streams[stream_id]
-                self._remember(stream_id, _STRICT)
-        return [
-            ResponseReceived(
-                stream_id, frame.status, frame.reason, frame.headers, frame.end_stream
-            )
-        ]
-
-    def _on_data(self, frame: Data) -> list[Event]:
-        stream_id = frame.stream_id
-        size = len(frame.data)
-        if size > self.local.max_frame_payload:
-            raise ProtocolError(
-                f"DATA of {size} bytes, more than max_frame_payload "
-                f"{self.local.max_frame_payload}",
-                ErrorCode.FRAME_TOO_LARGE,
-            )
-        self._recv_window -= size
-        if self._recv_window < 0:
-            raise ProtocolError(
-                "DATA beyond the session receive window", ErrorCode.FLOW_CONTROL_ERROR
-            )
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            self._not_live(stream_id, "DATA")
-            if size:
-                self._credit_session(size)
-            return []
-        if stream.remote_closed:
-            raise ProtocolError(
-                f"DATA on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED
-            )
-        if not stream.remote_head:
-            raise ProtocolError(f"DATA before the response head on stream {stream_id}")
-        stream.recv_window -= size
-        if stream.recv_window < 0:
-            raise ProtocolError(
-                f"DATA beyond the receive window of stream {stream_id}",
-                ErrorCode.FLOW_CONTROL_ERROR,
-            )
-        stream.unacked += size
-        self._recv_unacked += size
-        if frame.end_stream:
-            stream.remote_closed = True
-            if stream.local_closed:
-                del self._streams[stream_id]
-                self._remember(stream_id, _STRICT)
-        elif not size:
-            return []
-        return [DataReceived(stream_id, frame.data, frame.end_stream)]
-
-    def _on_end(self, frame: End) -> list[Event]:
-        stream_id = frame.stream_id
-        stream = self._receiving(stream_id, "END")
-        if stream is None:
-            return []
-        if not stream.remote_head:
-            raise ProtocolError(f"END before the response head on stream {stream_id}")
-        stream.remote_closed = True
-        if stream.local_closed:
-            del self._streams[stream_id]
-            self._remember(stream_id, _STRICT)
-        return [StreamEnded(stream_id)]
-
-    def _on_reset(self, frame: Reset) -> list[Event]:
-        stream_id = frame.stream_id
-        if self._streams.pop(stream_id, None) is None:
-            if stream_id > self._highest:
-                raise ProtocolError(f"RESET on stream {stream_id}, never opened")
-            return []
-        self._remember(stream_id, _STRICT)
-        return [StreamReset(stream_id, frame.code, frame.message)]
-
-    def _on_window_update(self, frame: WindowUpdate) -> list[Event]:
-        stream_id = frame.stream_id
-        if stream_id == 0:
-            self._send_window += frame.increment
-            if self._send_window > MAX_WINDOW:
-                raise ProtocolError(
-                    "session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR
-                )
-            return [WindowOpened(0)]
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            if stream_id > self._highest:
-                raise ProtocolError(
-                    f"WINDOW_UPDATE on stream {stream_id}, never opened"
-                )
-            return []
-        if stream.local_closed:
-            return []
-        stream.send_window += frame.increment
-        if stream.send_window > MAX_WINDOW:
-            raise ProtocolError(
-                f"send window of stream {stream_id} above 2^31-1",
-                ErrorCode.FLOW_CONTROL_ERROR,
-            )
-        return [WindowOpened(stream_id)]
-
-    def _on_go_away(self, frame: GoAway) -> list[Event]:
-        last = frame.last_stream_id
-        if self._edge:
-            if last > self._highest:
-                raise ProtocolError(
-                    f"GOAWAY names stream {last}, above the last opened "
-                    f"({self._highest})"
-                )
-            if last > self._peer_last_stream_id:
-                raise ProtocolError("GOAWAY raised its last stream id")
-            self._peer_last_stream_id = last
-        self._go_away_received = True
-        events: list[Event] = [GoAwayReceived(last, frame.code, frame.message)]
-        if self._edge:
-            refused = [sid for sid in self._streams if sid > last]
-            for sid in refused:
-                del self._streams[sid]
-                self._remember(sid, _IGNORE)
-                events.append(
-                    StreamReset(sid, ErrorCode.REFUSED_STREAM, b"refused: going away")
-                )
-        return events

@@ -1,0 +1,438 @@
+"""
+The receiving half of L{netbore.protocol.session.Session}: the events a
+peer's frames cause, the per-stream bookkeeping, and the handlers that turn
+each received frame into events (one handler per frame type, dispatched by
+a dict).
+
+L{Receiving} is a base class of L{Session}, not used alone: it reads and
+writes the session state that L{Session.__init__} sets up.  Import the
+events from L{netbore.protocol.session} or L{netbore.protocol}.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._batch import decode_batch
+from ._encode import encode
+from ._frames import (
+    MAX_MESSAGE,
+    MAX_WINDOW,
+    Data,
+    End,
+    FrameType,
+    GoAway,
+    RequestHead,
+    Reset,
+    ResponseHead,
+    WindowUpdate,
+    decode,
+)
+from .errors import ErrorCode, ProtocolError
+from .handshake import Settings
+
+__all__ = [
+    "CLOSED_STREAMS_REMEMBERED",
+    "DataReceived",
+    "Event",
+    "GoAwayReceived",
+    "RequestReceived",
+    "ResponseReceived",
+    "StreamEnded",
+    "StreamReset",
+    "WindowOpened",
+]
+
+_BATCH_TYPE = bytes([FrameType.BATCH])
+
+HeaderList = list[tuple[bytes, bytes]]
+
+
+# --------------------------------------------------------------------------
+# Events
+
+
+@attrs.frozen
+class RequestReceived:
+    """
+    (agent) The edge opened C{stream_id} with this request head.
+    C{end_stream}: the request has no body.
+    """
+
+    stream_id: int
+    method: bytes
+    target: bytes
+    headers: HeaderList
+    end_stream: bool
+
+
+@attrs.frozen
+class ResponseReceived:
+    """
+    (edge) The agent's response head for C{stream_id}.  A 1xx status is
+    informational (never C{end_stream}); the final head follows.
+    C{end_stream}: the response has no body.
+    """
+
+    stream_id: int
+    status: int
+    reason: bytes
+    headers: HeaderList
+    end_stream: bool
+
+
+@attrs.frozen
+class DataReceived:
+    """
+    A chunk of the peer's body.  Acknowledge C{len(data)} once consumed.
+    C{end_stream}: this is the last chunk (no L{StreamEnded} follows).
+    """
+
+    stream_id: int
+    data: bytes
+    end_stream: bool
+
+
+@attrs.frozen
+class StreamEnded:
+    """
+    The peer's body on C{stream_id} ended by an C{END} frame.
+    """
+
+    stream_id: int
+
+
+@attrs.frozen
+class StreamReset:
+    """
+    The peer reset C{stream_id} (or, on the edge, a go-away refused it with
+    L{ErrorCode.REFUSED_STREAM}): the stream is closed both ways.
+    C{code} is an L{ErrorCode}, or a plain L{int} this side does not know.
+    """
+
+    stream_id: int
+    code: int
+    message: bytes
+
+
+@attrs.frozen
+class WindowOpened:
+    """
+    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the whole
+    session when C{stream_id} is 0: resume senders paused on it.
+    """
+
+    stream_id: int
+
+
+@attrs.frozen
+class GoAwayReceived:
+    """
+    The peer is going away: no new stream may be opened on this session;
+    streams up to C{last_stream_id} go on to their end.
+    """
+
+    last_stream_id: int
+    code: int
+    message: bytes
+
+
+Event = RequestReceived | ResponseReceived | DataReceived | StreamEnded | StreamReset | WindowOpened | GoAwayReceived
+
+
+# --------------------------------------------------------------------------
+# Stream bookkeeping
+
+
+class StreamState:
+    """
+    A live stream (not both ways ended, not reset).
+
+    send_window: credit for our DATA; recv_window: credit the peer still
+    has; unacked: delivered, not yet acknowledged; pending: acknowledged,
+    not yet announced by a WINDOW_UPDATE; local_head/remote_head: the final
+    head was sent/received (a request head counts for the side it opened);
+    local_closed/remote_closed: our/peer's body ended.
+    """
+
+    __slots__ = (
+        "send_window",
+        "recv_window",
+        "unacked",
+        "pending",
+        "local_head",
+        "remote_head",
+        "local_closed",
+        "remote_closed",
+    )
+
+    def __init__(self, send_window: int, recv_window: int, local_head: bool, remote_head: bool) -> None:
+        self.send_window = send_window
+        self.recv_window = recv_window
+        self.unacked = 0
+        self.pending = 0
+        self.local_head = local_head
+        self.remote_head = remote_head
+        self.local_closed = False
+        self.remote_closed = False
+
+
+#: How many closed stream ids are remembered, to tell frames that are late
+#: (ignored) from frames that break the protocol (STREAM_CLOSED).  Older
+#: ids at or below the highest id ever opened are treated leniently: their
+#: frames are ignored (DATA credited back to the session window).
+CLOSED_STREAMS_REMEMBERED = 1024
+
+# Values of Session._closed: may late frames of the stream be ignored?
+IGNORE = True  # this side reset it (or refused it): the peer may lag
+STRICT = False  # the peer ended or reset it: it must send nothing more
+
+
+class Receiving:
+    """
+    Receiving frames: L{receive} and one handler per frame type.
+    """
+
+    # Set up by Session.__init__.
+    role: str
+    local: Settings
+    peer: Settings
+    _edge: bool
+    _streams: dict[int, StreamState]
+    _closed: OrderedDict[int, bool]
+    _outbox: list[bytes]
+    _highest: int
+    _send_window: int
+    _recv_window: int
+    _recv_unacked: int
+    _go_away_sent: bool
+    _go_away_last: int
+    _go_away_received: bool
+    _peer_last_stream_id: int
+    _error: ProtocolError | None
+    _handlers: dict[type, Callable[[Any], list[Event]]]
+
+    if TYPE_CHECKING:
+
+        def _credit_session(self, n: int) -> None: ...
+
+    def _processed(self) -> int:
+        """
+        The last stream id a GOAWAY from this side carries: 0 on the edge;
+        on the agent the highest stream id accepted, which stops growing once
+        a first GOAWAY went out (later REQUEST_HEADs are refused).
+        """
+        if self._edge:
+            return 0
+        return self._go_away_last if self._go_away_sent else self._highest
+
+    # ----------------------------------------------------------------------
+    # Receiving
+
+    def receive(self, message: bytes) -> list[Event]:
+        """
+        Process one binary WebSocket message from the peer.
+
+        @return: the events it caused, in order (often none or one).
+        @raise ProtocolError: the peer broke the protocol.  The session is
+            then dead: L{data_to_send} holds a GOAWAY carrying the error
+            code, L{closed} is true, every stream is gone, and later calls
+            return no events.  Flush, then close the WebSocket with
+            C{websocket_close_code(error.code)}.
+        """
+        if self._error is not None:
+            return []
+        try:
+            if message[:1] != _BATCH_TYPE:
+                frame = decode(message)
+                return self._handlers[type(frame)](frame)
+            if not self.local.batch:
+                raise ProtocolError("BATCH frame, but this side did not announce batch")
+            events: list[Event] = []
+            handlers = self._handlers
+            for inner in decode_batch(message):
+                frame = decode(inner)
+                events += handlers[type(frame)](frame)
+            return events
+        except ProtocolError as e:
+            self._fail(e)
+            raise
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._error = error
+        self._streams.clear()
+        last = self._processed()
+        text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
+        self._outbox.append(encode(GoAway(last, error.code, text)))
+
+    def _remember(self, stream_id: int, ignore: bool) -> None:
+        closed = self._closed
+        closed[stream_id] = ignore
+        if len(closed) > CLOSED_STREAMS_REMEMBERED:
+            closed.popitem(last=False)
+
+    def _receiving(self, stream_id: int, what: str) -> StreamState | None:
+        """
+        The live stream a frame C{what} from the peer is for; L{None} when
+        the frame is to be ignored (see L{_not_live}).
+
+        @raise ProtocolError: the stream is unknown, or the peer already
+            ended its side of it.
+        """
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._not_live(stream_id, what)
+            return None
+        if stream.remote_closed:
+            raise ProtocolError(f"{what} on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED)
+        return stream
+
+    def _not_live(self, stream_id: int, what: str) -> None:
+        """
+        A frame C{what} arrived for C{stream_id}, which is not live.
+        Return if it is to be ignored; raise if it breaks the protocol.
+        """
+        if stream_id > self._highest:
+            raise ProtocolError(f"{what} on stream {stream_id}, never opened")
+        if self._closed.get(stream_id, IGNORE) is STRICT:
+            raise ProtocolError(f"{what} on closed stream {stream_id}", ErrorCode.STREAM_CLOSED)
+
+    def _wrong_direction(self, frame: RequestHead | ResponseHead) -> list[Event]:
+        kind = "REQUEST_HEAD" if type(frame) is RequestHead else "RESPONSE_HEAD"
+        raise ProtocolError(f"the {self.role} cannot receive {kind}")
+
+    def _on_request_head(self, frame: RequestHead) -> list[Event]:
+        stream_id = frame.stream_id
+        if stream_id <= self._highest:
+            raise ProtocolError(f"REQUEST_HEAD on stream {stream_id}, not above the last one ({self._highest})")
+        self._highest = stream_id
+        if self._go_away_sent:
+            # Refused: the edge learns it from our GOAWAY's last stream id.
+            self._remember(stream_id, IGNORE)
+            return []
+        stream = StreamState(self.peer.stream_window, self.local.stream_window, False, True)
+        stream.remote_closed = frame.end_stream
+        self._streams[stream_id] = stream
+        return [RequestReceived(stream_id, frame.method, frame.target, frame.headers, frame.end_stream)]
+
+    def _on_response_head(self, frame: ResponseHead) -> list[Event]:
+        stream_id = frame.stream_id
+        stream = self._receiving(stream_id, "RESPONSE_HEAD")
+        if stream is None:
+            return []
+        if stream.remote_head:
+            raise ProtocolError(f"a second final RESPONSE_HEAD on stream {stream_id}")
+        if frame.status >= 200:
+            stream.remote_head = True
+        elif frame.end_stream:
+            raise ProtocolError(f"informational head ending stream {stream_id}")
+        if frame.end_stream:
+            stream.remote_closed = True
+            if stream.local_closed:
+                del self._streams[stream_id]
+                self._remember(stream_id, STRICT)
+        return [ResponseReceived(stream_id, frame.status, frame.reason, frame.headers, frame.end_stream)]
+
+    def _on_data(self, frame: Data) -> list[Event]:
+        stream_id = frame.stream_id
+        size = len(frame.data)
+        if size > self.local.max_frame_payload:
+            raise ProtocolError(
+                f"DATA of {size} bytes, more than max_frame_payload {self.local.max_frame_payload}",
+                ErrorCode.FRAME_TOO_LARGE,
+            )
+        self._recv_window -= size
+        if self._recv_window < 0:
+            raise ProtocolError("DATA beyond the session receive window", ErrorCode.FLOW_CONTROL_ERROR)
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._not_live(stream_id, "DATA")
+            if size:
+                self._credit_session(size)
+            return []
+        if stream.remote_closed:
+            raise ProtocolError(f"DATA on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED)
+        if not stream.remote_head:
+            raise ProtocolError(f"DATA before the response head on stream {stream_id}")
+        stream.recv_window -= size
+        if stream.recv_window < 0:
+            raise ProtocolError(
+                f"DATA beyond the receive window of stream {stream_id}",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        stream.unacked += size
+        self._recv_unacked += size
+        if frame.end_stream:
+            stream.remote_closed = True
+            if stream.local_closed:
+                del self._streams[stream_id]
+                self._remember(stream_id, STRICT)
+        elif not size:
+            return []
+        return [DataReceived(stream_id, frame.data, frame.end_stream)]
+
+    def _on_end(self, frame: End) -> list[Event]:
+        stream_id = frame.stream_id
+        stream = self._receiving(stream_id, "END")
+        if stream is None:
+            return []
+        if not stream.remote_head:
+            raise ProtocolError(f"END before the response head on stream {stream_id}")
+        stream.remote_closed = True
+        if stream.local_closed:
+            del self._streams[stream_id]
+            self._remember(stream_id, STRICT)
+        return [StreamEnded(stream_id)]
+
+    def _on_reset(self, frame: Reset) -> list[Event]:
+        stream_id = frame.stream_id
+        if self._streams.pop(stream_id, None) is None:
+            if stream_id > self._highest:
+                raise ProtocolError(f"RESET on stream {stream_id}, never opened")
+            return []
+        self._remember(stream_id, STRICT)
+        return [StreamReset(stream_id, frame.code, frame.message)]
+
+    def _on_window_update(self, frame: WindowUpdate) -> list[Event]:
+        stream_id = frame.stream_id
+        if stream_id == 0:
+            self._send_window += frame.increment
+            if self._send_window > MAX_WINDOW:
+                raise ProtocolError("session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
+            return [WindowOpened(0)]
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if stream_id > self._highest:
+                raise ProtocolError(f"WINDOW_UPDATE on stream {stream_id}, never opened")
+            return []
+        if stream.local_closed:
+            return []
+        stream.send_window += frame.increment
+        if stream.send_window > MAX_WINDOW:
+            raise ProtocolError(
+                f"send window of stream {stream_id} above 2^31-1",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        return [WindowOpened(stream_id)]
+
+    def _on_go_away(self, frame: GoAway) -> list[Event]:
+        last = frame.last_stream_id
+        if self._edge:
+            if last > self._highest:
+                raise ProtocolError(f"GOAWAY names stream {last}, above the last opened ({self._highest})")
+            if last > self._peer_last_stream_id:
+                raise ProtocolError("GOAWAY raised its last stream id")
+            self._peer_last_stream_id = last
+        self._go_away_received = True
+        events: list[Event] = [GoAwayReceived(last, frame.code, frame.message)]
+        if self._edge:
+            refused = [sid for sid in self._streams if sid > last]
+            for sid in refused:
+                del self._streams[sid]
+                self._remember(sid, IGNORE)
+                events.append(StreamReset(sid, ErrorCode.REFUSED_STREAM, b"refused: going away"))
+        return events
