@@ -34,7 +34,8 @@ reactor into whatever writes on the hot path.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet import abstract, tcp
 from twisted.logger import Logger

@@ -14,7 +14,6 @@ from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
-from twisted.python.failure import Failure
 from twisted.test import iosim
 
 from netbore.agent.forwarder import OriginForwarder
@@ -23,7 +22,6 @@ from netbore.agent.session import AgentSessionFactory, AgentSessionProtocol, Ses
 from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
-
 from netbore.writes import WriteBatch
 
 from .test_agent_forwarder import Attempt, FakeOrigin
@@ -106,9 +104,7 @@ class Harness:
     ) -> None:
         self.clock = MemoryReactorClock()
         self.origin = FakeOrigin()
-        self.forwarder = OriginForwarder(
-            self.clock, "http://127.0.0.1:3000", pool=OriginPool(self.origin, self.clock)
-        )
+        self.forwarder = OriginForwarder(self.clock, "http://127.0.0.1:3000", pool=OriginPool(self.origin, self.clock))
         self.ready: list[Hello] = []
         self.closed: list[SessionClosed] = []
         self.factory = AgentSessionFactory(

@@ -14,15 +14,15 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
-from netbore.edge.config import EdgeConfig
+from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
 from netbore.edge.agents import AgentEndpoint, EdgeSession
+from netbore.edge.config import EdgeConfig
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
 from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.frames import Data, encode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
-from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
 from netbore.writes import WriteBatch
 
 AGENT_SETTINGS = Settings()
@@ -76,15 +76,24 @@ class Harness:
         )
         now = self.clock.seconds()
         self.tunnel = Tunnel(
-            tunnel_id="t1", name="app", public_hostname="app.tunnel.test", public_url="http://app.tunnel.test",
-            owner=None, edge_id="edge-1", created_at=now, expires_at=now + 600, held_until=now + 600,
+            tunnel_id="t1",
+            name="app",
+            public_hostname="app.tunnel.test",
+            public_url="http://app.tunnel.test",
+            owner=None,
+            edge_id="edge-1",
+            created_at=now,
+            expires_at=now + 600,
+            held_until=now + 600,
         )
         self.registry.add(self.tunnel)
 
     def token(self, tunnel_id: str = "t1", name: str = "app") -> str:
         return self.authority.issue(EPHEMERAL, tunnel_id, 600, name=name)[0]
 
-    def connect(self, token: str | None, agent_id: str = "agent-1", how: str = "header") -> tuple[FakeAgent, EdgeSession, iosim.IOPump]:
+    def connect(
+        self, token: str | None, agent_id: str = "agent-1", how: str = "header"
+    ) -> tuple[FakeAgent, EdgeSession, iosim.IOPump]:
         headers = {}
         protocols = [SUBPROTOCOL]
         url = "ws://tunnel.test/connect"

@@ -22,12 +22,12 @@ from netbore.protocol import (
     ProtocolError,
     RequestReceived,
     ResponseReceived,
+    Settings,
     StreamEnded,
     StreamReset,
     WindowOpened,
     WindowUpdate,
     encode,
-    Settings,
     max_message_size,
 )
 from netbore.websocket import MAX_CLOSE_REASON, TransportProducer, close_reason
@@ -110,11 +110,21 @@ def test_an_agent_that_sends_no_hello_is_failed_after_the_handshake_timeout(
 def test_each_role_handles_the_events_it_can_receive(edge: Any) -> None:
     h, agent, session, pump = edge
     assert set(session._handlers) == {
-        ResponseReceived, DataReceived, StreamEnded, StreamReset, WindowOpened, GoAwayReceived,
+        ResponseReceived,
+        DataReceived,
+        StreamEnded,
+        StreamReset,
+        WindowOpened,
+        GoAwayReceived,
     }
     a = AgentHarness()
     assert set(a.client._handlers) == {
-        RequestReceived, DataReceived, StreamEnded, StreamReset, WindowOpened, GoAwayReceived,
+        RequestReceived,
+        DataReceived,
+        StreamEnded,
+        StreamReset,
+        WindowOpened,
+        GoAwayReceived,
     }
 
 

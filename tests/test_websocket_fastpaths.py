@@ -140,7 +140,9 @@ def test_the_installed_autobahn_takes_every_fast_path() -> None:
     # Run against autobahn's newest release too (tox -e newest): a change
     # there shows here, not as a silent slowdown.
     assert send_data_known()
-    assert install_fast_paths() == FastPaths(plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True)
+    assert install_fast_paths() == FastPaths(
+        plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True
+    )
 
 
 def _read_debug_lines(tmp_path: Path) -> int:

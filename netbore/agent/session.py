@@ -14,13 +14,15 @@ session ended (L{SessionClosed}) to the reconnect policy.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IConnector
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from netbore._types import Reactor
 from netbore.agent.forwarder import OriginForwarder, OriginStream
@@ -72,10 +74,10 @@ class SessionClosed:
     """
 
     was_clean: bool
-    code: Optional[int]
+    code: int | None
     reason: str
     ready: bool
-    http_status: Optional[int] = None
+    http_status: int | None = None
     go_away: bool = False
     protocol_error: bool = False
 
@@ -435,16 +437,12 @@ class AgentSessionFactory(WebSocketClientFactory):
             except Exception:
                 log.failure("on_closed callback failed")
 
-    def clientConnectionFailed(self, connector: Any, reason: Any) -> None:
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
         # Only reached with reactor.connectTCP/connectSSL; endpoints report
         # the failure through their Deferred instead.
         log.info("cannot reach the edge: {reason}", reason=reason.getErrorMessage())
         if self.on_closed is not None:
             try:
-                self.on_closed(
-                    SessionClosed(
-                        was_clean=False, code=None, reason=reason.getErrorMessage(), ready=False
-                    )
-                )
+                self.on_closed(SessionClosed(was_clean=False, code=None, reason=reason.getErrorMessage(), ready=False))
             except Exception:
                 log.failure("on_closed callback failed")

@@ -68,7 +68,7 @@ def _token_from(request: ConnectionRequest) -> str | None:
             return value.strip()
     for proto in request.protocols:
         if proto.startswith(_BEARER_PREFIX):
-            return proto[len(_BEARER_PREFIX):]
+            return proto[len(_BEARER_PREFIX) :]
     values = parse_qs(urlsplit(request.path).query).get("nb_token") or request.params.get("nb_token")
     if values:
         return values[0]
@@ -84,7 +84,7 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
 
     role = "edge"
     peer_role = "agent"
-    factory: "EdgeSessionFactory"
+    factory: EdgeSessionFactory
 
     def __init__(self) -> None:
         super().__init__()
@@ -102,8 +102,7 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
     # -- opening handshake ---------------------------------------------------
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
-        result: str | None = self.guard_opening(self._authenticate, request)
-        return result
+        return self.guard_opening(self._authenticate, request)
 
     def _authenticate(self, request: ConnectionRequest) -> str | None:
         endpoint = self.factory.endpoint
@@ -119,7 +118,7 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
             claims = endpoint.authority.verify(token, EPHEMERAL)
         except TokenError as e:
             endpoint.limiter.failed(self.peer_host)
-            raise ConnectionDeny(401, f"token refused: {e}")
+            raise ConnectionDeny(401, f"token refused: {e}") from None
         tunnel = endpoint.registry.get(claims.sub)
         if tunnel is None or tunnel.name != claims.name:
             raise ConnectionDeny(403, "tunnel unknown or deleted: create it again")
@@ -198,17 +197,22 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         log.info("agent {agent_id} is going away", agent_id=self.agent_id)
         self.factory.endpoint.detach(self)
 
-    def stream_failed(self, stream: "ViewerExchange") -> None:
+    def stream_failed(self, stream: ViewerExchange) -> None:
         # The viewer gets a 502 (or a cut connection once the response began).
         stream.reset(ErrorCode.INTERNAL_ERROR)
 
-    def stream_lost(self, stream: "ViewerExchange") -> None:
+    def stream_lost(self, stream: ViewerExchange) -> None:
         stream.reset(ErrorCode.CANCEL)
 
     # -- the stream API the viewer exchanges use -------------------------------
 
     def open_stream(
-        self, exchange: "ViewerExchange", method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool
+        self,
+        exchange: ViewerExchange,
+        method: bytes,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        end_stream: bool,
     ) -> int:
         session = self.session
         if session is None:
@@ -295,7 +299,7 @@ class EdgeSessionFactory(WebSocketServerFactory):
 
     protocol = EdgeSession  # type: ignore[assignment]
 
-    def __init__(self, endpoint: "AgentEndpoint", reactor: Reactor, writes: WriteBatch | None = None) -> None:
+    def __init__(self, endpoint: AgentEndpoint, reactor: Reactor, writes: WriteBatch | None = None) -> None:
         super().__init__(reactor=reactor)
         self.endpoint = endpoint
         self.writes = writes if writes is not None else WriteBatch()
@@ -343,7 +347,7 @@ class AgentEndpoint:
     def __init__(
         self,
         config: EdgeConfig,
-        registry: "IRegistry",
+        registry: IRegistry,
         authority: TokenAuthority,
         limiter: AuthFailureLimiter,
         reactor: Reactor,
@@ -365,7 +369,7 @@ class AgentEndpoint:
     def resource(self) -> WebSocketResource:
         return _UpgradeResource(self.factory)
 
-    def attach(self, tunnel: "Tunnel", session: EdgeSession) -> None:
+    def attach(self, tunnel: Tunnel, session: EdgeSession) -> None:
         # A new session from the same agent replaces the old one at once (a
         # reconnect after a half-open connection must not wait for the old
         # one's heartbeat to fail).
@@ -393,11 +397,9 @@ class AgentEndpoint:
             tunnel = session.tunnel
             if tunnel is not None:
                 self.registry.detach_session(tunnel, session)
-                log.info(
-                    "agent {agent_id} of tunnel {name} disconnected", agent_id=session.agent_id, name=tunnel.name
-                )
+                log.info("agent {agent_id} of tunnel {name} disconnected", agent_id=session.agent_id, name=tunnel.name)
 
-    def tunnel_deleted(self, tunnel: "Tunnel") -> None:
+    def tunnel_deleted(self, tunnel: Tunnel) -> None:
         for session in list(tunnel.sessions):
             if isinstance(session, EdgeSession):
                 self.detach(session)

@@ -13,8 +13,8 @@ The tunnel WebSocket, shared by the edge's agent endpoint
 
 from .adapter import TunnelFactory, TunnelStream, TunnelWebSocket
 from .batched import TransportProducer
-from .options import MAX_CLOSE_REASON, close_reason, send_data_known, set_tunnel_options
 from .fastpaths import FastPaths, install_fast_paths, remove_fast_paths
+from .options import MAX_CLOSE_REASON, close_reason, send_data_known, set_tunnel_options
 
 __all__ = [
     "MAX_CLOSE_REASON",

@@ -30,7 +30,8 @@ share around the sans-IO L{netbore.protocol.Session}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Generic, Protocol, TypeVar, cast
+from collections.abc import Callable
+from typing import ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast
 
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IDelayedCall
@@ -84,6 +85,9 @@ class TunnelFactory(Protocol):
 
 StreamT = TypeVar("StreamT", bound=TunnelStream)
 E = TypeVar("E", bound=Event)
+H = TypeVar("H")
+R = TypeVar("R")
+P = ParamSpec("P")
 
 
 class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
@@ -105,7 +109,7 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
     # autobahn's, as this mixin uses them.
     factory: TunnelFactory
     sendMessage: Callable[..., None]
-    registerProducer: Callable[[Any, bool], None]
+    registerProducer: Callable[[object, bool], None]
 
     def __init__(self) -> None:
         super().__init__()
@@ -189,7 +193,7 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
 
     # -- opening -------------------------------------------------------------
 
-    def guard_opening(self, opening: Callable[[Any], Any], handshake: Any) -> Any:
+    def guard_opening(self, opening: Callable[[H], R], handshake: H) -> R:
         """
         Run the role's C{onConnect} part: a L{ConnectionDeny} refuses the
         handshake as meant; anything else is logged with its Failure, and
@@ -329,13 +333,13 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
                 log.failure("error resuming stream {stream_id}; it is reset", stream_id=stream_id)
                 self.reset_failed_stream(stream_id)
 
-    def call(self, method: Callable[..., Any], *args: Any) -> Any:
+    def call(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
         """
         Call a session method for a stream; one the session has already
         closed is not an error worth more than a debug line.
         """
         try:
-            return method(*args)
+            return method(*args, **kwargs)
         except StreamError as e:
             log.debug("session refused {method}: {error}", method=method.__name__, error=str(e))
             return None

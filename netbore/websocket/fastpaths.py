@@ -146,8 +146,7 @@ def install_fast_paths() -> FastPaths:
     BatchedWebSocket.skip_read_debug = installed.no_read_debug_line
     if not all(attrs.astuple(installed)):
         log.info(
-            "autobahn fast paths not all installed ({installed}): autobahn changed; "
-            "see netbore.websocket.fastpaths",
+            "autobahn fast paths not all installed ({installed}): autobahn changed; see netbore.websocket.fastpaths",
             installed=installed,
         )
     return installed

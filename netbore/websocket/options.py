@@ -104,5 +104,3 @@ def set_tunnel_options(
         factory.setProtocolOptions(perMessageCompressionAccept=_refuse_compression, **common)
     else:
         factory.setProtocolOptions(perMessageCompressionOffers=[], **common)
-
-
