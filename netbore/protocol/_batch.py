@@ -35,7 +35,7 @@ def encode_batch(frames: list[bytes]) -> bytes:
     return b"".join(parts)
 
 
-def decode_batch(message: bytes) -> list[bytes]:
+def decode_batch(message: bytes | bytearray | memoryview) -> list[bytes]:
     """
     The frames in a BATCH message (not yet decoded).
 

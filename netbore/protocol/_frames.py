@@ -373,7 +373,7 @@ _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
 }
 
 
-def decode(message: bytes) -> Frame:
+def decode(message: bytes | bytearray | memoryview) -> Frame:
     """
     The frame in one binary WebSocket message.
 

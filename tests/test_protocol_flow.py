@@ -1,0 +1,233 @@
+"""
+Flow control of netbore.protocol's Session: stream and session windows,
+acknowledgement and WINDOW_UPDATE batching.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netbore.protocol import (
+    Data,
+    DataReceived,
+    ErrorCode,
+    FlowControlError,
+    Settings,
+    StreamEnded,
+    StreamError,
+    WindowOpened,
+    WindowUpdate,
+)
+
+from .test_protocol_session import GET, feed, make_pair, pump, refused, window_updates
+
+# --------------------------------------------------------------------------
+# Flow control
+
+
+def test_flow_control_blocks_at_window_and_resumes() -> None:
+    small = Settings(stream_window=4096, session_window=1 << 20)
+    edge, agent = make_pair(agent_settings=small)
+    sid = edge.send_request_head(b"POST", b"/", [])
+    assert edge.send_window(sid) == 4096
+    edge.send_data(sid, b"x" * 4095)
+    with pytest.raises(FlowControlError):
+        edge.send_data(sid, b"yy")
+    edge.send_data(sid, b"y")
+    assert edge.send_window(sid) == 0
+    with pytest.raises(FlowControlError):
+        edge.send_data(sid, b"z")
+    received = sum(len(e.data) for e in pump(edge, agent) if isinstance(e, DataReceived))
+    assert received == 4096
+
+    # Batched: nothing until half the stream window (2048) is acknowledged.
+    for _ in range(2047):
+        agent.acknowledge(sid, 1)
+    assert agent.data_to_send() == []
+    agent.acknowledge(sid, 1)
+    updates = window_updates(agent.data_to_send())
+    assert updates == [WindowUpdate(sid, 2048)]
+    assert feed(edge, *updates) == [WindowOpened(sid)]
+    assert edge.send_window(sid) == 2048
+    agent.acknowledge(sid, 2048)
+    assert feed(edge, *window_updates(agent.data_to_send())) == [WindowOpened(sid)]
+    assert edge.send_window(sid) == 4096
+
+
+def test_window_updates_are_batched_count() -> None:
+    settings_ = Settings(stream_window=64 * 1024, session_window=256 * 1024)
+    edge, agent = make_pair(agent_settings=settings_)
+    sid = edge.send_request_head(b"POST", b"/", [])
+    total = 1024 * 1024
+    sent = acked = 0
+    updates: list[WindowUpdate] = []
+    while sent < total:
+        n = min(edge.send_window(sid), total - sent, 1024)
+        assert n > 0
+        edge.send_data(sid, b"\0" * n)
+        sent += n
+        for e in pump(edge, agent):
+            if isinstance(e, DataReceived):
+                agent.acknowledge(sid, len(e.data))
+                acked += len(e.data)
+        messages = agent.data_to_send()
+        updates += window_updates(messages)
+        for m in messages:
+            edge.receive(m)
+    assert acked == total
+    stream_updates = [u for u in updates if u.stream_id == sid]
+    session_updates = [u for u in updates if u.stream_id == 0]
+    # One update per half window, never one per frame.
+    assert [u.increment for u in stream_updates] == [32 * 1024] * 32
+    assert [u.increment for u in session_updates] == [128 * 1024] * 8
+
+
+def test_session_window_shared_across_streams() -> None:
+    s = Settings(stream_window=8192, session_window=10000)
+    edge, agent = make_pair(agent_settings=s)
+    a = edge.send_request_head(b"POST", b"/a", [])
+    b = edge.send_request_head(b"POST", b"/b", [])
+    edge.send_data(a, b"x" * 6000)
+    assert edge.send_window(a) == 2192
+    assert edge.send_window(b) == 4000
+    edge.send_data(b, b"x" * 4000)
+    assert edge.send_window(a) == edge.send_window(b) == 0
+    with pytest.raises(FlowControlError):
+        edge.send_data(a, b"x")
+    pump(edge, agent)
+    # Stream a acknowledges 4000 (under its 4096 threshold): no stream update,
+    # but stream b's 1000 more reach the session's 5000 threshold.
+    agent.acknowledge(a, 4000)
+    assert agent.data_to_send() == []
+    agent.acknowledge(b, 1000)
+    updates = window_updates(agent.data_to_send())
+    assert updates == [WindowUpdate(0, 5000)]
+    assert feed(edge, *updates) == [WindowOpened(0)]
+    assert edge.send_window(a) == 2192
+    assert edge.send_window(b) == 8192 - 4000
+
+
+def test_acknowledge_after_close_credits_session() -> None:
+    s = Settings(stream_window=4096, session_window=4096)
+    edge, agent = make_pair(edge_settings=s)
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    agent.send_response_head(sid, 200, b"OK", [])
+    agent.send_data(sid, b"x" * 4096, end_stream=True)
+    pump(agent, edge)
+    assert not edge.is_open(sid)
+    assert agent.send_window(sid) == 0
+    edge.acknowledge(sid, 4096)
+    # The stream is closed: only the session window is reopened.
+    assert window_updates(edge.data_to_send()) == [WindowUpdate(0, 4096)]
+
+
+def test_acknowledge_misuse() -> None:
+    edge, agent = make_pair()
+    sid = edge.send_request_head(b"POST", b"/", [])
+    edge.send_data(sid, b"abc")
+    pump(edge, agent)
+    with pytest.raises(StreamError):
+        agent.acknowledge(sid, 4)
+    with pytest.raises(StreamError):
+        agent.acknowledge(sid, -1)
+    with pytest.raises(StreamError):
+        agent.acknowledge(99, 1)
+    agent.acknowledge(sid, 0)
+    agent.acknowledge(sid, 3)
+    with pytest.raises(StreamError):
+        agent.acknowledge(sid, 1)
+
+
+def test_data_beyond_stream_window_is_flow_control_error() -> None:
+    edge, agent = make_pair(agent_settings=Settings(stream_window=1000))
+    sid = edge.send_request_head(b"POST", b"/", [])
+    pump(edge, agent)
+    feed(agent, Data(sid, b"x" * 1000))
+    assert refused(agent, Data(sid, b"x")) == ErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_data_beyond_session_window_is_flow_control_error() -> None:
+    edge, agent = make_pair(agent_settings=Settings(stream_window=1000, session_window=1500))
+    a = edge.send_request_head(b"POST", b"/", [])
+    b = edge.send_request_head(b"POST", b"/", [])
+    pump(edge, agent)
+    feed(agent, Data(a, b"x" * 1000))
+    assert refused(agent, Data(b, b"x" * 501)) == ErrorCode.FLOW_CONTROL_ERROR
+
+
+def test_data_larger_than_max_frame_payload() -> None:
+    edge, agent = make_pair()
+    sid = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    agent.send_response_head(sid, 200, b"OK", [])
+    pump(agent, edge)
+    assert refused(edge, Data(sid, b"x" * (64 * 1024 + 1))) == ErrorCode.FRAME_TOO_LARGE
+
+
+def test_window_overflow() -> None:
+    edge, agent = make_pair()
+    sid = edge.send_request_head(b"POST", b"/", [])
+    pump(edge, agent)
+    assert refused(edge, WindowUpdate(sid, 2**31 - 1)) == ErrorCode.FLOW_CONTROL_ERROR
+    edge, agent = make_pair()
+    assert refused(agent, WindowUpdate(0, 2**31 - 1)) == ErrorCode.FLOW_CONTROL_ERROR
+
+
+@given(
+    st.lists(st.integers(0, 20000), min_size=1, max_size=5),
+    st.integers(100, 9000),
+    st.integers(1024, 5000),
+)
+@settings(max_examples=100, deadline=None)
+def test_flow_controlled_transfer_completes(sizes: list[int], window: int, max_payload: int) -> None:
+    """
+    Well-behaved peers that send only what the window allows and acknowledge
+    everything delivered always finish, with every byte in order.
+    """
+    s = Settings(stream_window=window, session_window=window + 1000, max_frame_payload=max_payload)
+    edge, agent = make_pair(edge_settings=s, agent_settings=s)
+    bodies = {}
+    for i, size in enumerate(sizes):
+        sid = edge.send_request_head(b"POST", b"/", [])
+        bodies[sid] = bytes([i]) * size
+    offsets = dict.fromkeys(bodies, 0)
+    received: dict[int, bytes] = dict.fromkeys(bodies, b"")
+    ended: set[int] = set()
+    for _ in range(sum(sizes) + 10):
+        for sid, body in bodies.items():
+            if sid in ended or not edge.is_open(sid):
+                continue
+            n = min(edge.send_window(sid), len(body) - offsets[sid])
+            last = offsets[sid] + n == len(body)
+            if n or last:
+                edge.send_data(sid, body[offsets[sid] : offsets[sid] + n], end_stream=last)
+                offsets[sid] += n
+        for e in pump(edge, agent):
+            if isinstance(e, DataReceived):
+                received[e.stream_id] += e.data
+                agent.acknowledge(e.stream_id, len(e.data))
+                if e.end_stream:
+                    ended.add(e.stream_id)
+            elif isinstance(e, StreamEnded):
+                ended.add(e.stream_id)
+        pump(agent, edge)
+        if len(ended) == len(bodies):
+            break
+    assert received == bodies
+
+
+def test_window_of_one_byte() -> None:
+    s = Settings(stream_window=1, session_window=1)
+    edge, agent = make_pair(agent_settings=s)
+    sid = edge.send_request_head(b"POST", b"/", [])
+    pump(edge, agent)
+    for byte in b"hello":
+        assert edge.send_window(sid) == 1
+        edge.send_data(sid, bytes([byte]))
+        assert edge.send_window(sid) == 0
+        assert pump(edge, agent) == [DataReceived(sid, bytes([byte]), False)]
+        agent.acknowledge(sid, 1)
+        assert [e for e in pump(agent, edge)] == [WindowOpened(sid), WindowOpened(0)]

@@ -1,0 +1,168 @@
+"""
+Random input to netbore.protocol's Session: arbitrary bytes and frame
+sequences are refused only with ProtocolError, and well-behaved peers
+never break the protocol.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from netbore.protocol import (
+    Data,
+    DataReceived,
+    End,
+    ErrorCode,
+    GoAway,
+    ProtocolError,
+    RequestHead,
+    Reset,
+    ResponseHead,
+    Session,
+    Settings,
+    StreamClosedError,
+    StreamError,
+    WindowUpdate,
+    encode,
+)
+
+from .test_protocol_session import GET
+
+# --------------------------------------------------------------------------
+# Fuzzing
+
+
+@given(st.binary(max_size=100), st.sampled_from(["edge", "agent"]))
+@settings(max_examples=1000)
+def test_receive_arbitrary_bytes_on_a_fresh_session(message: bytes, role: str) -> None:
+    session = Session(role, Settings(), Settings())
+    try:
+        session.receive(message)
+    except ProtocolError:
+        assert session.closed
+
+
+small_ids = st.integers(0, 4)
+valid_frames = st.one_of(
+    st.builds(RequestHead, st.integers(1, 4), st.just(b"GET"), st.just(b"/"), st.just([]), st.booleans()),
+    st.builds(
+        ResponseHead, st.integers(1, 4), st.sampled_from([100, 200, 404]), st.just(b""), st.just([]), st.booleans()
+    ),
+    st.builds(Data, st.integers(1, 4), st.binary(max_size=3000), st.booleans()),
+    st.builds(End, st.integers(1, 4)),
+    st.builds(Reset, st.integers(1, 4), st.integers(0, 12)),
+    st.builds(WindowUpdate, small_ids, st.integers(1, 2**31 - 1)),
+    st.builds(GoAway, small_ids, st.integers(0, 12)),
+)
+
+
+@given(st.lists(valid_frames, max_size=30), st.sampled_from(["edge", "agent"]), st.data())
+@settings(max_examples=500)
+def test_receive_arbitrary_frame_sequences(frames: list[Any], role: str, data: st.DataObject) -> None:
+    small = Settings(stream_window=4000, session_window=6000, max_frame_payload=2048)
+    session = Session(role, small, small)
+    for frame in frames:
+        if role == "edge" and data.draw(st.booleans()):
+            try:
+                session.send_request_head(*GET)
+            except StreamClosedError:
+                pass
+        try:
+            for event in session.receive(encode(frame)):
+                if isinstance(event, DataReceived) and event.data:
+                    session.acknowledge(event.stream_id, len(event.data))
+        except ProtocolError:
+            assert session.closed
+            break
+        session.data_to_send()
+
+
+class _Peer:
+    """
+    One side of a randomly driven but well-behaved pair: it only uses the
+    API (never forges frames) and acknowledges what it was given.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.in_flight: list[bytes] = []
+        self.unacked: dict[int, int] = {}
+
+    def take(self) -> None:
+        self.in_flight += self.session.data_to_send()
+
+    def deliver(self, other: _Peer, count: int) -> None:
+        self.take()
+        batch, self.in_flight = self.in_flight[:count], self.in_flight[count:]
+        for message in batch:
+            for event in other.session.receive(message):
+                if isinstance(event, DataReceived) and event.data:
+                    other.unacked[event.stream_id] = other.unacked.get(event.stream_id, 0) + len(event.data)
+
+
+actions = st.lists(
+    st.tuples(
+        st.sampled_from(["open", "head", "data", "end", "reset", "ack", "go_away", "deliver"]),
+        st.booleans(),  # which side
+        st.integers(0, 7),  # which stream / how many messages
+        st.integers(0, 5000),  # how many bytes
+    ),
+    max_size=80,
+)
+
+
+@given(actions)
+@settings(max_examples=400, deadline=None)
+def test_well_behaved_peers_never_break_the_protocol(script: list[Any]) -> None:
+    """
+    Whatever legal calls two sessions make, in whatever order their
+    messages cross, neither ever sees a protocol error.
+    """
+    s = Settings(stream_window=3000, session_window=7000, max_frame_payload=1024)
+    edge, agent = _Peer(Session("edge", s, s)), _Peer(Session("agent", s, s))
+    for action, on_edge, k, size in script:
+        me, other = (edge, agent) if on_edge else (agent, edge)
+        session = me.session
+        sid = k + 1
+        try:
+            if action == "open":
+                edge.session.send_request_head(b"POST", b"/", [], end_stream=size < 500)
+            elif action == "head":
+                agent.session.send_response_head(sid, 200 if size % 7 else 103, b"", [], end_stream=size < 500)
+            elif action == "data":
+                n = min(size, session.send_window(sid))
+                session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
+            elif action == "end":
+                session.send_end(sid)
+            elif action == "reset":
+                session.reset_stream(sid, ErrorCode.CANCEL)
+            elif action == "ack":
+                n = min(size, me.unacked.get(sid, 0))
+                session.acknowledge(sid, n)
+                me.unacked[sid] = me.unacked.get(sid, 0) - n
+            elif action == "go_away":
+                session.go_away()
+            else:
+                me.deliver(other, k)
+        except StreamError:
+            pass  # a refused call: legal, and nothing was queued
+    # Drain everything, acknowledging all, until quiet.
+    for _ in range(100):
+        for peer in (edge, agent):
+            for stream_id, n in list(peer.unacked.items()):
+                if n:
+                    peer.session.acknowledge(stream_id, n)
+                    peer.unacked[stream_id] = 0
+        edge.take()
+        agent.take()
+        if not edge.in_flight and not agent.in_flight:
+            break
+        edge.deliver(agent, 10**6)
+        agent.deliver(edge, 10**6)
+    assert edge.session.error is None and agent.session.error is None
+    # All credit came home: no leak in the session windows.
+    assert edge.session._recv_window + edge.session._session_pending == s.session_window
+    assert agent.session._recv_window + agent.session._session_pending == s.session_window
