@@ -146,6 +146,7 @@ def parse_fields(buf: Buffer, start: int, end: int, policy: Policy) -> list[Head
     return headers
 
 
+_NO_TOKENS: frozenset[bytes] = frozenset()
 _REQUEST_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
 
 
@@ -160,7 +161,11 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
         C{Host} or none in HTTP/1.1 (400), ambiguous or unsupported body
         framing (see L{framing.request_body}).
     """
-    eol, fields = _first_line(buf, start, end, policy)
+    eol = buf.find(b"\r\n", start, end)
+    if eol >= 0 and buf.find(b"\n", start, eol) < 0:
+        fields = eol + 2
+    else:
+        eol, fields = _first_line(buf, start, end, policy)
     line = REQUEST_LINE.fullmatch(buf, start, eol)
     if line is None:
         raise ParseError(400, "malformed request line")
@@ -168,7 +173,13 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
     if major != b"1":
         raise ParseError(505, "HTTP version not supported")
     http10 = minor == b"0"
-    headers = [(name.lower(), value) for name, value in parse_fields(buf, fields, end, policy)]
+    if FIELD_SECTION.fullmatch(buf, fields, end) is not None:
+        # The common case, in two regex calls.
+        headers = [(name.lower(), value) for name, value in FIELDS.findall(buf, fields, end)]
+        if len(headers) > policy.max_fields:
+            raise ParseError(policy.error, "too many header fields")
+    else:
+        headers = [(name.lower(), value) for name, value in parse_fields(buf, fields, end, policy)]
 
     host: bytes | None = None
     hosts = 0
@@ -194,7 +205,12 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
     if host is None and not http10:
         raise ParseError(400, "no Host in an HTTP/1.1 request")
     length = request_body(http10, codings, lengths) if codings or lengths else 0
-    tokens = frozenset(split_list(connection)) if connection else frozenset()
+    if connection:
+        tokens = frozenset(split_list(connection))
+        alive = keep_alive(http10, tokens)
+    else:
+        tokens = _NO_TOKENS
+        alive = not http10
     return RequestHead(
         method,
         target,
@@ -203,7 +219,7 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
         host,
         length,
         length is None,
-        keep_alive(http10, tokens),
+        alive,
         not http10 and bool(expect) and split_list(expect) == [b"100-continue"],
         tokens,
     )

@@ -61,9 +61,15 @@ class RequestParser(MessageReader):
             self._pos = pos = skip
             if self._scan < pos:
                 self._scan = pos
-        end, body = self._head_end()
-        if end < 0:
-            return NEED_DATA
+        i = buf.find(b"\r\n\r\n", pos) if self._scan == pos and not self.policy.bare_lf else -1
+        if 0 <= i and i + 4 - pos <= self.policy.max_head:
+            # A whole head in a fresh read: the common case.
+            end = i + 2
+            body = i + 4
+        else:
+            end, body = self._head_end()
+            if end < 0:
+                return NEED_DATA
         try:
             head = parse_request_head(buf, pos, end, self.policy)
         except ParseError as e:
