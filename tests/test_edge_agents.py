@@ -11,8 +11,9 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from autobahn.websocket.types import ConnectionResponse
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.test import iosim
+from twisted.web import server
 
 from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
 from netbore.edge.agents import AgentEndpoint, EdgeSession
@@ -23,6 +24,7 @@ from netbore.protocol import session as S
 from netbore.protocol.errors import ErrorCode
 from netbore.protocol.frames import Data, encode
 from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
+from netbore.websocket import TransportProducer
 from netbore.writes import WriteBatch
 
 AGENT_SETTINGS = Settings()
@@ -254,3 +256,23 @@ def test_frames_written_during_a_read_leave_together_when_it_ends(tmp_path: Path
     assert len(edge.transport.stream) == 1  # one write for both messages
     pump.flush()
     assert [type(e) for e in agent.events] == [S.GoAwayReceived, S.GoAwayReceived]
+
+
+def test_after_the_upgrade_the_session_is_its_transport_s_producer(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    site = server.Site(h.endpoint.resource(), reactor=h.clock)
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()  # refuses a second producer, as TCP does
+    transport.protocol = channel  # (autobahn hands the transport over through it)
+    channel.makeConnection(transport)
+    assert transport.producer is not None  # the HTTP channel
+    channel.dataReceived(
+        b"GET /connect HTTP/1.1\r\nHost: tunnel.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Protocol: " + SUBPROTOCOL.encode() + b"\r\n"
+        b"Authorization: Bearer " + h.token().encode() + b"\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 101 ")
+    session = transport.protocol
+    assert isinstance(session, EdgeSession)
+    assert isinstance(transport.producer, TransportProducer) and transport.streaming
