@@ -16,12 +16,11 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
 
+from netbore import protocol as S
 from netbore.agent.forwarder import OriginForwarder
 from netbore.agent.origin import OriginPool
 from netbore.agent.session import AgentSessionFactory, AgentSessionProtocol, SessionClosed
-from netbore.protocol import session as S
-from netbore.protocol.errors import ErrorCode
-from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
+from netbore.protocol import SUBPROTOCOL, ErrorCode, Hello, Settings, decode_hello, encode_hello
 from netbore.writes import WriteBatch
 
 from .test_agent_forwarder import Attempt, FakeOrigin

@@ -15,15 +15,13 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.test import iosim
 from twisted.web import server
 
+from netbore import protocol as S
 from netbore.auth import EPHEMERAL, MANAGEMENT, TokenAuthority, load_keyring
 from netbore.edge.agents import AgentEndpoint, EdgeSession
 from netbore.edge.config import EdgeConfig
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
-from netbore.protocol import session as S
-from netbore.protocol.errors import ErrorCode
-from netbore.protocol.frames import Data, encode
-from netbore.protocol.handshake import SUBPROTOCOL, Hello, Settings, decode_hello, encode_hello
+from netbore.protocol import SUBPROTOCOL, Data, ErrorCode, Hello, Settings, decode_hello, encode, encode_hello
 from netbore.websocket import TransportProducer
 from netbore.writes import WriteBatch
 
