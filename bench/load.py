@@ -210,15 +210,15 @@ class _Deadline(socket.socket):
             raise TimeoutError("transfer deadline passed")
         self.settimeout(left)
 
-    def recv(self, n: int, *a: Any) -> bytes:  # type: ignore[override]
+    def recv(self, n: int, *a: Any) -> bytes:
         self._left()
         return super().recv(n, *a)
 
-    def recv_into(self, buf: Any, *a: Any) -> int:  # type: ignore[override]
+    def recv_into(self, buf: Any, *a: Any) -> int:
         self._left()
         return super().recv_into(buf, *a)
 
-    def sendall(self, data: Any, *a: Any) -> None:  # type: ignore[override]
+    def sendall(self, data: Any, *a: Any) -> None:
         self._left()
         super().sendall(data, *a)
 
@@ -326,7 +326,7 @@ def download(target: Target, path: str, expected_sha: str, expected_len: int, ti
     return TransferResult(len(data), seconds, len(data) / seconds / 1e6, ok, (t_first - t0) * 1e3)
 
 
-def upload(target: Target, path: str, payload: bytes, check: "Any", timeout: float) -> TransferResult:
+def upload(target: Target, path: str, payload: bytes, check: Any, timeout: float) -> TransferResult:
     """
     POST C{payload} with C{Content-Length}; MB/s from first byte sent to the
     response. C{check(status, body)} returns whether the origin saw the right

@@ -42,7 +42,7 @@ NOT_FOUND = _head(b"404 Not Found", 10) + b"not found\n"
 class ChunkedDecoder:
     """Incremental decoder of a chunked body; feeds payload to a hash."""
 
-    def __init__(self, sink: "hashlib._Hash") -> None:
+    def __init__(self, sink: hashlib._Hash) -> None:
         self.sink = sink
         self.buf = bytearray()
         self.remaining = -1  # -1: expecting a size line; -2: trailers
@@ -86,7 +86,7 @@ class OriginProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.body_left = 0
         self.chunked: ChunkedDecoder | None = None
-        self.hash: "hashlib._Hash | None" = None
+        self.hash: hashlib._Hash | None = None
         self.busy = False  # a sendfile in progress
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

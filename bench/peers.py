@@ -26,7 +26,13 @@ REPO = Path(__file__).resolve().parent.parent
 SMALL = b"Hello, World!"
 
 #: binaries the run can use, and the Debian package that has each
-TOOLS = {"wrk": "wrk", "nginx": "nginx", "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+TOOLS = {
+    "wrk": "wrk",
+    "nginx": "nginx",
+    "sshd": "openssh-server",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+}
 
 
 def which(tool: str) -> str | None:
@@ -51,7 +57,9 @@ class Env:
 def _nginx_common(workdir: Path) -> str:
     """Global part of a private nginx config, run in the foreground as us."""
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""
-    temps = "\n".join(f"  {kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temps = "\n".join(
+        f"  {kind}_temp_path {workdir}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
     return f"""
 daemon off;
 master_process on;
@@ -121,7 +129,8 @@ class NginxOrigin(Origin):
     def start(self, env: Env) -> int:
         self.port = free_port()
         locations = "\n".join(
-            f"    location = {route} {{ alias {path}; default_type application/octet-stream; }}" for route, path in env.files.items()
+            f"    location = {route} {{ alias {path}; default_type application/octet-stream; }}"
+            for route, path in env.files.items()
         )
         body = f"""
   server {{
@@ -218,7 +227,15 @@ TUNNEL_PYTHON = sys.executable
 
 def twistd(*args: str) -> list[str]:
     """The real C{twistd -n} of L{TUNNEL_PYTHON}."""
-    return [TUNNEL_PYTHON, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", "--logfile=-", *args]
+    return [
+        TUNNEL_PYTHON,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "--logfile=-",
+        *args,
+    ]
 
 
 class Netbore(Peer):
@@ -232,8 +249,16 @@ class Netbore(Peer):
         py_env = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
         edge = env.start(
             "netbore-edge",
-            twistd("netbore-edge", "--listen", f"tcp:{port}:interface=127.0.0.1", "--domain", "localhost",
-                   "--data-dir", str(env.tmp / f"edge-data-{port}"), "--allow-anonymous"),
+            twistd(
+                "netbore-edge",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--domain",
+                "localhost",
+                "--data-dir",
+                str(env.tmp / f"edge-data-{port}"),
+                "--allow-anonymous",
+            ),
             env=py_env,
         )
         self.started.append(edge)
@@ -241,8 +266,17 @@ class Netbore(Peer):
         state = env.tmp / f"agent-state-{port}.json"
         agent = env.start(
             "netbore-agent",
-            twistd("netbore-agent", "--control-url", f"http://127.0.0.1:{port}", "--origin", f"http://127.0.0.1:{origin_port}",
-                   "--name", "bench", "--state-file", str(state)),
+            twistd(
+                "netbore-agent",
+                "--control-url",
+                f"http://127.0.0.1:{port}",
+                "--origin",
+                f"http://127.0.0.1:{origin_port}",
+                "--name",
+                "bench",
+                "--state-file",
+                str(state),
+            ),
             env=py_env,
         )
         self.started.append(agent)
@@ -340,7 +374,10 @@ class SshRemote(Peer):
 
     def _keys(self, workdir: Path) -> None:
         for key in ("host_key", "client_key"):
-            subprocess.run([which("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / key)], check=True)
+            subprocess.run(
+                [which("ssh-keygen") or "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / key)],
+                check=True,
+            )
         shutil.copy(workdir / "client_key.pub", workdir / "authorized_keys")
         os.chmod(workdir / "authorized_keys", 0o600)
 
@@ -387,10 +424,32 @@ LogLevel ERROR
         wait_port(ssh_port, 10, self.sshd.alive)
         self.ssh = env.start(
             "ssh-client",
-            [which("ssh") or "ssh", "-F", "/dev/null", "-N", "-T", "-p", str(ssh_port), "-i", str(workdir / "client_key"),
-             "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-             "-o", f"UserKnownHostsFile={workdir}/known_hosts", "-o", "ExitOnForwardFailure=yes", "-o", "LogLevel=ERROR",
-             "-R", f"127.0.0.1:{fwd_port}:127.0.0.1:{origin_port}", f"{getpass.getuser()}@127.0.0.1"],
+            [
+                which("ssh") or "ssh",
+                "-F",
+                "/dev/null",
+                "-N",
+                "-T",
+                "-p",
+                str(ssh_port),
+                "-i",
+                str(workdir / "client_key"),
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                f"UserKnownHostsFile={workdir}/known_hosts",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-o",
+                "LogLevel=ERROR",
+                "-R",
+                f"127.0.0.1:{fwd_port}:127.0.0.1:{origin_port}",
+                f"{getpass.getuser()}@127.0.0.1",
+            ],
         )
         try:
             wait_port(fwd_port, 15, self.ssh.alive)

@@ -10,9 +10,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 __all__ = [
     "Proc",
@@ -91,7 +91,7 @@ class Usage:
     def cpu_total(self) -> float:
         return sum(self.cpu.values())
 
-    def cpu_since(self, before: "Usage") -> float:
+    def cpu_since(self, before: Usage) -> float:
         """CPU spent since C{before}; processes born in between count whole."""
         return sum(t - before.cpu.get(pid, 0.0) for pid, t in self.cpu.items())
 

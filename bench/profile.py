@@ -15,8 +15,21 @@ __all__ = ["record", "top"]
 
 def record(spy: str, pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Start C{py-spy record} on C{pid} for C{seconds}; collapsed stacks to C{out}."""
-    cmd = [spy, "record", "--pid", str(pid), "--duration", str(max(1, round(seconds))), "--rate", "250",
-           "--format", "raw", "--output", str(out), "--nonblocking"]
+    cmd = [
+        spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(max(1, round(seconds))),
+        "--rate",
+        "250",
+        "--format",
+        "raw",
+        "--output",
+        str(out),
+        "--nonblocking",
+    ]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -50,6 +63,12 @@ def top(collapsed: Path, count: int) -> list[dict[str, Any]]:
             total[f] += k
     if not samples:
         return []
-    return [{"function": f, "self_pct": 100 * n / samples, "total_pct": 100 * total[f] / samples,
-             "caller": callers[f].most_common(1)[0][0] if f in callers else ""}
-            for f, n in own.most_common(count)]
+    return [
+        {
+            "function": f,
+            "self_pct": 100 * n / samples,
+            "total_pct": 100 * total[f] / samples,
+            "caller": callers[f].most_common(1)[0][0] if f in callers else "",
+        }
+        for f, n in own.most_common(count)
+    ]

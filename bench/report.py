@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["Row", "rows_for", "medians", "render"]
 
@@ -69,8 +70,16 @@ def rows_for(conns: list[int]) -> list[Row]:
         rows.append(Row(f"13 B c={c}: req/s", f"small_c{c}", "rps", _k))
         rows.append(Row(f"13 B c={c}: p50 ms", f"small_c{c}", "p50_ms", _ms, "down"))
         rows.append(Row(f"13 B c={c}: p99 ms", f"small_c{c}", "p99_ms", _ms, "down"))
-    rows.append(Row("13 B c=1: p50 added over direct, ms", "small_c1", "p50_ms", _ms, "",
-                    derive=lambda m, d: m["small_c1"]["p50_ms"] - d["small_c1"]["p50_ms"]))
+    rows.append(
+        Row(
+            "13 B c=1: p50 added over direct, ms",
+            "small_c1",
+            "p50_ms",
+            _ms,
+            "",
+            derive=lambda m, d: m["small_c1"]["p50_ms"] - d["small_c1"]["p50_ms"],
+        )
+    )
     rows += [
         Row("1 MiB GETs c=10: MB/s", "get1m_c10", "mb_s", _mb),
         Row("100 MiB download: MB/s", "download_100m", "mb_s", _mb),
@@ -91,7 +100,8 @@ def _value(row: Row, metrics: dict[str, Any], direct: dict[str, Any]) -> float |
     try:
         if row.derive is not None:
             return row.derive(metrics, direct)
-        return metrics[row.test][row.key]
+        value: float | None = metrics[row.test][row.key]
+        return value
     except (KeyError, TypeError):
         return None
 
@@ -107,7 +117,9 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     rule = "  ".join("=" * w for w in widths)
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=False))
+        ).rstrip()
 
     return "\n".join([rule, line(header), rule, *(line(r) for r in body), rule])
 

@@ -20,9 +20,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -66,7 +67,7 @@ class Sampler:
         self.before: Usage | None = None
         self.cpu = 0.0
 
-    def __enter__(self) -> "Sampler":
+    def __enter__(self) -> Sampler:
         self.before = usage_of(self.pids())
         self.peak = self.before.rss
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -115,8 +116,10 @@ class Bench:
             r = run_load(target, "/13", c, self.plan.duration, threads=len(self.load_cores or {0, 1}))
         values = r.as_dict() | _tunnel_fields(peer, s, r.requests)
         self.record(peer, f"small_c{c}", values)
-        print(f"    13 B c={c:<3} {r.rps:>10,.0f} req/s  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms"
-              f"  errors {r.errors}" + (f"  cpu {values['cpu_us_per_req']:.0f} µs/req" if peer.tunnel else ""))
+        print(
+            f"    13 B c={c:<3} {r.rps:>10,.0f} req/s  p50 {r.p50_ms:7.3f} ms  p99 {r.p99_ms:7.3f} ms"
+            f"  errors {r.errors}" + (f"  cpu {values['cpu_us_per_req']:.0f} µs/req" if peer.tunnel else "")
+        )
 
     def get1m(self, peer: Peer, target: Target) -> None:
         with Sampler(peer.pids) as s:
@@ -129,8 +132,16 @@ class Bench:
         timeout = self.plan.transfer_timeout
         for test, run in (
             ("download_100m", lambda: download(target, "/100m", self.sha["/100m"], self.plan.big, timeout)),
-            ("upload_100m", lambda: upload(target, "/upload", self.payload,
-                                           lambda st, body: self.origin.upload_ok(st, body, self.sha["/100m"]), timeout)),
+            (
+                "upload_100m",
+                lambda: upload(
+                    target,
+                    "/upload",
+                    self.payload,
+                    lambda st, body: self.origin.upload_ok(st, body, self.sha["/100m"]),
+                    timeout,
+                ),
+            ),
         ):
             try:
                 with Sampler(peer.pids) as s:
@@ -148,9 +159,10 @@ class Bench:
         print(f"    ttfb       {ms:8.3f} ms (median of {self.plan.ttfb_count} new connections)")
 
     def steps(self, peer: Peer) -> list[tuple[str, Callable[[Target], None]]]:
-        steps: list[tuple[str, Callable[[Target], None]]] = [
-            (f"13 B c={c}", lambda t, c=c: self.small(peer, t, c)) for c in self.plan.conns  # type: ignore[misc]
-        ]
+        def small(c: int) -> Callable[[Target], None]:
+            return lambda t: self.small(peer, t, c)
+
+        steps: list[tuple[str, Callable[[Target], None]]] = [(f"13 B c={c}", small(c)) for c in self.plan.conns]
         steps += [
             ("1 MiB c=10", lambda t: self.get1m(peer, t)),
             ("100 MiB transfers", lambda t: self.transfers(peer, t)),
@@ -188,10 +200,14 @@ def check_tools(install: bool) -> None:
     if missing and install:
         print(f"installing {' '.join(missing)} with apt-get")
         subprocess.run(["apt-get", "update"], check=False)
-        subprocess.run(["apt-get", "install", "-y", *missing], check=False, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-    for tool, why in (("wrk", "using the built-in asyncio load generator (slower: small-response figures are capped by it)"),
-                      ("nginx", "origin = built-in bench/origin.py; nginx proxy peer skipped"),
-                      ("sshd", "OpenSSH -R peer skipped")):
+        subprocess.run(
+            ["apt-get", "install", "-y", *missing], check=False, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        )
+    for tool, why in (
+        ("wrk", "using the built-in asyncio load generator (slower: small-response figures are capped by it)"),
+        ("nginx", "origin = built-in bench/origin.py; nginx proxy peer skipped"),
+        ("sshd", "OpenSSH -R peer skipped"),
+    ):
         if not which(tool):
             print(f"missing {tool} (Debian package {TOOLS[tool]}): {why}; `python bench/run.py --install` installs it")
 
@@ -247,7 +263,9 @@ def start_peers(env: Env, origin_port: int, only: list[str] | None) -> list[tupl
         except Exception as e:
             print(f"skipping {peer.label}: could not start it: {e}")
             continue
-        print(f"  {peer.label:<12} http://127.0.0.1:{target.port} (Host: {target.host}) pids {sorted(peer.pids()) or '-'}")
+        print(
+            f"  {peer.label:<12} http://127.0.0.1:{target.port} (Host: {target.host}) pids {sorted(peer.pids()) or '-'}"
+        )
         started.append((peer, target))
     return started
 
@@ -255,7 +273,9 @@ def start_peers(env: Env, origin_port: int, only: list[str] | None) -> list[tupl
 # ----------------------------------------------------------------- profile
 
 
-def profile(bench: Bench, paths: list[tuple[Peer, Target]], seconds: float, out: Path, conns: int = 50) -> dict[str, Any]:
+def profile(
+    bench: Bench, paths: list[tuple[Peer, Target]], seconds: float, out: Path, conns: int = 50
+) -> dict[str, Any]:
     """py-spy on the edge and the agent under wrk c=C{conns}; top functions by own time."""
     from bench.profile import record, top  # noqa: PLC0415
 
@@ -293,9 +313,17 @@ def machine() -> dict[str, Any]:
     for tool, arg in (("wrk", "--version"), ("nginx", "-v"), ("ssh", "-V")):
         if which(tool):
             done = subprocess.run([which(tool) or tool, arg], capture_output=True, text=True)
-            versions[tool] = (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "python": sys.version.split()[0],
-            "implementation": platform.python_implementation(), "tools": versions}
+            versions[tool] = (
+                (done.stdout + done.stderr).strip().splitlines()[0] if (done.stdout + done.stderr).strip() else ""
+            )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "tools": versions,
+    }
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -303,16 +331,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="c=1 and 50 only, one round (about a minute)")
     p.add_argument("--json", type=Path, help="write every figure (all rounds and medians) to this file")
     p.add_argument("--install", action="store_true", help="apt-get install -y wrk nginx openssh-server when missing")
-    p.add_argument("--origin", choices=["auto", "nginx", "builtin"], default="auto", help="default: nginx when installed")
+    p.add_argument(
+        "--origin", choices=["auto", "nginx", "builtin"], default="auto", help="default: nginx when installed"
+    )
     p.add_argument("--only", nargs="+", metavar="PEER", help="paths besides direct: netbore nginx-proxy ssh-R")
     p.add_argument("--rounds", type=int, help="interleaved rounds (medians are reported); default 3, quick 1")
     p.add_argument("--duration", type=float, help="seconds per wrk load (default 2)")
-    p.add_argument("--profile", type=float, default=0, metavar="SECONDS",
-                   help="after the sweep, py-spy the edge and agent under wrk for this long")
-    p.add_argument("--profile-conns", type=int, default=50, metavar="C",
-                   help="wrk connections while profiling (default 50)")
-    p.add_argument("--python", metavar="PATH",
-                   help="interpreter for the edge and the agent (default: this one), e.g. a PyPy venv's python")
+    p.add_argument(
+        "--profile",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="after the sweep, py-spy the edge and agent under wrk for this long",
+    )
+    p.add_argument(
+        "--profile-conns", type=int, default=50, metavar="C", help="wrk connections while profiling (default 50)"
+    )
+    p.add_argument(
+        "--python",
+        metavar="PATH",
+        help="interpreter for the edge and the agent (default: this one), e.g. a PyPy venv's python",
+    )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
     return p.parse_args(argv)
 
@@ -322,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.python:
         peers_mod.TUNNEL_PYTHON = args.python
     plan = QUICK if args.quick else FULL
-    plan = Plan(plan.conns, args.duration or plan.duration, args.rounds or plan.rounds, plan.ttfb_count, plan.transfer_timeout)
+    plan = Plan(
+        plan.conns, args.duration or plan.duration, args.rounds or plan.rounds, plan.ttfb_count, plan.transfer_timeout
+    )
     started = time.monotonic()
     check_tools(args.install)
     server_cores, load_cores = pin_cores()
@@ -346,25 +387,46 @@ def main(argv: list[str] | None = None) -> int:
             u = usage_of(peer.pids())
             bench.record(peer, "after", {"rss_mb": u.rss / 1e6} if peer.tunnel else {})
             runs = [r for test, rs in bench.results[peer.name].items() for r in rs]
-            bench.record(peer, "totals", {"errors": sum(r.get("errors", 0) for r in runs),
-                                          "failures": len(bench.results[peer.name].get("failures", [])),
-                                          "restarts": len(bench.results[peer.name].get("restarts", [])),
-                                          "sha_ok": all(r.get("sha_ok", True) for r in runs)})
+            bench.record(
+                peer,
+                "totals",
+                {
+                    "errors": sum(r.get("errors", 0) for r in runs),
+                    "failures": len(bench.results[peer.name].get("failures", [])),
+                    "restarts": len(bench.results[peer.name].get("restarts", [])),
+                    "sha_ok": all(r.get("sha_ok", True) for r in runs),
+                },
+            )
         med = medians(bench.results)
         labels = {p.name: p.label for p, _ in paths}
         table = render(med, labels, plan.conns)
         elapsed = time.monotonic() - started
-        print(f"\nmedians of {plan.rounds} interleaved round(s), {plan.duration:g} s per load, origin {origin.name},"
-              f" load generator {'wrk' if which('wrk') else 'built-in'}; {elapsed:.0f} s in all\n")
+        print(
+            f"\nmedians of {plan.rounds} interleaved round(s), {plan.duration:g} s per load, origin {origin.name},"
+            f" load generator {'wrk' if which('wrk') else 'built-in'}; {elapsed:.0f} s in all\n"
+        )
         print(table)
         profiled = profile(bench, paths, args.profile, tmp, args.profile_conns) if args.profile else {}
         if args.json:
-            args.json.write_text(json.dumps({
-                "plan": plan.__dict__, "origin": origin.name, "machine": machine(),
-                "pinning": {"server": sorted(server_cores or []), "load": sorted(load_cores or [])},
-                "paths": labels, "medians": med, "rounds": bench.results, "table": table,
-                "profile": profiled, "elapsed_s": elapsed, "tunnel_python": peers_mod.TUNNEL_PYTHON,
-            }, indent=1, default=str))
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "plan": plan.__dict__,
+                        "origin": origin.name,
+                        "machine": machine(),
+                        "pinning": {"server": sorted(server_cores or []), "load": sorted(load_cores or [])},
+                        "paths": labels,
+                        "medians": med,
+                        "rounds": bench.results,
+                        "table": table,
+                        "profile": profiled,
+                        "elapsed_s": elapsed,
+                        "tunnel_python": peers_mod.TUNNEL_PYTHON,
+                    },
+                    indent=1,
+                    default=str,
+                )
+            )
             print(f"\nwrote {args.json}")
         return 0
     except KeyboardInterrupt:

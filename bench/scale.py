@@ -33,7 +33,6 @@ import os
 import random
 import resource
 import shutil
-import statistics
 import struct
 import subprocess
 import sys
@@ -219,7 +218,7 @@ class Http:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> "Http":
+    async def open(cls, port: int) -> Http:
         r, w = await asyncio.open_connection("127.0.0.1", port)
         return cls(r, w)
 
@@ -243,7 +242,7 @@ class Http:
                 chunked = True
         if not chunked:
             return int(status_line.split()[1]), await self.reader.readexactly(length) if length else b""
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int((await self.reader.readline()).split(b";")[0], 16)
             if size == 0:
@@ -285,7 +284,7 @@ async def connect_agents(port: int, tunnels: list[dict[str, Any]], concurrency: 
             path = "/" + t["candidates"][0]["edge_url"].split("://", 1)[1].split("/", 1)[1]
             ready: asyncio.Future[Any] = loop.create_future()
             agent = FakeAgent(f"127.0.0.1:{port}", path, t["ephemeral_token"], t["tunnel_id"], ready)
-            await loop.create_connection(lambda: agent, "127.0.0.1", port)
+            await loop.create_connection(lambda: agent, "127.0.0.1", port)  # noqa: B023 (called before the await returns)
             await ready
             agents.append(agent)
 
@@ -321,8 +320,15 @@ async def viewer_load(port: int, hosts: list[str], connections: int, requests: i
     def pct(q: float) -> float:
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3 if latencies else float("nan")
 
-    return {"requests": len(latencies), "connections": connections, "errors": errors, "req_s": len(latencies) / seconds,
-            "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": latencies[-1] * 1e3 if latencies else float("nan")}
+    return {
+        "requests": len(latencies),
+        "connections": connections,
+        "errors": errors,
+        "req_s": len(latencies) / seconds,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "max_ms": latencies[-1] * 1e3 if latencies else float("nan"),
+    }
 
 
 # ---------------------------------------------------------------- the edge
@@ -347,12 +353,26 @@ class Edge:
         self.workdir = workdir
         self.snapshots = 0
         boot = ["-c", _TRACED % traced] if traced else ["-c", "from twisted.scripts.twistd import run; run()"]
-        cmd = [sys.executable, *boot, "-n", "--pidfile=", "--logfile=-",
-               "netbore-edge", "--listen", f"tcp:{self.port}:interface=127.0.0.1:backlog=4096", "--domain", "localhost",
-               "--data-dir", str(workdir / "edge-data"), "--allow-anonymous", *extra]
+        cmd = [
+            sys.executable,
+            *boot,
+            "-n",
+            "--pidfile=",
+            "--logfile=-",
+            "netbore-edge",
+            "--listen",
+            f"tcp:{self.port}:interface=127.0.0.1:backlog=4096",
+            "--domain",
+            "localhost",
+            "--data-dir",
+            str(workdir / "edge-data"),
+            "--allow-anonymous",
+            *extra,
+        ]
         self.log = open(workdir / "edge.log", "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir,
-                                     env=dict(os.environ, PYTHONPATH=str(REPO)))
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, cwd=workdir, env=dict(os.environ, PYTHONPATH=str(REPO))
+        )
 
     async def wait(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -414,7 +434,9 @@ async def settle(edge: Edge, seconds: float = 1.0) -> int:
 
 
 async def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="netbore-scale-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None))
+    workdir = Path(
+        tempfile.mkdtemp(prefix="netbore-scale-", dir="/dev/shm" if os.access("/dev/shm", os.W_OK) else None)
+    )
     edge = Edge(workdir, args.edge_arg or [], args.tracemalloc)
     agents: list[FakeAgent] = []
     try:
@@ -442,7 +464,10 @@ async def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
             print(f"    {total / n / 1024:8.2f} KiB in all")
             for st in stats[: args.top]:
                 frame = st.traceback[0]
-                print(f"    {st.size_diff / n:8.0f} B {st.count_diff / n:6.1f} blocks  {frame.filename.split('site-packages/')[-1]}:{frame.lineno}")
+                print(
+                    f"    {st.size_diff / n:8.0f} B {st.count_diff / n:6.1f} blocks  "
+                    f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}"
+                )
         hosts = [t["public_hostname"] + f":{edge.port}" for t in tunnels]
         load = await viewer_load(edge.port, hosts, args.viewers, args.requests)
         rss_after = edge.rss()
@@ -473,16 +498,25 @@ async def one_run(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-n", type=int, nargs="+", default=[1000, 10000], help="tunnel counts, one run each (default 1000 10000)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "-n", type=int, nargs="+", default=[1000, 10000], help="tunnel counts, one run each (default 1000 10000)"
+    )
     p.add_argument("--concurrency", type=int, default=64, help="creates / connects in flight (default 64)")
     p.add_argument("--viewers", type=int, default=10, help="viewer connections for the latency load (default 10)")
     p.add_argument("--requests", type=int, default=5000, help="requests to random tunnels (default 5000)")
     p.add_argument("--timeout", type=float, default=600, help="seconds for each run at most (default 600)")
     p.add_argument("--edge-arg", action="append", help="an extra netbore-edge option (repeatable)")
-    p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
-                   help="run the edge under tracemalloc (FRAMES deep) and print where its per-tunnel memory goes"
-                        " (slows the edge; RSS figures then include tracemalloc's own overhead)")
+    p.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        metavar="FRAMES",
+        help="run the edge under tracemalloc (FRAMES deep) and print where its per-tunnel memory goes"
+        " (slows the edge; RSS figures then include tracemalloc's own overhead)",
+    )
     p.add_argument("--top", type=int, default=25, help="lines shown with --tracemalloc (default 25)")
     p.add_argument("--json", type=Path, help="write the results as JSON here")
     return p.parse_args(argv)
@@ -504,13 +538,20 @@ def main(argv: list[str] | None = None) -> int:
             results.append({"n": n, "error": "timeout"})
             continue
         lat = r["latency"]
-        print(f"  registered in {r['register_s']:.1f} s (creates {r['create_s']:.1f} s = {r['creates_per_s']:,.0f}/s,"
-              f" WebSocket + hello {r['connect_s']:.1f} s = {r['connects_per_s']:,.0f}/s)")
-        print(f"  edge RSS {r['edge_rss_base_mb']:.1f} MB warm -> {r['edge_rss_mb']:.1f} MB with {n:,} idle tunnels:"
-              f" {r['kib_per_tunnel']:.1f} KiB per tunnel ({r['kib_per_tunnel_created']:.1f} KiB created, not connected)")
-        print(f"  {lat['requests']} requests to random tunnels on {lat['connections']} connections: {lat['req_s']:,.0f} req/s,"
-              f" p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms, max {lat['max_ms']:.1f} ms, errors {lat['errors']};"
-              f" sessions alive {r['sessions_alive']:,}/{n + 20:,}; edge RSS after {r['edge_rss_after_load_mb']:.1f} MB")
+        print(
+            f"  registered in {r['register_s']:.1f} s (creates {r['create_s']:.1f} s = {r['creates_per_s']:,.0f}/s,"
+            f" WebSocket + hello {r['connect_s']:.1f} s = {r['connects_per_s']:,.0f}/s)"
+        )
+        print(
+            f"  edge RSS {r['edge_rss_base_mb']:.1f} MB warm -> {r['edge_rss_mb']:.1f} MB with {n:,} idle tunnels:"
+            f" {r['kib_per_tunnel']:.1f} KiB per tunnel ({r['kib_per_tunnel_created']:.1f} KiB created, not connected)"
+        )
+        print(
+            f"  {lat['requests']} requests to random tunnels on {lat['connections']} connections:"
+            f" {lat['req_s']:,.0f} req/s, p50 {lat['p50_ms']:.2f} ms, p99 {lat['p99_ms']:.2f} ms,"
+            f" max {lat['max_ms']:.1f} ms, errors {lat['errors']};"
+            f" sessions alive {r['sessions_alive']:,}/{n + 20:,}; edge RSS after {r['edge_rss_after_load_mb']:.1f} MB"
+        )
         results.append(r)
     if args.json:
         args.json.write_text(json.dumps({"runs": results, "nofile": limit}, indent=1))

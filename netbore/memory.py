@@ -14,7 +14,8 @@ than glibc (musl, macOS) there is no C{malloc_trim} and this does nothing.
 from __future__ import annotations
 
 import ctypes
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["release_free_heap"]
 

@@ -19,9 +19,7 @@ __all__ = [
     "split_host",
 ]
 
-RESERVED: frozenset[str] = frozenset(
-    {"control", "www", "api", "admin", "edge", "connect", "metrics", "status"}
-)
+RESERVED: frozenset[str] = frozenset({"control", "www", "api", "admin", "edge", "connect", "metrics", "status"})
 
 _LABEL = re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
 

@@ -64,10 +64,19 @@ def main(argv: list[str] | None = None) -> int:
         start([sys.executable, "-m", "netbore.demo.origin", str(origin_port)], "origin.log")
         start(
             _twistd()
-            + ["-n", "--pidfile=", "--logfile=-", "netbore-edge",
-               "--listen", f"tcp:{edge_port}:interface=127.0.0.1",
-               "--domain", "localhost", "--data-dir", os.path.join(workdir, "edge-data"),
-               "--allow-anonymous"],
+            + [
+                "-n",
+                "--pidfile=",
+                "--logfile=-",
+                "netbore-edge",
+                "--listen",
+                f"tcp:{edge_port}:interface=127.0.0.1",
+                "--domain",
+                "localhost",
+                "--data-dir",
+                os.path.join(workdir, "edge-data"),
+                "--allow-anonymous",
+            ],
             "edge.log",
         )
         deadline = time.monotonic() + 30
@@ -75,10 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         _wait_port(edge_port, deadline)
         start(
             _twistd()
-            + ["-n", "--pidfile=", "--logfile=-", "netbore-agent",
-               "--control-url", f"http://127.0.0.1:{edge_port}",
-               "--origin", f"http://127.0.0.1:{origin_port}",
-               "--name", args.name, "--state-file", state_file],
+            + [
+                "-n",
+                "--pidfile=",
+                "--logfile=-",
+                "netbore-agent",
+                "--control-url",
+                f"http://127.0.0.1:{edge_port}",
+                "--origin",
+                f"http://127.0.0.1:{origin_port}",
+                "--name",
+                args.name,
+                "--state-file",
+                state_file,
+            ],
             "agent.log",
         )
         url = None

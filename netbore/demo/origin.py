@@ -51,7 +51,7 @@ def pattern(n: int) -> bytes:
 
 
 def _arg(request: IRequest, name: bytes, default: float) -> float:
-    values = request.args.get(name)  # type: ignore[attr-defined]
+    values = request.args.get(name)
     try:
         return float(values[0]) if values else default
     except ValueError:
@@ -64,7 +64,7 @@ class _BytesProducer:
     Writes C{n} pattern bytes to a request, respecting its backpressure.
     """
 
-    def __init__(self, origin: "Origin", request: server.Request, n: int) -> None:
+    def __init__(self, origin: Origin, request: server.Request, n: int) -> None:
         self.origin = origin
         self.request = request
         self.left = n
@@ -105,7 +105,7 @@ class Origin(resource.Resource):
         self.reactor = reactor
         self.counters = {"requests": 0, "aborted": 0}
 
-    def render(self, request: server.Request) -> Any:  # type: ignore[override]
+    def render(self, request: server.Request) -> Any:
         self.counters["requests"] += 1
         parts = request.path.split(b"/")
         route = parts[1] if len(parts) > 1 else b""
@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> None:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     site = server.Site(Origin(reactor))
     site.log = lambda request: None  # type: ignore[method-assign]
-    listening: Any = reactor.listenTCP(port, site, interface=interface)  # type: ignore[attr-defined,arg-type]
+    listening: Any = reactor.listenTCP(port, site, interface=interface)  # type: ignore[arg-type]
     sys.stdout.write(f"origin listening on http://{interface}:{listening.getHost().port}\n")
     sys.stdout.flush()
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
 
 
 if __name__ == "__main__":
