@@ -350,3 +350,38 @@ def test_a_bug_in_the_agent_s_opening_handshake_is_logged_with_its_failure(monke
     assert any(isinstance(f["log_failure"].value, RuntimeError) for f in _failures(events))
     (closed,) = h.closed
     assert not closed.ready and h.ready == []
+
+
+# -- bugs that break the whole session ---------------------------------------------------
+
+
+def test_a_bug_starting_the_edge_session_closes_it_without_escaping(tmp_path: Path) -> None:
+    h = EdgeHarness(tmp_path)
+
+    def broken(tunnel: Any, session: Any) -> None:
+        raise RuntimeError("registry down")
+
+    h.endpoint.attach = broken  # type: ignore[method-assign]
+    with capturedLogs() as events:
+        agent, session, pump = h.connect(h.token())
+        h.clock.advance(3)
+        pump.flush()
+    (failure,) = _failures(events)
+    assert isinstance(failure["log_failure"].value, RuntimeError)
+    assert agent.closed is not None and agent.closed[1] == 4000 + ErrorCode.INTERNAL_ERROR
+
+
+def test_a_bug_in_the_session_closes_it_without_escaping(edge: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    h, agent, session, pump = edge
+
+    def broken(message: bytes) -> Any:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(session.session, "receive", broken)
+    with capturedLogs() as events:
+        agent.sendMessage(encode(WindowUpdate(0, 1)), isBinary=True)
+        pump.flush()
+        h.clock.advance(3)
+        pump.flush()
+    assert len(_failures(events)) == 1
+    assert agent.closed is not None and agent.closed[1] == 4000 + ErrorCode.INTERNAL_ERROR

@@ -233,8 +233,11 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
             return
         self._cancel_hello_timer()
         self.peer_hello = hello
-        self.session = Session(self.role, self.local_settings(), hello.settings)
-        self.hello_received(hello)
+        try:
+            self.session = Session(self.role, self.local_settings(), hello.settings)
+            self.hello_received(hello)
+        except Exception:
+            self.internal_error("starting the session")
 
     def _cancel_hello_timer(self) -> None:
         timer, self._hello_timer = self._hello_timer, None
@@ -257,6 +260,9 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         except ProtocolError as e:
             # (the session has queued a GOAWAY carrying it)
             self.fail(e, queued=True)
+            return
+        except Exception:
+            self.internal_error("receiving a message")
             return
         handlers = self._handlers
         self.dispatching = True
@@ -379,6 +385,15 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
                 pass
         self.flush()
         self.send_close(websocket_close_code(error.code), str(error))
+
+    def internal_error(self, what: str) -> None:
+        """
+        A bug of ours broke the whole session (not one stream): log it with
+        its Failure and close with C{4000 + INTERNAL_ERROR}, never letting
+        it escape into the reactor.
+        """
+        log.failure("{what} failed; closing the session", what=what)
+        self.send_close(websocket_close_code(ErrorCode.INTERNAL_ERROR), "internal error")
 
     def send_close(self, code: int, reason: str) -> None:
         """
