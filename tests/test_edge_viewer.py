@@ -205,15 +205,19 @@ def test_no_idle_timeout_while_a_request_is_in_flight() -> None:
     assert not h.transport.disconnecting
 
 
-def test_the_edge_s_own_names_are_handed_to_twisted_web() -> None:
+def test_the_edge_s_own_names_are_handed_to_twisted_web_for_one_request() -> None:
     root = resource.Resource()
     root.putChild(b"hello", Hello())
     h = Harness(root=root)
     h.send(b"GET /hello HTTP/1.1\r\nHost: localhost:8080\r\n\r\nGET /hello HTTP/1.1\r\nHost: control.localhost\r\n\r\n")
     out = h.output()
     assert out.startswith(b"HTTP/1.1 200 OK")
-    assert out.endswith(b"control control.localhost")
-    assert b"control localhost:8080" in out
+    assert out.endswith(b"control localhost:8080")
+    # One request per hand-over: twisted.web closes after its response, and
+    # the pipelined request is left for the client to send again.
+    assert b"connection: close" in out.lower()
+    assert b"control.localhost" not in out
+    assert h.transport.disconnecting
     assert h.session.heads == []
     assert h.transport.producer is not h.channel
 

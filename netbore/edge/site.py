@@ -1,6 +1,7 @@
 """
 The edge's one Site: Host dispatch between tunnel traffic and the edge's own
-routes (control API and the agents' C{/connect} WebSocket).
+routes (control API and the agents' C{/connect} WebSocket), for every
+request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
 from ..auth.apikeys import ApiKeys
+from .._types import Reactor
 from ..memory import release_free_heap
+from ..writes import WriteBatch
 from ..auth import TokenAuthority, load_keyring
 from .config import EdgeConfig
 from .agents import AgentEndpoint
@@ -26,7 +29,7 @@ from .registry import InMemoryRegistry
 from .exchange import TunnelRouter
 from .viewer import ViewerProtocol
 
-__all__ = ["EdgeService", "EdgeSite", "build_edge"]
+__all__ = ["EdgeService", "EdgeSite", "OneRequestChannel", "build_edge"]
 
 log = Logger()
 
@@ -53,19 +56,43 @@ class EdgeRoot(resource.Resource):
         return self._control
 
 
+class OneRequestChannel(http.HTTPChannel):
+    """
+    twisted.web's channel for a connection a L{ViewerProtocol} handed over:
+    it serves the one request it was handed and closes the connection after
+    its response (C{Connection: close}), so the next request is dispatched
+    by its C{Host} again, on a new connection (DESIGN "Known traps": a
+    handed-over channel would otherwise keep serving the connection, and a
+    tunnel's name would reach the control API).  A WebSocket upgrade
+    (C{/connect}) is unaffected: autobahn takes the transport over before
+    the response would end.
+    """
+
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        return False
+
+
 class EdgeSite(server.Site):
     """
     The factory of every connection the edge accepts: a L{ViewerProtocol},
     which serves tunnel traffic itself and hands connections for the
-    edge's own names to this Site's twisted.web channel (L{build_channel}).
+    edge's own names to a twisted.web channel of this Site (L{hand_over}).
+
+    @ivar writes: the process's write batch, shared by every viewer
+        connection (and the agent endpoint, so that one event's frames and
+        viewer bytes leave together).
     """
 
-    protocol = http.HTTPChannel  # type: ignore[assignment]
+    protocol = OneRequestChannel  # type: ignore[assignment]
     displayTracebacks = False
 
-    def __init__(self, root: resource.IResource, router: TunnelRouter, reactor: Any) -> None:
+    def __init__(
+        self, root: resource.IResource, router: TunnelRouter, reactor: Reactor, writes: WriteBatch | None = None
+    ) -> None:
         super().__init__(root, reactor=reactor)
         self.router = router
+        self.writes = writes if writes is not None else WriteBatch()
         self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> Any:
@@ -73,12 +100,18 @@ class EdgeSite(server.Site):
         self.channels.add(viewer)
         return viewer
 
-    def build_channel(self, addr: Any) -> Any:
+    def hand_over(self, transport: Any, addr: Any, raw: bytes) -> http.HTTPChannel:
         """
-        A twisted.web channel for a connection handed over by a viewer
-        protocol (the control API and C{/connect}).
+        Give a viewer connection's C{transport} to a new twisted.web channel
+        (the control API and C{/connect}), replaying C{raw}, the bytes read
+        from the start of the request; returns the channel.
         """
-        return super().buildProtocol(addr)
+        # twisted.web writes to the transport directly from now on.
+        self.writes.flush(transport)
+        channel: http.HTTPChannel = super().buildProtocol(addr)  # type: ignore[assignment]
+        channel.makeConnection(transport)
+        channel.dataReceived(raw)
+        return channel
 
     def open_channels(self) -> list[ViewerProtocol]:
         """
@@ -173,7 +206,7 @@ class EdgeService(service.MultiService):
 def build_edge(
     config: EdgeConfig,
     *,
-    reactor: Any,
+    reactor: Reactor,
     api_keys_file: str | None = None,
     jwt_secret_file: str | None = None,
 ) -> EdgeService:
@@ -186,7 +219,10 @@ def build_edge(
     api_keys = ApiKeys.load(api_keys_file) if api_keys_file else ApiKeys.empty()
     registry = InMemoryRegistry(clock=reactor, grace=config.grace)
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
-    endpoint = AgentEndpoint(config, registry, authority, limiter, reactor)
+    # One write batch for the process: viewer bytes and tunnel frames that
+    # one event causes leave together.
+    writes = WriteBatch()
+    endpoint = AgentEndpoint(config, registry, authority, limiter, reactor, writes)
     control = ControlAPI(
         config,
         registry,
@@ -198,5 +234,5 @@ def build_edge(
     )
     router = TunnelRouter(config, registry, reactor)
     root = EdgeRoot(control.app.resource(), endpoint.resource())
-    site = EdgeSite(root, router, reactor)
+    site = EdgeSite(root, router, reactor, writes)
     return EdgeService(config, site, registry, authority, endpoint)

@@ -3,25 +3,24 @@ The edge's connection with a viewer: a lean HTTP/1.1 server for tunnel
 traffic, handing everything else to twisted.web.
 
 Every connection the edge accepts starts as a L{ViewerProtocol}.  It reads
-the first request head (L{viewer_parse.RequestParser}); when its C{Host} is
-a tunnel's, it serves the request itself, streaming it into a
-L{tunnel.ViewerExchange}, and goes on serving the connection's requests one
-at a time (keep-alive; pipelined requests wait, bounded, in the buffer).
-When a head's C{Host} is the edge's own (the control API, C{/connect}), the
-connection is handed to the site's twisted.web C{HTTPChannel} with the bytes
-read so far replayed, and this protocol only passes bytes on from then on.
-Hand-overs happen at a request boundary with nothing in flight, since
-requests are read one after the other: a keep-alive connection that turns
-from a tunnel's name to the edge's own is handed over at that point; one
-that turns the other way stays with twisted.web (which then serves the
-control API's answers for the tunnel's name: 404s).
+each request head (L{netbore.http1.RequestParser}, L{netbore.http1.VIEWER}
+policy); when its C{Host} is a tunnel's, it serves the request itself,
+streaming it into a L{exchange.ViewerExchange}, and goes on serving the
+connection's requests one at a time (keep-alive; pipelined requests wait,
+bounded, in the buffer).  When a head's C{Host} is the edge's own (the
+control API, C{/connect}), the connection is handed to the site's
+twisted.web channel with the bytes read so far replayed, and this protocol
+only passes bytes on from then on.  That channel serves exactly one request
+and closes the connection after its response (C{Connection: close}; see
+L{site.OneRequestChannel}), unless it became a WebSocket: Host dispatch
+happens for every request, and a kept-alive connection that asked the
+control API something reaches tunnels again on its next connection.
 
 Why not twisted.web for tunnel traffic: its per-request machinery (a
 C{Request} with C{Headers} objects, a C{notifyFinish} Deferred, a
-line-per-callback parser, header re-formatting) cost the edge more CPU per
-request than the rest of the data plane.  Here a request costs one head
-parse (one split, two regex calls), one C{transport.write} for the response
-head, and no Deferreds.
+line-per-callback parser) cost more CPU per request than the rest of the
+data plane.  Here a request costs one head parse (three regex calls), one
+write for the response head, and no Deferreds.
 
 Timeouts: a connection must complete a request head within
 L{IDLE_TIMEOUT} of being opened or of its last response (slow heads and
@@ -31,6 +30,8 @@ request is in flight, the exchange's response timeout applies instead.
 
 from __future__ import annotations
 
+import contextlib
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
@@ -39,15 +40,16 @@ from twisted.python.failure import Failure
 from twisted.web.http import RESPONSES
 from zope.interface import implementer
 
-from ..writes import BATCH
+from .._types import Clock
+from ..http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, NEED_DATA, PAUSED, Framing, ParseError, RequestHead
+from ..http1 import RequestParser, chunk_head, response_framing, response_head
 from . import pages
-from .viewer_parse import END_OF_MESSAGE, NEED_DATA, PAUSED, ParseError, RequestHead, RequestParser
 
 if TYPE_CHECKING:
     from .site import EdgeSite
     from .exchange import ViewerExchange
 
-__all__ = ["ViewerProtocol", "IDLE_TIMEOUT", "PIPELINE_BUFFER"]
+__all__ = ["IDLE_TIMEOUT", "PIPELINE_BUFFER", "Phase", "ViewerProtocol"]
 
 #: Seconds a connection may take to send a complete request head, counted
 #: from its opening or from the end of its last response.
@@ -57,15 +59,29 @@ IDLE_TIMEOUT = 60.0
 #: beyond that the connection is not read until the response is done.
 PIPELINE_BUFFER = 64 * 1024
 
-# Response body framing.
-_NONE = 0  # no body (HEAD, 1xx, 204, 304)
-_LENGTH = 1  # Content-Length
-_CHUNKED = 2
-_CLOSE = 3  # delimited by closing the connection (HTTP/1.0)
 
-# Reasons to stop reading the viewer (bit flags).
-_BODY = 1  # the request body is beyond the stream's send window
-_PIPELINE = 2  # pipelined requests wait for the response in flight
+class Phase(Enum):
+    """
+    Where a viewer connection is: reading a request head (C{IDLE}), a
+    tunnel request in flight (C{EXCHANGE}), handed to twisted.web for the
+    edge's own names (C{HANDED}), closing or closed (C{CLOSED}).
+    """
+
+    IDLE = "idle"
+    EXCHANGE = "exchange"
+    HANDED = "handed"
+    CLOSED = "closed"
+
+
+_NONE = Framing.NONE
+_LENGTH = Framing.LENGTH
+_CHUNKED = Framing.CHUNKED
+_CLOSE = Framing.CLOSE
+# Why the viewer is not read (bits; plain ints, as IntFlag arithmetic is
+# slow): the request body is beyond the stream's send window; pipelined
+# requests wait for the response in flight.
+_BODY = 1
+_PIPELINE = 2
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _ERROR_STATUSES = {
@@ -92,6 +108,8 @@ class ViewerProtocol(Protocol):
     L{error_page} for the response.  It is the transport's producer: the
     transport pausing it (its write buffer is full) pauses the exchange,
     which then holds the stream's credit.
+
+    @ivar phase: where the connection is (L{Phase}).
     """
 
     head: RequestHead | None = None
@@ -101,17 +119,19 @@ class ViewerProtocol(Protocol):
     def __init__(self, site: "EdgeSite", addr: Any) -> None:
         self.site = site
         self.router = site.router
-        self.clock: Any = site.reactor
+        self.clock: Clock = site.reactor
         self.addr = addr
-        self._parser: RequestParser | None = RequestParser()
+        self.phase = Phase.IDLE
+        self._writes = site.writes
+        self._parser = RequestParser()
         self._exchange: ViewerExchange | None = None
         self._handed: Any = None  # the twisted.web channel, once handed over
-        self._read_blocks = 0
+        self._blocked = 0
         self._write_paused = False
         self._keep_alive = True
+        # The response in flight: how its body is framed, what is left of it.
         self._framing = _NONE
         self._remaining = 0
-        self._closing = False
         self._driving = False
         self._deadline: float | None = None
         self._timer: IDelayedCall | None = None
@@ -125,38 +145,34 @@ class ViewerProtocol(Protocol):
         self.secure = ISSLTransport(transport, None) is not None
         # A response head and its body may leave in two writes (the body
         # comes in a later frame): never let Nagle hold the second one.
-        nodelay = getattr(transport, "setTcpNoDelay", None)
-        if nodelay is not None:
-            try:
-                nodelay(True)
-            except OSError:
-                pass
+        with contextlib.suppress(AttributeError, OSError):
+            transport.setTcpNoDelay(True)
         transport.registerProducer(self, True)
         self._set_deadline()
 
     def dataReceived(self, data: bytes) -> None:
-        if self._handed is not None:
+        phase = self.phase
+        if phase is Phase.HANDED:
             self._handed.dataReceived(data)
             return
-        parser = self._parser
-        if parser is None or self._closing:
+        if phase is Phase.CLOSED:
             return
-        parser.feed(data)
+        self._parser.feed(data)
         if not self._driving:
             # What this read causes (frames to the agent, an error page)
             # leaves in one write per connection.
-            BATCH.hold()
+            writes = self._writes
+            writes.hold()
             try:
                 self._drive()
             finally:
-                BATCH.release()
+                writes.release()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        if self._handed is not None:
+        if self.phase is Phase.HANDED:
             self._handed.connectionLost(reason)
             return
-        self._closing = True
-        self._parser = None
+        self.phase = Phase.CLOSED
         self._deadline = None
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
@@ -166,10 +182,8 @@ class ViewerProtocol(Protocol):
             exchange.viewer_gone()
 
     def is_open(self) -> bool:
-        """
-        Is this connection still open (and not taken over by autobahn)?
-        """
-        if self._handed is not None:
+        """Is this connection still open (and not taken over by autobahn)?"""
+        if self.phase is Phase.HANDED:
             transport = self._handed.transport
         else:
             transport = self.transport
@@ -179,30 +193,27 @@ class ViewerProtocol(Protocol):
         """
         Close the connection if no request is in flight (drain).
         """
-        handed = self._handed
-        if handed is not None:
+        phase = self.phase
+        if phase is Phase.HANDED:
+            handed = self._handed
             if not handed.requests and handed.transport is not None and not handed.transport.disconnecting:
                 handed.loseConnection()
-        elif self._exchange is None and not self._closing:
+        elif phase is Phase.IDLE:
             self._close()
 
     def buffered_bytes(self) -> int:
-        """
-        Bytes read from the viewer and not yet consumed.
-        """
-        return self._parser.buffered if self._parser is not None else 0
+        """Bytes read from the viewer and not yet consumed."""
+        return self._parser.buffered if self.phase is not Phase.HANDED else 0
 
     def _close(self) -> None:
-        """
-        Close once the written bytes are out.
-        """
-        self._closing = True
+        """Close once the written bytes are out."""
+        self.phase = Phase.CLOSED
         self._deadline = None
         transport: Any = self.transport
         if transport is not None:
             # A transport with a registered producer does not close.
             transport.unregisterProducer()
-            BATCH.flush(transport)
+            self._writes.flush(transport)
             transport.loseConnection()
 
     # -- reading requests ------------------------------------------------------
@@ -213,11 +224,9 @@ class ViewerProtocol(Protocol):
         response in flight.
         """
         self._driving = True
+        parser = self._parser
         try:
-            while not self._closing:
-                parser = self._parser
-                if parser is None:
-                    return
+            while self.phase is Phase.IDLE or self.phase is Phase.EXCHANGE:
                 try:
                     event = parser.next_event()
                 except ParseError as e:
@@ -247,11 +256,12 @@ class ViewerProtocol(Protocol):
         if label is None:
             self._hand_over()
             return
+        self.phase = Phase.EXCHANGE
         self._deadline = None
         self.head = head
         self._keep_alive = head.keep_alive
         if head.expect_continue and (head.chunked or head.length):
-            BATCH.write(self.transport, _CONTINUE)
+            self._writes.write(self.transport, _CONTINUE)
         exchange = self.router.exchange(self, label, head.length)
         self._exchange = exchange
         if self._write_paused:
@@ -261,36 +271,28 @@ class ViewerProtocol(Protocol):
         """
         Give the connection to twisted.web, replaying what was read.
         """
-        parser, self._parser = self._parser, None
-        assert parser is not None
+        self.phase = Phase.HANDED
         self._deadline = None
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
-        raw = parser.take_raw()
         transport: Any = self.transport
-        # twisted.web writes to the transport directly from now on.
-        BATCH.flush(transport)
-        channel = self.site.build_channel(self.addr)
-        self._handed = channel
         transport.unregisterProducer()
-        if self._read_blocks:
-            self._read_blocks = 0
+        if self._blocked:
+            self._blocked = 0
             transport.resumeProducing()
-        channel.makeConnection(transport)
-        channel.dataReceived(raw)
+        self._handed = self.site.hand_over(transport, self.addr, self._parser.take_raw())
 
     def _refuse(self, status: int) -> None:
         """
         Answer a request the parser refused, and close.
         """
-        self._parser = None
         self._keep_alive = False
         self.head = None
         error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
         ctype, body = pages.render(error, b"", b"")
         self._write_head(error.status, _reason(error.status), pages.headers(ctype, body, error), _NONE)
-        BATCH.write(self.transport, body)
+        self._writes.write(self.transport, body)
         self._close()
 
     def _set_deadline(self) -> None:
@@ -302,7 +304,7 @@ class ViewerProtocol(Protocol):
     def _check_deadline(self) -> None:
         self._timer = None
         deadline = self._deadline
-        if deadline is None or self._closing or self._handed is not None:
+        if deadline is None or self.phase is not Phase.IDLE:
             return
         now = self.clock.seconds()
         if now < deadline:
@@ -314,14 +316,14 @@ class ViewerProtocol(Protocol):
             self._close()
 
     def _block_reading(self, why: int) -> None:
-        if not self._read_blocks:
+        if not self._blocked:
             self.transport.pauseProducing()  # type: ignore[union-attr]
-        self._read_blocks |= why
+        self._blocked |= why
 
     def _unblock_reading(self, why: int) -> None:
-        if self._read_blocks & why:
-            self._read_blocks &= ~why
-            if not self._read_blocks and not self._closing:
+        if self._blocked & why:
+            self._blocked &= ~why
+            if not self._blocked and self.phase is not Phase.CLOSED:
                 self.transport.resumeProducing()  # type: ignore[union-attr]
 
     # -- the exchange's side ---------------------------------------------------
@@ -344,50 +346,39 @@ class ViewerProtocol(Protocol):
         """
         head = self.head
         assert head is not None
-        if status < 200 or status == 204 or status == 304 or head.method == b"HEAD":
-            framing = _NONE
-        elif length is not None:
-            framing = _LENGTH
-            self._remaining = length
-        elif head.version == b"HTTP/1.1":
-            framing = _CHUNKED
-        else:
-            framing = _CLOSE
+        framing = response_framing(status, head.method == b"HEAD", length, head.version == b"HTTP/1.1")
+        if framing is _LENGTH:
+            self._remaining = length  # type: ignore[assignment]
         self._write_head(status, reason or _reason(status), headers, framing)
 
-    def _write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: int) -> None:
+    def _write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: Framing) -> None:
         self._framing = framing
-        if framing == _CLOSE or self.router.draining:
+        if framing is _CLOSE or self.router.draining:
             self._keep_alive = False
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-        parts += [name + b": " + value + b"\r\n" for name, value in headers]
-        if framing == _CHUNKED:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
-        head = self.head
         if not self._keep_alive:
-            parts.append(b"Connection: close\r\n\r\n")
-        elif head is not None and head.version == b"HTTP/1.0":
-            parts.append(b"Connection: keep-alive\r\n\r\n")
+            connection: bytes | None = b"close"
         else:
-            parts.append(b"\r\n")
-        BATCH.write(self.transport, b"".join(parts))
+            head = self.head
+            connection = b"keep-alive" if head is not None and head.version == b"HTTP/1.0" else None
+        self._writes.write(self.transport, response_head(status, reason, headers, framing is _CHUNKED, connection))
 
     def write_body(self, data: bytes) -> None:
         framing = self._framing
-        transport: Any = self.transport
-        if framing == _LENGTH:
+        transport = self.transport
+        if framing is _LENGTH:
             n = self._remaining
             if len(data) > n:
                 data = data[:n]  # beyond the announced length: never sent
             self._remaining = n - len(data)
-            BATCH.write(transport, data)
-        elif framing == _CHUNKED:
+            self._writes.write(transport, data)
+        elif framing is _CHUNKED:
             if data:
-                BATCH.write(transport, b"%x\r\n" % len(data))
-                BATCH.write(transport, data)
-                BATCH.write(transport, b"\r\n")
-        elif framing == _CLOSE:
-            BATCH.write(transport, data)
+                write = self._writes.write
+                write(transport, chunk_head(len(data)))
+                write(transport, data)
+                write(transport, CHUNK_END)
+        elif framing is _CLOSE:
+            self._writes.write(transport, data)
 
     def finish(self) -> None:
         """
@@ -395,21 +386,22 @@ class ViewerProtocol(Protocol):
         (or close).
         """
         framing = self._framing
-        if framing == _CHUNKED:
-            BATCH.write(self.transport, b"0\r\n\r\n")
-        elif framing == _LENGTH and self._remaining:
+        if framing is _CHUNKED:
+            self._writes.write(self.transport, LAST_CHUNK)
+        elif framing is _LENGTH and self._remaining:
             # Shorter than announced: the viewer must see it cut.
             self._keep_alive = False
         self._exchange = None
         self.head = None
-        if self._read_blocks & _BODY:
+        if self.phase is not Phase.EXCHANGE:
+            return
+        self.phase = Phase.IDLE
+        if self._blocked & _BODY:
             self._unblock_reading(_BODY)
         if not self._keep_alive or self.router.draining:
             self._close()
             return
         parser = self._parser
-        if parser is None:
-            return
         parser.start_next()
         self._set_deadline()
         self._unblock_reading(_PIPELINE)
@@ -420,7 +412,7 @@ class ViewerProtocol(Protocol):
         """
         Cut the connection (the response cannot be completed).
         """
-        self._closing = True
+        self.phase = Phase.CLOSED
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
