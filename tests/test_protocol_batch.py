@@ -25,7 +25,8 @@ from netbore.protocol import (
     decode_batch,
     encode,
 )
-from netbore.protocol.frames import HEADER, HEADER_SIZE, encode_batch
+from netbore.protocol._batch import batch
+from netbore.protocol.frames import BATCH_FRAME_MAX, BATCH_MAX, HEADER, HEADER_SIZE, encode_batch
 
 from .test_protocol_session import GET, make_pair, pump
 
@@ -75,6 +76,29 @@ def test_batch_is_not_a_plain_frame() -> None:
 
 # --------------------------------------------------------------------------
 # BATCH frames
+
+
+def test_batch_packs_runs_of_small_frames() -> None:
+    small = [encode(End(n)) for n in range(1, 4)]
+    assert batch(small) == [encode_batch(small)]
+    assert batch(small[:1]) == small[:1]  # a run of one goes as it is
+    assert batch([]) == []
+
+
+def test_batch_sends_large_frames_alone_in_order() -> None:
+    small = encode(End(1))
+    large = encode(Data(1, b"x" * (BATCH_FRAME_MAX + 1)))
+    messages = batch([small, small, large, small])
+    assert messages == [encode_batch([small, small]), large, small]
+
+
+def test_batch_bounds_each_run() -> None:
+    frame = encode(Data(1, b"x" * (BATCH_FRAME_MAX - HEADER_SIZE)))  # BATCH_FRAME_MAX bytes
+    messages = batch([frame] * 10)
+    # Three such frames (with their lengths) fill a BATCH: 3 + 3 + 3 + 1.
+    assert [m[0] for m in messages] == [FrameType.BATCH] * 3 + [FrameType.DATA]
+    assert [f for m in messages[:3] for f in decode_batch(m)] + messages[3:] == [frame] * 10
+    assert all(len(m) - HEADER_SIZE <= BATCH_MAX for m in messages)
 
 
 def test_small_frames_leave_as_one_batch_when_the_peer_takes_them() -> None:
