@@ -59,6 +59,7 @@ def _observed_messages(tmp_path: Path) -> list[bytes]:
 
     sid = session.open_stream(Exchange(), b"GET", b"/", [], True)  # type: ignore[arg-type]
     pump.flush()
+    assert agent.session is not None
     agent.session.send_response_head(sid, 200, b"OK", [], end_stream=True)
     agent.flush()
     pump.flush()

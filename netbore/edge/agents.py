@@ -61,15 +61,18 @@ def _token_from(request: ConnectionRequest) -> str | None:
     The token from C{Authorization: Bearer}, a C{bearer.<jwt>} subprotocol
     or the C{nb_token} query parameter, in that order.
     """
-    auth = request.headers.get("authorization")
+    headers: dict[str, str] = request.headers
+    protocols: list[str] = request.protocols
+    params: dict[str, list[str]] = request.params
+    auth = headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    for proto in request.protocols:
+    for proto in protocols:
         if proto.startswith(_BEARER_PREFIX):
             return proto[len(_BEARER_PREFIX) :]
-    values = parse_qs(urlsplit(request.path).query).get("nb_token") or request.params.get("nb_token")
+    values = parse_qs(urlsplit(request.path).query).get("nb_token") or params.get("nb_token")
     if values:
         return values[0]
     return None
