@@ -40,7 +40,7 @@ from typing import Any
 from twisted.internet import abstract, tcp
 from twisted.logger import Logger
 
-__all__ = ["BATCH", "WriteBatch", "direct_send_capable", "send_now", "twisted_write_path_known"]
+__all__ = ["WriteBatch", "direct_send_capable", "send_now", "twisted_write_path_known"]
 
 log = Logger()
 
@@ -211,8 +211,3 @@ class WriteBatch:
         chunks = self._held.pop(transport, None)
         if chunks:
             send_now(transport, b"".join(chunks))
-
-
-#: Transitional: C{edge/viewer.py} and C{agent/origin.py} still import it.
-#: Nothing else may; it goes once they take the batch they are given.
-BATCH = WriteBatch()
