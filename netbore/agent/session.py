@@ -277,7 +277,7 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
     # -- the StreamSink the origin streams use ------------------------------------------
 
     def _after(self) -> None:
-        if not self.dispatching:
+        if not (self.dispatching or self.flush_pending):
             self.flush()
 
     def send_response_head(

@@ -222,7 +222,8 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
             raise StreamClosedError("the session is closed")
         stream_id = session.send_request_head(method, target, headers, end_stream)
         self.streams[stream_id] = exchange
-        self.flush()
+        if not self.flush_pending:
+            self.flush()
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes) -> int:
@@ -236,7 +237,8 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         n = min(len(data), session.send_window(stream_id))
         if n:
             session.send_data(stream_id, data[:n] if n < len(data) else data)
-            self.flush()
+            if not self.flush_pending:
+                self.flush()
         return n
 
     def send_end(self, stream_id: int) -> None:
@@ -249,20 +251,23 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
                 # way to the exchange.
                 log.debug("END on stream {stream_id} not sent: {why}", stream_id=stream_id, why=str(e))
                 return
-            self.flush()
+            if not self.flush_pending:
+                self.flush()
 
     def reset(self, stream_id: int, code: int) -> None:
         self.streams.pop(stream_id, None)
         session = self.session
         if session is not None:
             session.reset_stream(stream_id, ErrorCode(code))
-            self.flush()
+            if not self.flush_pending:
+                self.flush()
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         session = self.session
         if session is not None:
             session.acknowledge(stream_id, n)
-            self.flush()
+            if not self.flush_pending:
+                self.flush()
 
     def stream_count(self) -> int:
         return len(self.streams)

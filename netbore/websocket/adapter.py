@@ -123,6 +123,7 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         self.sent_close: tuple[int, str] | None = None
         self._hello_timer: IDelayedCall | None = None
         self._handlers: dict[type, Callable[[Event], None]] = {}
+        self.flush_pending = False
         self._flush_later = self.flush_frames
         self.handle(WindowOpened, self._on_window)
 
@@ -274,7 +275,8 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
                     self._event_failed(event)
         finally:
             self.dispatching = False
-        self.flush()
+        if not self.flush_pending:
+            self.flush()
         self.events_handled()
 
     def events_handled(self) -> None:
@@ -429,19 +431,11 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
 
     # -- writes ------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """
-        Send the session's queued frames: when the input event being handled
-        is done (all its frames in as few messages as the session packs them
-        into), else now.
-        """
-        if not self.writes.later(self._flush_later):
-            self.flush_frames()
-
     def flush_frames(self) -> None:
         """
         Send every frame the session has queued, now (if still open).
         """
+        self.flush_pending = False
         session = self.session
         if session is None or self.state != OPEN:
             return

@@ -75,7 +75,10 @@ class BatchedWebSocket:
     skip_read_debug: ClassVar[bool] = False
 
     writes: WriteBatch
-    #: What a deferred flush calls (one bound method: no allocation each).
+    #: A flush is deferred to the end of the batch (L{flush}).
+    flush_pending: bool
+    #: What a deferred flush calls (one bound method: no allocation each);
+    #: it clears L{flush_pending}.
     _flush_later: Callable[[], None]
 
     # autobahn's, as this mixin uses them.
@@ -95,6 +98,26 @@ class BatchedWebSocket:
     def connectionMade(self) -> None:
         self.writes = self.factory.writes
         super().connectionMade()  # type: ignore[misc]
+
+    def flush_frames(self) -> None:
+        """
+        Send what is queued now.
+        """
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """
+        Send what is queued: when the input event being handled is done (all
+        its frames in as few messages as the session packs them into), else
+        now.  Asked again before then, it costs nothing (a caller on the hot
+        path may check L{flush_pending} itself and not call at all).
+        """
+        if self.flush_pending:
+            return
+        if self.writes.later(self._flush_later):
+            self.flush_pending = True
+        else:
+            self.flush_frames()
 
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
         # Frames queued before the close go before it.
