@@ -20,6 +20,7 @@ BATCH_FRAME_MAX = 16 * 1024
 BATCH_MAX = 64 * 1024
 
 _BATCH_HEADER = HEADER.pack(FrameType.BATCH, 0, 0)
+_unpack_header = HEADER.unpack_from  # (see _encode's note on CPython 3.11)
 
 
 def encode_batch(frames: list[bytes]) -> bytes:
@@ -48,7 +49,7 @@ def decode_batch(message: bytes | bytearray | memoryview) -> list[bytes]:
     size = len(message)
     if size < HEADER_SIZE:
         raise ProtocolError(f"frame shorter than its {HEADER_SIZE}-byte header")
-    ftype, flags, stream_id = HEADER.unpack_from(message)
+    ftype, flags, stream_id = _unpack_header(message)
     if ftype != FrameType.BATCH:
         raise ProtocolError(f"expected a BATCH frame, not type {ftype}")
     if flags:

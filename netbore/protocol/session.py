@@ -86,6 +86,8 @@ __all__ = [
     "WindowOpened",
 ]
 
+_pack_header = HEADER.pack  # (not HEADER.pack() per call: see _encode's note on CPython 3.11)
+
 
 class Session(Receiving):
     """
@@ -341,7 +343,7 @@ class Session(Receiving):
                         )
                     )
         elif end_stream:
-            self._outbox.append(HEADER.pack(FrameType.END, 0, stream_id))
+            self._outbox.append(_pack_header(FrameType.END, 0, stream_id))
         if end_stream:
             self._close_local(stream_id, stream)
 
@@ -356,7 +358,7 @@ class Session(Receiving):
         stream = self._sending_stream(stream_id)
         if not stream.local_head:
             raise StreamError(f"stream {stream_id}: END before the response head")
-        self._outbox.append(HEADER.pack(FrameType.END, 0, stream_id))
+        self._outbox.append(_pack_header(FrameType.END, 0, stream_id))
         self._close_local(stream_id, stream)
 
     def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
