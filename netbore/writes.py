@@ -34,7 +34,9 @@ reactor into whatever writes on the hot path.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twisted.internet import abstract, tcp
@@ -132,37 +134,63 @@ class WriteBatch:
     connection's held bytes with one L{send_now}.
 
     Calls nest: only the outermost L{release} sends.  Everything written to
-    a connection while a batch is open must go through L{write}, or its
-    order would change.  Make one per process and give it to every
-    protocol that writes on the hot path (edge: the site and the agents'
-    endpoint; agent: the forwarder and the session factory).
+    a connection while a batch is open must go through L{write} (or
+    L{held}), or its order would change.  Make one per process and give it
+    to every protocol that writes on the hot path (edge: the site and the
+    agents' endpoint; agent: the forwarder and the session factory).
+
+    The hot path's entry points are C-level callables, so that holding a
+    batch, asking whether one is open and deferring a flush cost no Python
+    call (and no module crossing, see C{bench/trace.py}):
+
+      - L{hold} (a bound C{list.append});
+      - L{holds}: non-empty while a batch is open (read it, never change it);
+      - L{defer}: C{defer(call)} runs C{call} once at the outermost
+        L{release}, before the held bytes leave; only while a batch is
+        open, and the caller makes sure it asks once (L{later} checks both);
+      - L{held}: per transport, the chunks held; while a batch is open a
+        writer may append to C{held[transport]} instead of calling
+        L{write} (empty chunks never).
     """
 
     def __init__(self) -> None:
-        self.depth = 0
-        self._held: dict[Any, list[bytes]] = {}
-        self._later: dict[Callable[[], object], None] = {}
+        self.holds: list[None] = []
+        self.hold: Callable[[], None] = partial(self.holds.append, None)
+        self.held: defaultdict[Any, list[bytes]] = defaultdict(list)
+        self._later: list[Callable[[], object]] = []
+        self.defer: Callable[[Callable[[], object]], None] = self._later.append
 
-    def hold(self) -> None:
-        self.depth += 1
+    @property
+    def depth(self) -> int:
+        """
+        How many holds are open.
+        """
+        return len(self.holds)
 
     def release(self) -> None:
-        if self.depth > 1:
-            self.depth -= 1
+        holds = self.holds
+        if len(holds) > 1:
+            holds.pop()
             return
-        # Deferred flushes may write (held too: depth is still 1).  One that
-        # fails must not cost the others their turn, nor other connections
-        # their bytes.
-        while self._later:
-            later, self._later = self._later, {}
-            for call in later:
+        # Deferred flushes may write (held too: the batch is still open).
+        # One that fails must not cost the others their turn, nor other
+        # connections their bytes.
+        later = self._later
+        if later:
+            i = 0
+            while i < len(later):
+                call = later[i]
+                i += 1
                 try:
                     call()
                 except Exception:
                     log.failure("deferred flush {call!r} failed", call=call)
-        self.depth -= 1
-        if self._held:
-            held, self._held = self._held, {}
+            later.clear()
+        if holds:
+            holds.pop()
+        held = self.held
+        if held:
+            self.held = defaultdict(list)
             for transport, chunks in held.items():
                 try:
                     send_now(transport, chunks[0] if len(chunks) == 1 else b"".join(chunks))
@@ -178,36 +206,40 @@ class WriteBatch:
         A tunnel session's frames queued by several callbacks of one event
         then leave as one message (see C{Session.data_to_send}).
         """
-        if not self.depth:
+        if not self.holds:
             return False
-        self._later[call] = None
+        if call not in self._later:
+            self._later.append(call)
         return True
 
     def run_now(self, call: Callable[[], object]) -> None:
         """
-        Run C{call} now if it was deferred by L{later} (before writing
-        something that must follow what it writes).
+        Run C{call} now if it was deferred by L{later} or L{defer} (before
+        writing something that must follow what it writes).
         """
-        if self._later.pop(call, False) is None:
+        later = self._later
+        if call in later:
+            # (not removed: a release may be iterating over the list)
+            later[later.index(call)] = _nothing
             call()
 
     def write(self, transport: Any, data: bytes) -> None:
         if not data:
             return
-        if not self.depth:
+        if not self.holds:
             send_now(transport, data)
             return
-        chunks = self._held.get(transport)
-        if chunks is None:
-            self._held[transport] = [data]
-        else:
-            chunks.append(data)
+        self.held[transport].append(data)
 
     def flush(self, transport: Any) -> None:
         """
         Send what is held for C{transport} now (before something that
         writes to it directly, e.g. twisted.web taking the connection over).
         """
-        chunks = self._held.pop(transport, None)
+        chunks = self.held.pop(transport, None)
         if chunks:
             send_now(transport, b"".join(chunks))
+
+
+def _nothing() -> None:
+    pass

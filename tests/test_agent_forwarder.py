@@ -46,18 +46,34 @@ class RecordingSink:
         end_stream: bool = False,
     ) -> None:
         self.heads.append((stream_id, status, reason, headers, end_stream))
+        if end_stream:
+            self._forget(stream_id)
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
-        assert len(data) <= self.window
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
         assert len(data) <= self.max_payload
-        self.window -= len(data)
+        n = min(len(data), self.window)
+        if n < len(data):
+            if not n:
+                return 0
+            data, end_stream = data[:n], False
+        self.window -= n
         self.data.append((stream_id, data, end_stream))
+        if end_stream:
+            self._forget(stream_id)
+        return n
 
     def send_end(self, stream_id: int) -> None:
         self.ends.append(stream_id)
+        self._forget(stream_id)
 
     def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
         self.resets.append((stream_id, code, message))
+        self._forget(stream_id)
+
+    def _forget(self, stream_id: int) -> None:
+        # The stream's last frame went out: the sink forgets it (once).
+        if stream_id not in self.finished:
+            self.finished.append(stream_id)
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         self.acks.append((stream_id, n))
@@ -69,7 +85,7 @@ class RecordingSink:
         return self.max_payload
 
     def stream_finished(self, stream_id: int) -> None:
-        self.finished.append(stream_id)
+        self._forget(stream_id)
 
     @property
     def body(self) -> bytes:

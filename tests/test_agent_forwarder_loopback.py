@@ -136,18 +136,30 @@ class Loopback:
         self, stream_id: int, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], end_stream: bool = False
     ) -> None:
         self.agent.send_response_head(stream_id, status, reason, headers, end_stream)
+        if end_stream:
+            self.streams.pop(stream_id, None)
         self.pump()
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
+        n = min(len(data), self.agent.send_window(stream_id))
+        if n < len(data):
+            if not n:
+                return 0
+            data, end_stream = data[:n], False
         self.agent.send_data(stream_id, data, end_stream)
+        if end_stream:
+            self.streams.pop(stream_id, None)
         self.pump()
+        return n
 
     def send_end(self, stream_id: int) -> None:
         self.agent.send_end(stream_id)
+        self.streams.pop(stream_id, None)
         self.pump()
 
     def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
         self.agent.reset_stream(stream_id, code, message)
+        self.streams.pop(stream_id, None)
         self.pump()
 
     def acknowledge(self, stream_id: int, n: int) -> None:

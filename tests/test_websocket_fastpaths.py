@@ -23,7 +23,7 @@ from netbore.protocol import GoAway, encode
 from netbore.websocket import (
     FastPaths,
     TunnelWebSocket,
-    batched,
+    adapter,
     install_fast_paths,
     remove_fast_paths,
     send_data_known,
@@ -125,7 +125,7 @@ def test_a_changed_send_data_is_not_relied_on(tmp_path: Path, monkeypatch: pytes
     monkeypatch.undo()
     # With the check failed (as at import on such an autobahn), frames are
     # written by autobahn at once, not held in the batch.
-    monkeypatch.setattr(batched, "_BATCHED_SEND", False)
+    monkeypatch.setattr(adapter, "_BATCHED_SEND", False)
     h = EdgeHarness(tmp_path)
     agent, session, pump = h.connect(h.token())
     h.writes.hold()

@@ -192,7 +192,7 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
             n=len(self.streams),
         )
         self._go_away_received = True
-        self.going_away = True
+        self.going_away = self.watch_events = True
 
     def events_handled(self) -> None:
         self._maybe_close_after_drain()
@@ -227,7 +227,7 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
             return d
         self._closed_waiters.append(d)
         if not self.going_away:
-            self.going_away = True
+            self.going_away = self.watch_events = True
             if self.session is not None:
                 self.call(self.session.go_away, ErrorCode.NO_ERROR, message)
                 self.flush()
@@ -277,8 +277,16 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
     # -- the StreamSink the origin streams use ------------------------------------------
 
     def _after(self) -> None:
-        if not (self.dispatching or self.flush_pending):
+        if not self.flush_pending:
             self.flush()
+
+    def _forget(self, stream_id: int) -> None:
+        """
+        The stream's last frame was sent: it is over here.
+        """
+        if self.streams.pop(stream_id, None) is not None and self.going_away and not self.dispatching:
+            # (while dispatching, events_handled checks once per message)
+            self._maybe_close_after_drain()
 
     def send_response_head(
         self,
@@ -301,16 +309,45 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
                 error=str(e),
             )
             self.call(session.reset_stream, stream_id, ErrorCode.INTERNAL_ERROR, b"response head not encodable")
-        self._after()
+        if not self.flush_pending:
+            # (the adapter's flush, inline: this runs once per request, in
+            # an origin connection's read)
+            writes = self.writes
+            if writes.holds:
+                self.flush_pending = True
+                writes.defer(self._flush_later)
+            else:
+                self.flush()
+        if end_stream:
+            self._forget(stream_id)
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None:
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
+        """
+        Send what the stream's window takes of C{data} (none while the
+        tunnel's transport is full, see L{pause_streams}); how much that
+        was.  The stream ends with it if C{end_stream} and all was taken.
+        """
         session = self.session
-        if session is not None:
-            try:
-                session.send_data(stream_id, data, end_stream)
-            except StreamError as e:
-                _refused(e)
-            self._after()
+        if session is None or self.paused:
+            return 0
+        n = len(data)
+        if n:
+            window = session.send_window(stream_id)
+            if window < n:
+                if window <= 0:
+                    return 0
+                data = data[:window]
+                n = window
+                end_stream = False
+        try:
+            session.send_data(stream_id, data, end_stream)
+        except StreamError as e:
+            _refused(e)
+        if not self.flush_pending:
+            self.flush()
+        if end_stream:
+            self._forget(stream_id)
+        return n
 
     def send_end(self, stream_id: int) -> None:
         session = self.session
@@ -320,6 +357,7 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
             except StreamError as e:
                 _refused(e)
             self._after()
+            self._forget(stream_id)
 
     def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
         session = self.session
@@ -329,6 +367,7 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
             except StreamError as e:
                 _refused(e)
             self._after()
+            self._forget(stream_id)
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         session = self.session

@@ -54,13 +54,22 @@ class StreamSink(Protocol):
     Every call must put the resulting frames on the wire (or queue them for
     the next flush) by itself: the forwarder calls these from origin-side
     callbacks, outside any batch of tunnel work.
+
+    A call that sends the stream's last frame toward the edge (a head or
+    DATA with C{end_stream}, END, RESET) also ends the stream for the sink:
+    it forgets it then, and L{stream_finished} is not called for it.
     """
 
     def send_response_head(
         self, stream_id: int, status: int, reason: bytes, headers: list[Header], end_stream: bool = False
     ) -> None: ...
 
-    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> None: ...
+    def send_data(self, stream_id: int, data: bytes | memoryview, end_stream: bool = False) -> int:
+        """
+        Send what the stream's send window takes of C{data} (none while
+        the tunnel's transport is full), ending the stream if
+        C{end_stream} and it took all of it; how many bytes it took.
+        """
 
     def send_end(self, stream_id: int) -> None: ...
 
@@ -74,7 +83,11 @@ class StreamSink(Protocol):
         """The largest payload one DATA frame may carry toward the edge."""
 
     def stream_finished(self, stream_id: int) -> None:
-        """The stream is over on the agent's side (ended, reset or failed): the owner forgets it."""
+        """
+        The stream is over on the agent's side without a last frame sent
+        through the sink (the edge reset it, the session is gone): the
+        owner forgets it.
+        """
 
 
 def _short(failure: Failure) -> bytes:
@@ -257,17 +270,21 @@ class OriginStream:
         queue = self._download
         if (queue is None or not queue.size) and not self._sending_paused:
             n = len(data)
-            sink = self._sink
-            if n and n <= self._limit and n <= sink.send_window(self.stream_id):
-                sink.send_data(self.stream_id, data, last)
-                if last:
-                    self._response_complete()
-                return
             if not n:
                 if last:
-                    sink.send_end(self.stream_id)
+                    self._sink.send_end(self.stream_id)
                     self._response_complete()
                 return
+            if n <= self._limit:
+                # One DATA frame's worth: offered as it is, the window
+                # takes all of it (the common case) or a part.
+                sent = self._sink.send_data(self.stream_id, data, last)
+                if sent == n:
+                    if last:
+                        self._response_complete()
+                    return
+                if sent:
+                    data = data[sent:]
         if data:
             if queue is None:
                 queue = self._download = SendQueue()
@@ -298,14 +315,16 @@ class OriginStream:
         if queue is not None:
             limit = self._limit
             while queue.size and not self._sending_paused:
-                window = sink.send_window(stream_id)
-                if window <= 0:
+                chunk = queue.peek()
+                if len(chunk) > limit:
+                    # A view, not a copy: the session copies into the frame.
+                    chunk = memoryview(chunk)[:limit]
+                last = self.response is S_COMPLETE and len(chunk) == queue.size
+                sent = sink.send_data(stream_id, chunk, last)
+                if not sent:
                     break
-                # Views, not copies: the session copies into the frame.
-                chunk = queue.take(min(window, limit))
-                last = self.response is S_COMPLETE and not queue.size
-                sink.send_data(stream_id, chunk, last)
-                if last:
+                queue.advance(sent)
+                if last and sent == len(chunk):
                     self._response_complete()
                     return
                 if self.finished:
@@ -352,27 +371,33 @@ class OriginStream:
         if self.finished:
             return
         self._sink.reset_stream(self.stream_id, code, message)
-        self._finish()
+        self._finish(True)
         self._abort_origin()
 
-    def _finish(self) -> None:
+    def _finish(self, told: bool = False) -> None:
+        """
+        The stream is over here; C{told}: the sink knows (its last frame
+        went through the sink), else it is told.
+        """
         assert S_DONE in RESPONSE_MOVES[self.response]
         self.response = S_DONE
         self.finished = True
-        self._sink.stream_finished(self.stream_id)
+        if not told:
+            self._sink.stream_finished(self.stream_id)
 
     def _response_complete(self) -> None:
         """
-        The whole response went out.  If the viewer is still uploading
-        (the origin answered early), tell the edge to stop sending and drop
-        the rest of the request (the connection is closed, not reused).
+        The whole response went out, its last frame through the sink.  If
+        the viewer is still uploading (the origin answered early), tell the
+        edge to stop sending and drop the rest of the request (the
+        connection is closed, not reused).
         """
         if self.upload is not U_DONE:
             self._sink.reset_stream(self.stream_id, ErrorCode.NO_ERROR, b"response complete")
-            self._finish()
+            self._finish(True)
             self._drop_body()
             return
-        self._finish()
+        self._finish(True)
 
     def _abort_origin(self) -> None:
         conn, self._conn = self._conn, None

@@ -223,7 +223,14 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         stream_id = session.send_request_head(method, target, headers, end_stream)
         self.streams[stream_id] = exchange
         if not self.flush_pending:
-            self.flush()
+            # (the adapter's flush, inline: this runs once per request, in
+            # a viewer connection's read)
+            writes = self.writes
+            if writes.holds:
+                self.flush_pending = True
+                writes.defer(self._flush_later)
+            else:
+                self.flush()
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes) -> int:

@@ -26,105 +26,58 @@ share around the sans-IO L{netbore.protocol.Session}.
   - Writes go through the process's L{WriteBatch}
     (L{netbore.websocket.batched}): the frames queued while one read is
     handled leave in one C{send()} at its end.
+
+This module holds the hot path, one message in and its frames out, in one
+place (every call between modules is a cost on each request, see
+C{bench/trace.py}); the rest is L{netbore.websocket.lifecycle}.
+
+Reaching into autobahn: C{sendData} reads autobahn internals (C{send_queue},
+C{logOctets}, C{trafficStats}, C{state}) only if autobahn's own
+C{sendData} reads what it did when this was written
+(L{netbore.websocket.options.send_data_known}, checked once at import),
+else autobahn writes as usual.  Likewise C{_onMessageEnd} skips autobahn's
+per-message observer Deferred (and its two hops to C{onMessage}), and
+C{dataReceived} autobahn's per-read debug line, only once
+L{netbore.websocket.install_fast_paths} has checked they may.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar, Generic, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
-from autobahn.websocket.types import ConnectionDeny
-from twisted.internet.interfaces import IDelayedCall
-from twisted.logger import Logger
-
-from .._types import Clock
-from ..protocol import (
-    DataReceived,
-    ErrorCode,
-    Event,
-    Hello,
-    ProtocolError,
-    Session,
-    Settings,
-    StreamError,
-    WindowOpened,
-    decode_hello,
-    websocket_close_code,
-)
-from ..writes import WriteBatch
-from .batched import OPEN, BatchedWebSocket, TransportProducer
-from .options import close_reason
+from ..protocol import DataReceived, Event, ProtocolError, WindowOpened
+from ..writes import send_now
+from .batched import OPEN
+from .lifecycle import StreamT, TunnelFactory, TunnelLifecycle, TunnelStream
+from .options import send_data_known
 
 __all__ = ["TunnelFactory", "TunnelStream", "TunnelWebSocket"]
 
-log = Logger()
-
-
-class TunnelStream(Protocol):
-    """
-    What the adapter calls on every stream, whatever its role.
-    """
-
-    def window_opened(self) -> None: ...
-
-
-class TunnelFactory(Protocol):
-    """
-    What the adapter reads of its autobahn factory.
-    """
-
-    @property
-    def reactor(self) -> Clock: ...
-
-    @property
-    def writes(self) -> WriteBatch: ...
-
-    @property
-    def openHandshakeTimeout(self) -> float: ...
-
-
-StreamT = TypeVar("StreamT", bound=TunnelStream)
 E = TypeVar("E", bound=Event)
-H = TypeVar("H")
-R = TypeVar("R")
-P = ParamSpec("P")
+
+#: Checked once, at import (nothing is changed).
+_BATCHED_SEND = send_data_known()
 
 
-class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
+class TunnelWebSocket(TunnelLifecycle[StreamT]):
     """
     Mixin for an autobahn Twisted WebSocket protocol (first among the
     bases) carrying a tunnel session.  A role subclass sets L{role} and
     L{peer_role}, registers its event handlers with L{handle} and implements
-    the hooks below.
-
-    @ivar session: the sans-IO session, once the hellos are exchanged.
-    @ivar peer_hello: the peer's hello.
-    @ivar streams: the live streams by id.
-    @ivar paused: the WebSocket's transport asked the streams to pause.
-    @ivar dispatching: events of one message are being handled.
+    the hooks of L{TunnelLifecycle}.
     """
 
-    role: ClassVar[str]
-    peer_role: ClassVar[str]
     # autobahn's, as this mixin uses them.
-    factory: TunnelFactory
-    sendMessage: Callable[..., None]
-    registerProducer: Callable[[object, bool], None]
+    failedByMe: bool
+    message_data: Any
+    message_is_binary: bool
+    trackedTimings: Any
+    onMessageEnd: Callable[[], None]
+    _dataReceived: Callable[[bytes], None]
 
     def __init__(self) -> None:
         super().__init__()
-        self.session: Session | None = None
-        self.peer_hello: Hello | None = None
-        self.streams: dict[int, StreamT] = {}
-        self.closed = False
-        self.paused = False
-        self.dispatching = False
-        self.protocol_error = False
-        self.sent_close: tuple[int, str] | None = None
-        self._hello_timer: IDelayedCall | None = None
-        self._handlers: dict[type, Callable[[Event], None]] = {}
-        self.flush_pending = False
-        self._flush_later = self.flush_frames
         self.handle(WindowOpened, self._on_window)
 
     def handle(self, kind: type[E], handler: Callable[[E], None]) -> None:
@@ -134,118 +87,45 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         # (the table only ever hands a handler events of its own class)
         self._handlers[kind] = cast(Callable[[Event], None], handler)
 
-    # -- the role's part ---------------------------------------------------
+    # -- reads ---------------------------------------------------------------
 
-    def opened(self) -> None:
-        """
-        The WebSocket is open; the peer's hello is awaited.
-        """
-
-    def local_settings(self) -> Settings:
-        """
-        The settings this side announces (and receives under).
-        """
-        raise NotImplementedError
-
-    def hello_received(self, hello: Hello) -> None:
-        """
-        The peer's hello came and L{session} is up.
-        """
-        raise NotImplementedError
-
-    def stream_failed(self, stream: StreamT) -> None:
-        """
-        Handling an event of C{stream} raised; it is forgotten and reset
-        toward the peer.  Tell it so it lets its source go and acknowledges
-        what it holds.
-        """
-        raise NotImplementedError
-
-    def stream_lost(self, stream: StreamT) -> None:
-        """
-        The session is gone (closed, abandoned): tell C{stream}.
-        """
-        raise NotImplementedError
-
-    def pause_streams(self) -> None:
-        """
-        The WebSocket's transport is full: pause what feeds it.  By default
-        nothing: the role's sending methods look at L{paused} and take no
-        more bytes, which stops a stream at its next send.
-        """
-
-    def resume_streams(self) -> None:
-        """
-        The transport drained.  By default, every stream is told its window
-        opened.
-        """
-        self.broadcast_window()
-
-    def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
-        """
-        The WebSocket closed; the streams have been told already.
-        """
-
-    def peer_name(self) -> str:
-        """
-        Who the peer is, for logs.
-        """
-        return ""
-
-    # -- opening -------------------------------------------------------------
-
-    def guard_opening(self, opening: Callable[[H], R], handshake: H) -> R:
-        """
-        Run the role's C{onConnect} part: a L{ConnectionDeny} refuses the
-        handshake as meant; anything else is logged with its Failure, and
-        refuses it with 500.
-        """
+    def dataReceived(self, data: bytes) -> None:
+        writes = self.writes
+        writes.hold()
+        # Every frame this read causes is flushed at its end: asking for a
+        # flush meanwhile costs nothing (callers check flush_pending).
+        self.reading = self.flush_pending = True
         try:
-            return opening(handshake)
-        except ConnectionDeny:
-            raise
-        except Exception:
-            log.failure("opening handshake with the {peer_role} failed", peer_role=self.peer_role)
-            raise ConnectionDeny(ConnectionDeny.INTERNAL_SERVER_ERROR, "internal error") from None
+            if self.skip_read_debug:
+                # autobahn's, without its debug line (and its formatting).
+                self._dataReceived(data)
+            else:
+                super().dataReceived(data)  # type: ignore[misc]
+        finally:
+            self.reading = False
+            try:
+                if self.flush_pending:
+                    # Every frame this read caused, in as few messages as
+                    # the session packs them into.
+                    self.flush_frames()
+            finally:
+                writes.release()
 
-    def onOpen(self) -> None:
-        try:
-            self.registerProducer(TransportProducer(self), True)
-        except RuntimeError:
-            # (a producer of the connection's previous owner still there)
-            log.failure("cannot register with the tunnel's transport")
-        factory = self.factory
-        self._hello_timer = factory.reactor.callLater(factory.openHandshakeTimeout, self._hello_timed_out)
-        self.opened()
-
-    def _hello_timed_out(self) -> None:
-        self._hello_timer = None
-        if self.session is None and not self.closed:
-            self.fail(ProtocolError(f"the {self.peer_role} sent no hello in time"))
-
-    def _on_hello(self, payload: bytes, is_binary: bool) -> None:
-        if is_binary:
-            self.fail(ProtocolError(f"expected the {self.peer_role}'s hello as a text message"))
+    def _onMessageEnd(self) -> None:
+        if not self.skip_message_observers:
+            self.onMessageEnd()
             return
-        try:
-            hello = decode_hello(payload, expected_role=self.peer_role)
-        except ProtocolError as e:
-            self.fail(e)
-            return
-        self._cancel_hello_timer()
-        self.peer_hello = hello
-        try:
-            self.session = Session(self.role, self.local_settings(), hello.settings)
-            self.hello_received(hello)
-        except Exception:
-            self.internal_error("starting the session")
-
-    def _cancel_hello_timer(self) -> None:
-        timer, self._hello_timer = self._hello_timer, None
-        if timer is not None and timer.active():
-            timer.cancel()
-
-    # -- messages ------------------------------------------------------------
+        # autobahn's onMessageEnd, without firing the "message" observers
+        # through a Deferred per message (nobody observes), without joining
+        # a message that came in one piece, and without its two hops to
+        # onMessage.
+        if not self.failedByMe:
+            data = self.message_data
+            payload = data[0] if len(data) == 1 else b"".join(data)
+            if self.trackedTimings:
+                self.trackedTimings.track("onMessage")
+            self.onMessage(payload, self.message_is_binary)
+        self.message_data = None
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self.session
@@ -277,39 +157,8 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
             self.dispatching = False
         if not self.flush_pending:
             self.flush()
-        self.events_handled()
-
-    def events_handled(self) -> None:
-        """
-        The events of one message are handled (their frames flushed).
-        """
-
-    def _event_failed(self, event: Event) -> None:
-        stream_id: int = getattr(event, "stream_id", 0)
-        log.failure(
-            "error handling {event} on stream {stream_id}; that stream is reset",
-            event=type(event).__name__,
-            stream_id=stream_id,
-        )
-        if not stream_id:
-            return
-        self.reset_failed_stream(stream_id)
-
-    def reset_failed_stream(self, stream_id: int) -> None:
-        """
-        A bug of ours broke C{stream_id}: forget it, tell it, and reset it
-        toward the peer.  The session and its other streams go on.
-        """
-        stream = self.streams.pop(stream_id, None)
-        if stream is not None:
-            try:
-                self.stream_failed(stream)
-            except Exception:
-                log.failure("stream {stream_id} failed to clean up", stream_id=stream_id)
-        session = self.session
-        if session is not None:
-            self.call(session.reset_stream, stream_id, ErrorCode.INTERNAL_ERROR, b"internal error")
-            self.flush()
+        if self.watch_events:
+            self.events_handled()
 
     def credit_back(self, event: DataReceived) -> None:
         """
@@ -329,107 +178,27 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
         if stream is not None:
             stream.window_opened()
 
-    def broadcast_window(self) -> None:
-        """
-        Tell every stream its send window may have grown (a session window
-        update, or the transport drained); one that raises is reset alone.
-        """
-        for stream_id, stream in list(self.streams.items()):
-            try:
-                stream.window_opened()
-            except Exception:
-                log.failure("error resuming stream {stream_id}; it is reset", stream_id=stream_id)
-                self.reset_failed_stream(stream_id)
-
-    def call(self, method: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R | None:
-        """
-        Call a session method for a stream; one the session has already
-        closed is not an error worth more than a debug line.
-        """
-        try:
-            return method(*args, **kwargs)
-        except StreamError as e:
-            log.debug("session refused {method}: {error}", method=method.__name__, error=str(e))
-            return None
-
-    # -- backpressure ----------------------------------------------------------
-
-    def transport_paused(self) -> None:
-        if not self.paused:
-            self.paused = True
-            self.pause_streams()
-
-    def transport_resumed(self) -> None:
-        if self.paused:
-            self.paused = False
-            self.resume_streams()
-
-    # -- closing ----------------------------------------------------------------
-
-    def fail(self, error: ProtocolError, queued: bool = False) -> None:
-        """
-        The peer broke the protocol: say so with a GOAWAY (when a session
-        exists and L{Session.receive} has not queued one already, C{queued})
-        and close with C{4000 + error.code}.
-        """
-        log.warn(
-            "protocol error on the session with the {peer_role} {peer}: {message}",
-            peer_role=self.peer_role,
-            peer=self.peer_name(),
-            message=str(error),
-        )
-        self.protocol_error = True
-        session = self.session
-        if session is not None and not queued:
-            try:
-                session.go_away(error.code, str(error).encode("utf-8"))
-            except (StreamError, ProtocolError):
-                pass
-        self.flush()
-        self.send_close(websocket_close_code(error.code), str(error))
-
-    def internal_error(self, what: str) -> None:
-        """
-        A bug of ours broke the whole session (not one stream): log it with
-        its Failure and close with C{4000 + INTERNAL_ERROR}, never letting
-        it escape into the reactor.
-        """
-        log.failure("{what} failed; closing the session", what=what)
-        self.send_close(websocket_close_code(ErrorCode.INTERNAL_ERROR), "internal error")
-
-    def send_close(self, code: int, reason: str) -> None:
-        """
-        Close the WebSocket with C{code} and C{reason} (cut to fit).
-        """
-        reason = close_reason(reason)
-        if self.sent_close is None:
-            self.sent_close = (code, reason)
-        self.sendClose(code, reason)
-
-    def drop_streams(self) -> int:
-        """
-        Tell every stream the session is gone and forget them; how many.
-        """
-        streams, self.streams = self.streams, {}
-        for stream in streams.values():
-            try:
-                self.stream_lost(stream)
-            except Exception:
-                log.failure("stream failed to clean up after its session")
-        return len(streams)
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._cancel_hello_timer()
-        n = self.drop_streams()
-        if n:
-            log.info("session closed: {n} in-flight streams failed", n=n)
-        self.session = None
-        self.connection_closed(wasClean, code, reason)
-
     # -- writes ------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """
+        Send what is queued: when the input event being handled is done (all
+        its frames in as few messages as the session packs them into), else
+        now.  Asked again before then, it costs nothing (a caller on the hot
+        path may check L{flush_pending} itself and not call at all).
+        """
+        if self.flush_pending:
+            return
+        if self.reading:
+            # This connection's own read: flushed at its end.
+            self.flush_pending = True
+            return
+        writes = self.writes
+        if writes.holds:
+            self.flush_pending = True
+            writes.defer(self._flush_later)
+        else:
+            self.flush_frames()
 
     def flush_frames(self) -> None:
         """
@@ -441,3 +210,17 @@ class TunnelWebSocket(BatchedWebSocket, Generic[StreamT]):
             return
         for message in session.data_to_send():
             self.sendMessage(message, isBinary=True)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if sync or chopsize or not _BATCHED_SEND or self.send_queue or self.logOctets:
+            # autobahn's own paced writes, or an autobahn this was not
+            # written for: its way.
+            super().sendData(data, sync, chopsize)  # type: ignore[misc]
+            return
+        writes = self.writes
+        if writes.holds:
+            writes.held[self.transport].append(data)
+        else:
+            send_now(self.transport, data)
+        if self.state == OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)

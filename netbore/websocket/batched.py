@@ -1,17 +1,14 @@
 """
-L{BatchedWebSocket}: an autobahn Twisted WebSocket protocol whose writes
-go through the process's L{WriteBatch} (its factory's C{writes}): every
-frame queued while one read is handled leaves in one C{send()} at the end
-of it, and straight away (see L{netbore.writes}).
+L{BatchedWebSocket}: the base of an autobahn Twisted WebSocket protocol
+whose writes go through the process's L{WriteBatch} (its factory's
+C{writes}): every frame queued while one read is handled leaves in one
+C{send()} at the end of it, and straight away (see L{netbore.writes}).
+This module holds what runs once per connection (taking the batch,
+flushing before a close); the per-message part (C{dataReceived},
+C{sendData}, C{flush}) is L{netbore.websocket.adapter.TunnelWebSocket}.
 
-Overriding autobahn's C{sendData} means reading autobahn internals
-(C{send_queue}, C{logOctets}, C{trafficStats}, C{state}); that is done only
-if autobahn's own C{sendData} reads what it did when this was written
-(L{netbore.websocket.options.send_data_known}, checked once at import),
-else autobahn writes as usual.  Likewise C{onMessageEnd} skips autobahn's
-per-message observer Deferred, and C{dataReceived} autobahn's per-read
-debug line, only once L{netbore.websocket.install_fast_paths} has checked
-they may.
+L{TransportProducer} is the push producer registered with the WebSocket's
+transport.
 """
 
 from __future__ import annotations
@@ -24,14 +21,10 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from ..writes import WriteBatch
-from .options import send_data_known
 
 __all__ = ["OPEN", "BatchedWebSocket", "TransportProducer"]
 
 OPEN = WebSocketProtocol.STATE_OPEN
-
-#: Checked once, at import (nothing is changed).
-_BATCHED_SEND = send_data_known()
 
 
 class _Paused(Protocol):
@@ -88,12 +81,6 @@ class BatchedWebSocket:
     send_queue: Any
     logOctets: bool
     trafficStats: Any
-    failedByMe: bool
-    message_data: Any
-    message_is_binary: bool
-    trackedTimings: Any
-    _onMessage: Callable[[bytes, bool], None]
-    _dataReceived: Callable[[bytes], None]
 
     def connectionMade(self) -> None:
         self.writes = self.factory.writes
@@ -105,64 +92,14 @@ class BatchedWebSocket:
         """
         raise NotImplementedError
 
-    def flush(self) -> None:
-        """
-        Send what is queued: when the input event being handled is done (all
-        its frames in as few messages as the session packs them into), else
-        now.  Asked again before then, it costs nothing (a caller on the hot
-        path may check L{flush_pending} itself and not call at all).
-        """
-        if self.flush_pending:
-            return
-        if self.writes.later(self._flush_later):
-            self.flush_pending = True
-        else:
-            self.flush_frames()
-
     def sendClose(self, code: int | None = None, reason: str | None = None) -> None:
         # Frames queued before the close go before it.
-        self.writes.run_now(self._flush_later)
+        if self.flush_pending:
+            self.flush_frames()
         super().sendClose(code, reason)  # type: ignore[misc]
-
-    def dataReceived(self, data: bytes) -> None:
-        writes = self.writes
-        writes.hold()
-        try:
-            if self.skip_read_debug:
-                # autobahn's, without its debug line (and its formatting).
-                self._dataReceived(data)
-            else:
-                super().dataReceived(data)  # type: ignore[misc]
-        finally:
-            writes.release()
-
-    def onMessageEnd(self) -> None:
-        if not self.skip_message_observers:
-            super().onMessageEnd()  # type: ignore[misc]
-            return
-        # autobahn's, without firing the "message" observers through a
-        # Deferred per message (nobody observes), and without joining a
-        # message that came in one piece.
-        if not self.failedByMe:
-            data = self.message_data
-            payload = data[0] if len(data) == 1 else b"".join(data)
-            if self.trackedTimings:
-                self.trackedTimings.track("onMessage")
-            self._onMessage(payload, self.message_is_binary)
-        self.message_data = None
 
     def _closeConnection(self, abort: bool = False) -> None:
         # A refused handshake's answer or a close frame may still be held.
         if not abort and self.transport is not None:
             self.writes.flush(self.transport)
         super()._closeConnection(abort)  # type: ignore[misc]
-
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
-        if sync or chopsize or not _BATCHED_SEND or self.send_queue or self.logOctets:
-            # autobahn's own paced writes, or an autobahn this was not
-            # written for: its way.
-            super().sendData(data, sync, chopsize)  # type: ignore[misc]
-            return
-        self.writes.write(self.transport, data)
-        if self.state == OPEN:
-            self.trafficStats.outgoingOctetsWireLevel += len(data)

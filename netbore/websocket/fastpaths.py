@@ -18,13 +18,15 @@ tox environment:
     module's name is still autobahn's C{autobahn.util} function.
   - autobahn's C{onMessageEnd} fires its C{"message"} observers through a
     Deferred per message (txaio) after delivering it; the tunnel observes
-    nothing.  L{BatchedWebSocket} then delivers each message itself.
-    Check: autobahn's C{onMessageEnd} reads exactly the names it did when
-    this was written (it delivers, then fires), so nothing else it might
-    have learnt to do is skipped.
+    nothing.  L{TunnelWebSocket} then delivers each message itself, from
+    C{_onMessageEnd} straight to C{onMessage}.  Check: autobahn's
+    C{onMessageEnd} reads exactly the names it did when this was written
+    (it delivers, then fires), so nothing else it might have learnt to do
+    is skipped; and its Twisted adapter's C{_onMessageEnd} and
+    C{_onMessage} only pass on to C{onMessageEnd} and C{onMessage}.
   - autobahn's Twisted C{dataReceived} logs a debug line per read, with
     three formatted arguments, then hands the bytes to C{_dataReceived};
-    L{BatchedWebSocket} then calls C{_dataReceived} itself.  Check: that
+    L{TunnelWebSocket} then calls C{_dataReceived} itself.  Check: that
     C{dataReceived} reads exactly those names.
 """
 
@@ -83,9 +85,9 @@ class FastPaths:
 
     @ivar plain_debug_arguments: autobahn's debug-argument formatters are
         rebound to return their argument.
-    @ivar no_message_observers: L{BatchedWebSocket} delivers messages
+    @ivar no_message_observers: L{TunnelWebSocket} delivers messages
         without autobahn's per-message observer Deferred.
-    @ivar no_read_debug_line: L{BatchedWebSocket} reads without autobahn's
+    @ivar no_read_debug_line: L{TunnelWebSocket} reads without autobahn's
         per-read debug line.
     """
 
@@ -100,11 +102,21 @@ def _plain(value: Any, *args: Any, **kwargs: Any) -> Any:
 
 def on_message_end_known() -> bool:
     """
-    Does autobahn's C{onMessageEnd} do exactly what L{BatchedWebSocket}
+    Does autobahn's C{onMessageEnd} do exactly what L{TunnelWebSocket}
     replaces it with, plus firing the observers?
     """
     code = getattr(WebSocketProtocol.onMessageEnd, "__code__", None)
-    return code is not None and frozenset(code.co_names) == _ON_MESSAGE_END_NAMES
+    return (
+        code is not None
+        and frozenset(code.co_names) == _ON_MESSAGE_END_NAMES
+        and _code_names(WebSocketAdapterProtocol._onMessageEnd) == ("onMessageEnd",)
+        and _code_names(WebSocketAdapterProtocol._onMessage) == ("onMessage",)
+    )
+
+
+def _code_names(function: object) -> tuple[str, ...] | None:
+    code = getattr(function, "__code__", None)
+    return tuple(code.co_names) if code is not None else None
 
 
 def data_received_known() -> bool:
