@@ -252,6 +252,8 @@ _CHUNKED = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         b"5;a\x00b\r\nhello\r\n0\r\n\r\n",
         b"0\r\nX: 1\r\n folded\r\n\r\n",  # obs-fold in the trailers
         b"0\r\nbad trailer\r\n\r\n",
+        b"0\r\nContent-Length: 5\r\n\r\n",  # framing fields never in trailers
+        b"0\r\ntransfer-encoding: chunked\r\n\r\n",
     ],
 )
 def test_bad_chunks_are_refused(body: bytes) -> None:

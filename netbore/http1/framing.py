@@ -4,9 +4,10 @@ carries another message (RFC 9112 §9.3), for both roles.
 
 The request rules are the strict intermediary's: anything two parsers could
 read differently is refused.  The response rules are what an agent needs
-with origins: RFC 9112 §6.3 as written (C{Transfer-Encoding} wins over
-C{Content-Length}, a body without either runs until the close), and any
-doubt about where the body ended keeps the connection from being reused.
+with origins: RFC 9112 §6.3 (C{Transfer-Encoding} wins over
+C{Content-Length}, a body without either runs until the close), any doubt
+about where the body ended keeps the connection from being reused, and
+only the chunked coding is accepted.
 """
 
 from __future__ import annotations
@@ -101,23 +102,26 @@ def response_body(
     (C{reusable}: what the version and C{Connection} say).
 
     RFC 9112 §6.3: no body for HEAD, 1xx, 204, 304; C{Transfer-Encoding}
-    wins over C{Content-Length}, and a message with both, or with a final
-    coding other than chunked (read until the close), does not leave the
-    connection reusable; otherwise C{Content-Length}; otherwise until the
-    close.
+    wins over C{Content-Length}, and a message with both does not leave
+    the connection reusable; otherwise C{Content-Length}; otherwise until
+    the close.
 
-    @raise ParseError: a C{Content-Length} that is not one field of 1 to 18
-        digits (502).
+    @raise ParseError: (502) a C{Content-Length} that is not one field of 1
+        to 18 digits, or a C{Transfer-Encoding} other than exactly
+        C{chunked} (the agent cannot decode other codings, nor pass them
+        on: the field is hop-by-hop), even on a response without a body.
     """
+    if codings and split_list(codings) != [b"chunked"]:
+        # Another coding could only be passed on with its field, and
+        # Transfer-Encoding is hop-by-hop: the body would arrive still coded
+        # and unlabelled.
+        raise ParseError(502, "transfer coding other than chunked")
     if not response_has_body(status, head_request):
+        if lengths and content_length(lengths) is None:
+            raise ParseError(502, "bad Content-Length")
         return Framing.NONE, 0, reusable
     if codings:
-        if lengths:
-            reusable = False
-        te = split_list(codings)
-        if te and te[-1] == b"chunked":
-            return Framing.CHUNKED, 0, reusable
-        return Framing.CLOSE, 0, False
+        return Framing.CHUNKED, 0, reusable and not lengths
     if lengths:
         length = content_length(lengths)
         if length is None:

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
+    "CHUNK_EXT",
     "CHUNK_SIZE",
     "FIELD_LINE",
     "FIELD_SECTION",
@@ -57,9 +58,16 @@ FIELD_SECTION: Final = re.compile(rb"(?:" + _TCHAR + rb"+:[ \t]*" + _VALUE + rb"
 #: ... and then its fields taken in one more.
 FIELDS: Final = re.compile(rb"(" + _TCHAR + rb"+):[ \t]*(" + _VALUE + rb")[ \t]*\r\n")
 
-#: chunk-size [ BWS chunk-ext ]: 1 to 16 hex digits (a size that fits 64
-#: bits), white space only before C{;}.  Groups: the size.
-CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\t\x20-\x7e\x80-\xff]*)?")
+_QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+#: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+#: (RFC 9112 §7.1.1), names tokens, values tokens or quoted strings.
+CHUNK_EXT: Final = (
+    rb"(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*"
+)
+
+#: chunk-size [ chunk-ext ]: 1 to 16 hex digits (a size that fits 64 bits),
+#: white space only around the extensions' C{;} and C{=}.  Groups: the size.
+CHUNK_SIZE: Final = re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT)
 
 #: Empty lines a server may skip before a request line (RFC 9112 §2.2).
 LEADING_CRLF: Final = re.compile(rb"(?:\r\n){0,8}")

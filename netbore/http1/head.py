@@ -19,6 +19,7 @@ from typing import Final
 from .events import ParseError, RequestHead, ResponseHead
 from .framing import Framing, keep_alive, request_body, response_body
 from .grammar import (
+    CHUNK_EXT,
     CHUNK_SIZE,
     FIELD_LINE,
     FIELD_SECTION,
@@ -87,7 +88,7 @@ ORIGIN: Final = Policy(
     bare_lf=True,
     obs_fold=True,
     error=502,
-    chunk_size=re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?"),
+    chunk_size=re.compile(rb"([0-9A-Fa-f]{1,16})" + CHUNK_EXT + rb"[ \t]*"),
     max_fields=256,
 )
 

@@ -1,7 +1,8 @@
 """
 The receive buffer and the body readers both parsers share: content-length,
-chunked (with trailers read and dropped: the tunnel has none) and
-until-close, under the strictness of a L{head.Policy}.
+chunked (with trailers read and dropped: the tunnel has none; framing
+fields there are refused) and until-close, under the strictness of a
+L{head.Policy}.
 
 Reading is linear in the bytes received however they are split: consumed
 bytes are skipped by an offset, not sliced off; a partial head or line is
@@ -40,6 +41,8 @@ class State(IntEnum):
     DONE = 8
     ERROR = 9
 
+
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 
 _HEAD = State.HEAD
 _LENGTH = State.LENGTH
@@ -265,6 +268,12 @@ class MessageReader:
                 raise self._fail("trailer section too large")
             if end == pos:
                 self._state = _END
-            elif FIELD_LINE.fullmatch(buf, pos, end) is None:
+                return True
+            field = FIELD_LINE.fullmatch(buf, pos, end)
+            if field is None:
                 raise self._fail("malformed trailer field")
+            if field.group(1).lower() in _FRAMING:
+                # RFC 9110 §6.5.1: never sent in trailers; a parser that
+                # took it would read the next message differently.
+                raise self._fail("framing field in the trailers")
         return True
