@@ -19,12 +19,13 @@ import pytest
 from autobahn.twisted.websocket import WebSocketAdapterProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 
-from netbore.protocol import GoAway, encode
+from netbore.protocol import GoAway, decode, encode
 from netbore.websocket import (
     FastPaths,
     TunnelWebSocket,
     adapter,
     install_fast_paths,
+    options,
     remove_fast_paths,
     send_data_known,
 )
@@ -194,3 +195,94 @@ def test_a_changed_data_received_is_left_as_it_is(tmp_path: Path, monkeypatch: p
     assert not install_fast_paths().no_read_debug_line
     assert not TunnelWebSocket.skip_read_debug
     assert _read_debug_lines(tmp_path) == 1
+
+
+# -- the adapter's own binary frames ------------------------------------------
+
+#: One message per header form: 7-bit length, 16-bit, 64-bit; masked by an
+#: integer XOR and by autobahn's masker.
+_SIZES = (1, 125, 126, 300, 2048, 2049, 0xFFFF, 0x10000 + 7)
+
+
+def _messages() -> list[bytes]:
+    return [bytes((i * 7 + n) & 0xFF for i in range(n)) for n in _SIZES]
+
+
+def _stats(ws: Any) -> tuple[int, ...]:
+    s = ws.trafficStats
+    return (
+        s.outgoingWebSocketMessages,
+        s.outgoingWebSocketFrames,
+        s.outgoingOctetsAppLevel,
+        s.outgoingOctetsWebSocketLevel,
+        s.outgoingOctetsWireLevel,
+    )
+
+
+def _send(ws: Any, messages: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ws.session is not None
+    monkeypatch.setattr(ws.session, "data_to_send", lambda: list(messages))
+    ws.maxMessagePayloadSize = 0
+    ws.flush_frames()
+    monkeypatch.undo()
+
+
+def test_the_edge_frames_its_messages_byte_for_byte_as_autobahn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    got: list[bytes] = []
+    agent.onMessage = lambda payload, is_binary: got.append(payload)  # type: ignore[method-assign]
+    agent.maxMessagePayloadSize = agent.maxFramePayloadSize = 0
+    assert session.own_frames and not session.mask_frames
+    written: list[bytes] = session.transport.stream
+    before, start = _stats(session), len(written)
+    _send(session, _messages(), monkeypatch)
+    own, own_stats = b"".join(written[start:]), _stats(session)
+    # The same messages through autobahn's sendMessage: the same bytes and counts.
+    session.own_frames = False
+    start = len(written)
+    _send(session, _messages(), monkeypatch)
+    theirs = b"".join(written[start:])
+    assert own == theirs
+    assert [b - a for a, b in zip(before, own_stats, strict=True)] == [
+        b - a for a, b in zip(own_stats, _stats(session), strict=True)
+    ]
+    pump.flush()
+    assert got == _messages() * 2
+
+
+def test_the_agent_masks_its_frames_as_autobahn_reads_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_agent_session import Harness as AgentHarness
+
+    h = AgentHarness()
+    h.flush()
+    got: list[bytes] = []
+    h.edge.onMessage = lambda payload, is_binary: got.append(payload)  # type: ignore[method-assign]
+    h.edge.maxMessagePayloadSize = h.edge.maxFramePayloadSize = 0
+    assert h.client.own_frames and h.client.mask_frames
+    _send(h.client, _messages(), monkeypatch)
+    h.flush()
+    assert got == _messages()  # (autobahn refuses an unmasked client frame)
+
+
+def test_a_changed_send_message_is_not_relied_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[bytes] = []
+    original = WebSocketProtocol.sendMessage
+
+    def changed(self: WebSocketProtocol, payload: bytes, isBinary: bool = False, *args: Any) -> None:
+        if isBinary:
+            sent.append(payload)
+        original(self, payload, isBinary, *args)
+
+    monkeypatch.setattr(WebSocketProtocol, "sendMessage", changed)
+    assert not options.send_message_known()
+    # With the check failed (as at import on such an autobahn), each binary
+    # message goes through autobahn's sendMessage.
+    monkeypatch.setattr(adapter, "_SEND_MESSAGE", False)
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    assert not session.own_frames
+    session.go_away("now")
+    assert [type(decode(message)) for message in sent] == [GoAway]

@@ -43,14 +43,18 @@ L{netbore.websocket.install_fast_paths} has checked they may.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
+from random import getrandbits as _getrandbits
 from typing import Any, TypeVar, cast
+
+from autobahn.websocket.xormasker import create_xor_masker
 
 from ..protocol import DataReceived, Event, ProtocolError, WindowOpened
 from ..writes import send_now
 from .batched import OPEN
 from .lifecycle import StreamT, TunnelFactory, TunnelLifecycle, TunnelStream
-from .options import send_data_known
+from .options import send_data_known, send_message_known
 
 __all__ = ["TunnelFactory", "TunnelStream", "TunnelWebSocket"]
 
@@ -58,6 +62,16 @@ E = TypeVar("E", bound=Event)
 
 #: Checked once, at import (nothing is changed).
 _BATCHED_SEND = send_data_known()
+#: Checked once, at import: may the adapter frame its binary messages
+#: itself (see L{TunnelWebSocket.own_frames})?
+_SEND_MESSAGE = send_message_known()
+
+_PACK_HEAD = struct.Struct("!BB").pack
+_PACK_HEAD_16 = struct.Struct("!BBH").pack
+_PACK_HEAD_64 = struct.Struct("!BBQ").pack
+#: Payloads up to this size are masked with one integer XOR; beyond it
+#: autobahn's masker (NVX, SIMD) is faster.
+_INT_MASK_MAX = 2048
 
 
 class TunnelWebSocket(TunnelLifecycle[StreamT]):
@@ -76,9 +90,42 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
     onMessageEnd: Callable[[], None]
     _dataReceived: Callable[[bytes], None]
 
+    #: This connection frames its binary messages itself (L{flush_frames}):
+    #: autobahn's own code for them is the one this was written after
+    #: (L{send_message_known}), and none of what that code does beyond
+    #: framing and counting is in use (frame or octet logging, timings,
+    #: compression, fragmentation).  Decided when the connection opens.
+    own_frames = False
+    #: Frames are masked (a client's, as RFC 6455 requires).
+    mask_frames = False
+
+    # autobahn's, as the framing uses them.
+    logFrames: bool
+    maxMessagePayloadSize: int
+    autoFragmentSize: int
+    applyMask: bool
+    maskClientFrames: bool
+    maskServerFrames: bool
+    _perMessageCompress: Any
+
     def __init__(self) -> None:
         super().__init__()
         self.handle(WindowOpened, self._on_window)
+
+    def onOpen(self) -> None:
+        is_server = self.factory.isServer
+        self.mask_frames = bool(self.maskServerFrames if is_server else self.maskClientFrames)
+        self.own_frames = bool(
+            _BATCHED_SEND
+            and _SEND_MESSAGE
+            and not self.logFrames
+            and not self.logOctets
+            and not self.trackedTimings
+            and self._perMessageCompress is None
+            and not self.autoFragmentSize
+            and (self.applyMask or not self.mask_frames)
+        )
+        super().onOpen()
 
     def handle(self, kind: type[E], handler: Callable[[E], None]) -> None:
         """
@@ -208,8 +255,62 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
         session = self.session
         if session is None or self.state != OPEN:
             return
-        for message in session.data_to_send():
-            self.sendMessage(message, isBinary=True)
+        messages = session.data_to_send()
+        if not messages:
+            return
+        if self.send_queue or not self.own_frames:
+            for message in messages:
+                self.sendMessage(message, isBinary=True)
+            return
+        # autobahn's sendMessage and sendFrame for an unfragmented,
+        # uncompressed binary message, inline (see own_frames): the frames
+        # go to the batch without two calls into autobahn and back each.
+        limit = self.maxMessagePayloadSize
+        mask_frames = self.mask_frames
+        parts: list[bytes] = []
+        app = wire = 0
+        for message in messages:
+            n = len(message)
+            if 0 < limit < n:
+                self.sendMessage(message, isBinary=True)  # (raises, as autobahn does)
+                continue
+            if mask_frames:
+                mask = _getrandbits(32).to_bytes(4, "big")
+                if n <= 125:
+                    head = _PACK_HEAD(0x82, 0x80 | n) + mask
+                elif n <= 0xFFFF:
+                    head = _PACK_HEAD_16(0x82, 0xFE, n) + mask
+                else:
+                    head = _PACK_HEAD_64(0x82, 0xFF, n) + mask
+                if n <= _INT_MASK_MAX:
+                    repeated = mask * ((n + 3) >> 2)
+                    message = (int.from_bytes(message, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
+                        n, "little"
+                    )
+                else:
+                    message = create_xor_masker(mask, n).process(message)
+            elif n <= 125:
+                head = _PACK_HEAD(0x82, n)
+            elif n <= 0xFFFF:
+                head = _PACK_HEAD_16(0x82, 0x7E, n)
+            else:
+                head = _PACK_HEAD_64(0x82, 0x7F, n)
+            parts.append(head)
+            parts.append(message)
+            app += n
+            wire += len(head) + n
+        stats = self.trafficStats
+        count = len(messages)
+        stats.outgoingWebSocketMessages += count
+        stats.outgoingWebSocketFrames += count
+        stats.outgoingOctetsAppLevel += app
+        stats.outgoingOctetsWebSocketLevel += app
+        stats.outgoingOctetsWireLevel += wire
+        writes = self.writes
+        if writes.holds:
+            writes.held[self.transport].extend(parts)
+        else:
+            send_now(self.transport, b"".join(parts))
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         if sync or chopsize or not _BATCHED_SEND or self.send_queue or self.logOctets:

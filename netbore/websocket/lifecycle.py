@@ -58,6 +58,9 @@ class TunnelFactory(Protocol):
     @property
     def openHandshakeTimeout(self) -> float: ...
 
+    @property
+    def isServer(self) -> bool: ...
+
 
 StreamT = TypeVar("StreamT", bound=TunnelStream)
 H = TypeVar("H")

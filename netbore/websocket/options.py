@@ -2,8 +2,9 @@
 The tunnel WebSocket's options and limits, the same on both ends:
 autobahn's protocol options (L{set_tunnel_options}, with the one
 message-size formula L{max_message_size}), the close-reason limit
-(L{close_reason}), and the capability check of the batched C{sendData}
-(L{send_data_known}).
+(L{close_reason}), and the capability checks of the batched C{sendData}
+(L{send_data_known}) and of the adapter's own binary frames
+(L{send_message_known}).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from autobahn.websocket.protocol import WebSocketProtocol
 
 from ..protocol import max_message_size
 
-__all__ = ["MAX_CLOSE_REASON", "close_reason", "send_data_known", "set_tunnel_options"]
+__all__ = ["MAX_CLOSE_REASON", "close_reason", "send_data_known", "send_message_known", "set_tunnel_options"]
 
 #: A close frame's payload is at most 125 bytes: the code, then the reason.
 MAX_CLOSE_REASON = 123
@@ -47,6 +48,84 @@ _SEND_DATA_NAMES = frozenset(
         "write",
     }
 )
+
+
+#: The names autobahn's C{sendMessage} and C{sendFrame} read (autobahn 26.x).
+_SEND_MESSAGE_NAMES = frozenset(
+    {
+        "Disconnected",
+        "Exception",
+        "PayloadExceededError",
+        "STATE_OPEN",
+        "WebSocketProtocol",
+        "_perMessageCompress",
+        "autoFragmentSize",
+        "bool",
+        "bytes",
+        "compress_message_data",
+        "end_compress_message",
+        "int",
+        "join",
+        "len",
+        "log",
+        "maxMessagePayloadSize",
+        "outgoingOctetsAppLevel",
+        "outgoingOctetsWebSocketLevel",
+        "outgoingWebSocketMessages",
+        "sendFrame",
+        "start_compress_message",
+        "state",
+        "track",
+        "trackedTimings",
+        "trafficStats",
+        "type",
+        "warn",
+        "wasMaxMessagePayloadSizeExceeded",
+    }
+)
+_SEND_FRAME_NAMES = frozenset(
+    {
+        "Exception",
+        "FrameHeader",
+        "applyMask",
+        "create_xor_masker",
+        "factory",
+        "getrandbits",
+        "isServer",
+        "join",
+        "len",
+        "logFrames",
+        "logTxFrame",
+        "maskClientFrames",
+        "maskServerFrames",
+        "outgoingWebSocketFrames",
+        "pack",
+        "process",
+        "random",
+        "range",
+        "sendData",
+        "struct",
+        "to_bytes",
+        "trafficStats",
+    }
+)
+
+
+def send_message_known() -> bool:
+    """
+    Do autobahn's C{sendMessage} and C{sendFrame} read exactly what they
+    did when L{TunnelWebSocket}'s own binary frames were written after
+    them (so that its frames, and the traffic counts it keeps, are what
+    autobahn's would be)?
+    """
+    message = getattr(WebSocketProtocol.sendMessage, "__code__", None)
+    frame = getattr(WebSocketProtocol.sendFrame, "__code__", None)
+    return (
+        message is not None
+        and frame is not None
+        and frozenset(message.co_names) == _SEND_MESSAGE_NAMES
+        and frozenset(frame.co_names) == _SEND_FRAME_NAMES
+    )
 
 
 def send_data_known() -> bool:
