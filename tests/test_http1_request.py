@@ -346,3 +346,28 @@ def test_a_request_split_at_every_byte_parses_the_same(case: tuple[bytes, list[t
     for i in range(len(data) + 1):
         assert events(data[:i], data[i:]) == whole
     assert events(*[data[i : i + 1] for i in range(len(data))]) == whole
+
+
+# -- receive: one call per read --------------------------------------------------------
+
+
+def test_receive_returns_one_message_s_events_and_holds_the_next() -> None:
+    p = RequestParser()
+    second = b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    events = p.receive(b"POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nok" + second)
+    assert [type(e) for e in events] == [RequestHead, bytes, type(END_OF_MESSAGE)]
+    assert events[1] == b"ok" and p.held == len(second)
+    assert p.receive(b"") == [] and p.held == len(second)
+    assert p.start_next() == len(second)
+    (head, end) = p.receive(b"")
+    assert isinstance(head, RequestHead) and head.target == b"/2" and end is END_OF_MESSAGE
+    assert p.held == 0
+
+
+def test_receive_ends_with_the_error_after_the_events_before_it() -> None:
+    p = RequestParser()
+    events = p.receive(_CHUNKED + b"3\r\nabc\r\nzz\r\n")
+    assert isinstance(events[0], RequestHead) and events[1] == b"abc"
+    assert isinstance(events[2], ParseError) and events[2].status == 400
+    (again,) = p.receive(b"more")
+    assert again is events[2]

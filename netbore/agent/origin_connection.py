@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from netbore.http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, NEED_DATA, ParseError, ResponseHead, chunk_head
+from netbore.http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, ParseError, ResponseHead, chunk_head
 from netbore.http1.client import ClientState, Phase, Receiving, Sending
 
 if TYPE_CHECKING:
@@ -105,7 +105,6 @@ class OriginConnection(Protocol):
         self._pool = pool
         self._writes = pool.writes
         self.exchange: Exchange | None = None
-        self.phase = Phase.CONNECTING
         self.state = ClientState()
         self.idle_since = 0.0
         self._connecting: Deferred[Any] | None = None
@@ -118,7 +117,8 @@ class OriginConnection(Protocol):
         """
         Open, with no request on it.
         """
-        return self.phase is Phase.OPEN and self.state.sending is Sending.IDLE
+        state = self.state
+        return state.phase is Phase.OPEN and state.sending is Sending.IDLE
 
     # -- driven by the pool ---------------------------------------------------
 
@@ -137,7 +137,7 @@ class OriginConnection(Protocol):
         self.exchange = exchange
         self.state.start(head, head_request, body, chunked, retryable)
         exchange.attached(self)
-        if self.phase is Phase.OPEN:
+        if self.state.phase is Phase.OPEN:
             self._start()
 
     def connect(self, endpoint: IStreamClientEndpoint) -> None:
@@ -154,7 +154,7 @@ class OriginConnection(Protocol):
 
     def _connect_failed(self, failure: Failure) -> None:
         self._connecting = None
-        self.phase = Phase.CLOSED
+        self.state.phase = Phase.CLOSED
         exchange, self.exchange = self.exchange, None
         if exchange is not None and not failure.check(CancelledError):
             exchange.unreachable(failure)
@@ -164,7 +164,7 @@ class OriginConnection(Protocol):
         assert exchange is not None and self.transport is not None
         state = self.state
         state.head_written()
-        self._writes.write(self.transport, state.head)
+        self._writes.write(self.transport, state.request)
         exchange.request_sent()
 
     # -- used by the exchange ------------------------------------------------------
@@ -193,12 +193,12 @@ class OriginConnection(Protocol):
             self._writes.write(self.transport, LAST_CHUNK)
 
     def pause_reading(self) -> None:
-        if not self._reading_paused and self.phase is Phase.OPEN:
+        if not self._reading_paused and self.state.phase is Phase.OPEN:
             self._reading_paused = True
             self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resume_reading(self) -> None:
-        if self._reading_paused and self.phase is Phase.OPEN:
+        if self._reading_paused and self.state.phase is Phase.OPEN:
             self._reading_paused = False
             self.transport.resumeProducing()  # type: ignore[union-attr]
 
@@ -208,7 +208,8 @@ class OriginConnection(Protocol):
         reported.
         """
         self.exchange = None
-        phase, self.phase = self.phase, Phase.CLOSED
+        state = self.state
+        phase, state.phase = state.phase, Phase.CLOSED
         d, self._connecting = self._connecting, None
         if phase is Phase.OPEN and self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
@@ -224,11 +225,11 @@ class OriginConnection(Protocol):
         except (AttributeError, OSError):
             pass
         transport.registerProducer(self, True)
-        if self.phase is Phase.CLOSED:
+        if self.state.phase is Phase.CLOSED:
             # Aborted while the connect completed.
             transport.abortConnection()
             return
-        self.phase = Phase.OPEN
+        self.state.phase = Phase.OPEN
         if self.exchange is not None:
             self._start()
 
@@ -249,46 +250,43 @@ class OriginConnection(Protocol):
             return
         state = self.state
         state.receiving = Receiving.RECEIVING
-        parser = state.parser
-        parser.feed(data)
-        next_event = parser.next_event
-        try:
-            event = next_event()
-            while event is not NEED_DATA:
-                if event.__class__ is bytes:
-                    following = next_event()
-                    if following is END_OF_MESSAGE:
-                        self._response_done()
-                        exchange.response_data(event, True)  # type: ignore[arg-type]
-                        return
-                    exchange.response_data(event, False)  # type: ignore[arg-type]
-                    event = following
-                elif event is END_OF_MESSAGE:
+        events = state.receive(data)
+        n = len(events)
+        i = 0
+        while i < n:
+            event = events[i]
+            i += 1
+            if event.__class__ is bytes:
+                if i < n and events[i] is END_OF_MESSAGE:
                     self._response_done()
-                    exchange.response_data(b"", True)
+                    exchange.response_data(event, True)  # type: ignore[arg-type]
                     return
-                else:
-                    exchange.response_head(event)  # type: ignore[arg-type]
-                    event = next_event()
-                if self.exchange is not exchange:
-                    return
-        except ParseError as e:
-            self._failed(exchange, f"bad response from the origin: {e}")
+                exchange.response_data(event, False)  # type: ignore[arg-type]
+            elif event is END_OF_MESSAGE:
+                self._response_done()
+                exchange.response_data(b"", True)
+                return
+            elif event.__class__ is ParseError:
+                self._failed(exchange, f"bad response from the origin: {event}")
+                return
+            else:
+                exchange.response_head(event)  # type: ignore[arg-type]
+            if self.exchange is not exchange:
+                return
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self.phase = Phase.CLOSED
+        self.state.phase = Phase.CLOSED
         self._pool.forget(self)
         exchange, self.exchange = self.exchange, None
         if exchange is None:
             return
         state = self.state
-        parser = state.parser
         try:
-            parser.feed_eof()
-            ended = parser.next_event() is END_OF_MESSAGE
+            state.feed_eof()
+            ended = state.next_event() is END_OF_MESSAGE
         except ParseError:
             if state.may_retry():
-                self._pool.retry(exchange, state.head, parser.head_request)
+                self._pool.retry(exchange, state.request, state.head_request)
                 return
             exchange.response_failed(f"origin closed the connection: {reason.getErrorMessage()}")
             return
@@ -318,7 +316,7 @@ class OriginConnection(Protocol):
         """
         self.exchange = None
         reusable, body_done = self.state.response_done()
-        if reusable and not self._write_paused and self.phase is Phase.OPEN:
+        if reusable and not self._write_paused and self.state.phase is Phase.OPEN:
             self.resume_reading()
             self._pool.put(self)
         else:
@@ -330,7 +328,8 @@ class OriginConnection(Protocol):
         exchange.response_failed(why)
 
     def close(self, abort: bool) -> None:
-        phase, self.phase = self.phase, Phase.CLOSED
+        state = self.state
+        phase, state.phase = state.phase, Phase.CLOSED
         transport: Any = self.transport
         if transport is None or phase is not Phase.OPEN:
             return

@@ -41,7 +41,7 @@ from twisted.web.http import RESPONSES
 from zope.interface import implementer
 
 from .._types import Clock
-from ..http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, NEED_DATA, PAUSED, Framing, ParseError, RequestHead
+from ..http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, Framing, ParseError, RequestHead
 from ..http1 import RequestParser, chunk_head, response_framing, response_head
 from . import pages
 
@@ -154,17 +154,15 @@ class ViewerProtocol(Protocol):
         phase = self.phase
         if phase is Phase.HANDED:
             self._handed.dataReceived(data)
-            return
-        if phase is Phase.CLOSED:
-            return
-        self._parser.feed(data)
-        if not self._driving:
+        elif self._driving:
+            self._parser.feed(data)
+        elif phase is not Phase.CLOSED:
             # What this read causes (frames to the agent, an error page)
             # leaves in one write per connection.
             writes = self._writes
             writes.hold()
             try:
-                self._drive()
+                self._drive(data)
             finally:
                 writes.release()
 
@@ -218,36 +216,39 @@ class ViewerProtocol(Protocol):
 
     # -- reading requests ------------------------------------------------------
 
-    def _drive(self) -> None:
-        """
-        Act on the parser's events until it needs bytes or waits for the
-        response in flight.
-        """
+    def _drive(self, data: bytes) -> None:
+        """Parse C{data} and act on its events, until the parser needs more."""
         self._driving = True
         parser = self._parser
         try:
-            while self.phase is Phase.IDLE or self.phase is Phase.EXCHANGE:
-                try:
-                    event = parser.next_event()
-                except ParseError as e:
-                    self._refuse(e.status)
+            while True:
+                events = parser.receive(data)
+                data = b""
+                for event in events:
+                    phase = self.phase
+                    if phase is not Phase.EXCHANGE and phase is not Phase.IDLE:
+                        return
+                    if event.__class__ is bytes:
+                        exchange = self._exchange
+                        if exchange is not None:
+                            exchange.body_received(event)  # type: ignore[arg-type]
+                    elif event is END_OF_MESSAGE:
+                        exchange = self._exchange
+                        if exchange is not None:
+                            exchange.body_complete()
+                    elif event.__class__ is ParseError:
+                        self._refuse(event.status)  # type: ignore[union-attr]
+                        return
+                    else:
+                        self._request(event)  # type: ignore[arg-type]
+                if not parser.held:
                     return
-                if event.__class__ is bytes:
-                    exchange = self._exchange
-                    if exchange is not None:
-                        exchange.body_received(event)  # type: ignore[arg-type]
-                elif event is NEED_DATA:
-                    return
-                elif event is PAUSED:
-                    if parser.buffered > PIPELINE_BUFFER:
+                if self.phase is not Phase.IDLE:
+                    # Pipelined requests wait for the response in flight.
+                    if parser.held > PIPELINE_BUFFER:
                         self._block_reading(_PIPELINE)
                     return
-                elif event is END_OF_MESSAGE:
-                    exchange = self._exchange
-                    if exchange is not None:
-                        exchange.body_complete()
-                else:
-                    self._request(event)  # type: ignore[arg-type]
+                # Answered while read (an error page): on to the next one.
         finally:
             self._driving = False
 
@@ -263,9 +264,10 @@ class ViewerProtocol(Protocol):
         if head.expect_continue and (head.chunked or head.length):
             self._writes.write(self.transport, _CONTINUE)
         exchange = self.router.exchange(self, label, head.length)
-        self._exchange = exchange
-        if self._write_paused:
-            exchange.pauseProducing()
+        if self.head is head:  # not already answered (finish) within
+            self._exchange = exchange
+            if self._write_paused:
+                exchange.pauseProducing()
 
     def _hand_over(self) -> None:
         """
@@ -401,12 +403,11 @@ class ViewerProtocol(Protocol):
         if not self._keep_alive or self.router.draining:
             self._close()
             return
-        parser = self._parser
-        parser.start_next()
+        held = self._parser.start_next()
         self._set_deadline()
         self._unblock_reading(_PIPELINE)
-        if not self._driving and parser.buffered:
-            self._drive()
+        if held and not self._driving:
+            self._drive(b"")
 
     def abort(self) -> None:
         """

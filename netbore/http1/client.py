@@ -2,10 +2,11 @@
 The state of one client connection (the agent's to its origin), sans-IO:
 one request at a time, in h11's style of one state per direction.
 
-The Twisted shell (L{netbore.agent.origin.OriginConnection}) does the IO
-and the timers; this says where each direction is, what the request's body
-framing is, whether a failed request may be sent again and whether the
-connection may carry the next one.
+The Twisted shell (L{netbore.agent.origin_connection.OriginConnection})
+does the IO; L{ClientState} is its response parser and says where the
+connection and each direction are, what the request's body framing is,
+whether a failed request may be sent again and whether the connection may
+carry the next one.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ from __future__ import annotations
 from enum import Enum
 
 from .parsers import ResponseParser
+from .readers import State
+
+_HEAD = State.HEAD
+_DONE = State.DONE
 
 __all__ = ["ClientState", "Phase", "Receiving", "Sending"]
 
@@ -55,39 +60,43 @@ class Receiving(Enum):
     RECEIVING = "receiving"
 
 
-class ClientState:
+class ClientState(ResponseParser):
     """
-    One connection's request and response states.
+    One client connection's request and response states, and the parser
+    of its responses (one for the connection's lifetime: it is one).
 
-    @ivar parser: the connection's response parser (one for its lifetime).
-    @ivar head: the current request's head, as written.
+    @ivar request: the current request's head, as written.
     @ivar chunked: the current request's body is chunked.
     @ivar carried: responses completed on this connection.
     """
 
-    __slots__ = ("sending", "receiving", "parser", "head", "chunked", "retryable", "carried")
+    __slots__ = ("phase", "sending", "receiving", "request", "chunked", "retryable", "carried")
 
     def __init__(self) -> None:
+        super().__init__()
+        self.phase = Phase.CONNECTING
         self.sending = Sending.IDLE
         self.receiving = Receiving.IDLE
-        self.parser = ResponseParser()
-        self.head = b""
+        self.request = b""
         self.chunked = False
         self.retryable = False
         self.carried = 0
 
-    def start(self, head: bytes, head_request: bool, body: bool, chunked: bool, retryable: bool) -> None:
+    def start(self, request: bytes, head_request: bool, body: bool, chunked: bool, retryable: bool) -> None:
         """
-        A request is accepted: C{head} to write, then a body if C{body}
-        (C{chunked} or not); C{retryable}: it may be sent again if this
-        connection, reused, fails before any response byte.
+        A request is accepted: C{request} (its head) to write, then a body
+        if C{body} (C{chunked} or not); C{retryable}: it may be sent again
+        if this connection, reused, fails before any response byte.
         """
-        self.head = head
+        self.request = request
         self.chunked = chunked
         self.retryable = retryable
         self.sending = Sending.PENDING if body else Sending.DONE
         self.receiving = Receiving.AWAITING
-        self.parser.start_next(head_request)
+        # As ResponseParser.start_next, without a call into another module.
+        if self._state is _DONE:
+            self._state = _HEAD
+        self.head_request = head_request
 
     def head_written(self) -> None:
         if self.sending is Sending.PENDING:
@@ -112,7 +121,10 @@ class ClientState:
         self.receiving = Receiving.IDLE
         body_done = self.sending is Sending.DONE
         self.sending = Sending.IDLE
-        return self.parser.reusable and body_done, body_done
+        head = self.head
+        # As ResponseParser.reusable, without a call into another module.
+        reusable = self._state is _DONE and self._pos >= len(self._buf) and head is not None and head.keep_alive
+        return reusable and body_done, body_done
 
     def may_retry(self) -> bool:
         """

@@ -159,5 +159,6 @@ class ResponseHead:
         return f"<ResponseHead {self.status} {self.reason!r} {self.headers!r}>"
 
 
-#: What C{next_event} returns.
-Event = Union[RequestHead, ResponseHead, bytes, Sentinel]
+#: What C{next_event} returns (and C{receive}, which may end with a
+#: L{ParseError}).
+Event = Union[RequestHead, ResponseHead, bytes, Sentinel, ParseError]

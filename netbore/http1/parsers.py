@@ -2,17 +2,19 @@
 The two parsers: L{RequestParser} (a server reading requests; the edge
 reading viewers) and L{ResponseParser} (a client reading responses; the
 agent reading its origin).  Each is a L{readers.MessageReader} with its
-role's head reading on top.
+role's head reading on top (L{parse_request_head},
+L{parse_response_head}), under a L{head.Policy}.
 """
 
 from __future__ import annotations
 
-from .events import NEED_DATA, RequestHead, ResponseHead, Event, ParseError
-from .grammar import LEADING_CRLF
-from .head import ORIGIN, VIEWER, Policy, parse_request_head, parse_response_head
+from .events import NEED_DATA, Event, ParseError, RequestHead, ResponseHead
+from .framing import Framing, keep_alive, request_body, response_body
+from .grammar import FIELD_SECTION, FIELDS, LEADING_CRLF, REQUEST_LINE, STATUS_LINE, split_list
+from .head import ORIGIN, VIEWER, Buffer, Policy, first_line, parse_fields
 from .readers import MessageReader, State
 
-__all__ = ["RequestParser", "ResponseParser"]
+__all__ = ["RequestParser", "ResponseParser", "parse_request_head", "parse_response_head"]
 
 _HEAD = State.HEAD
 _END = State.END
@@ -20,6 +22,128 @@ _DONE = State.DONE
 _LENGTH = State.LENGTH
 _CHUNK_SIZE = State.CHUNK_SIZE
 _UNTIL_CLOSE = State.UNTIL_CLOSE
+
+
+_NO_TOKENS: frozenset[bytes] = frozenset()
+_REQUEST_FRAMING = frozenset({b"host", b"content-length", b"transfer-encoding", b"connection", b"expect"})
+
+
+def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> RequestHead:
+    """
+    Parse the request head in C{buf[start:end]}: the request line and field
+    lines, each with its line end (the empty line that ends the head not
+    included).  Field names are lower-cased.
+
+    @raise ParseError: it is not a head the policy accepts: a malformed
+        line (400), an HTTP version other than 1.x (505), more than one
+        C{Host} or none in HTTP/1.1 (400), ambiguous or unsupported body
+        framing (see L{framing.request_body}).
+    """
+    eol = buf.find(b"\r\n", start, end)
+    if eol >= 0 and buf.find(b"\n", start, eol) < 0:
+        fields = eol + 2
+    else:
+        eol, fields = first_line(buf, start, end, policy)
+    line = REQUEST_LINE.fullmatch(buf, start, eol)
+    if line is None:
+        raise ParseError(400, "malformed request line")
+    method, target, major, minor = line.groups()
+    if major != b"1":
+        raise ParseError(505, "HTTP version not supported")
+    http10 = minor == b"0"
+    if FIELD_SECTION.fullmatch(buf, fields, end) is not None:
+        # The common case, in two regex calls.
+        headers = [(name.lower(), value) for name, value in FIELDS.findall(buf, fields, end)]
+        if len(headers) > policy.max_fields:
+            raise ParseError(policy.error, "too many header fields")
+    else:
+        headers = [(name.lower(), value) for name, value in parse_fields(buf, fields, end, policy)]
+
+    host: bytes | None = None
+    hosts = 0
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    connection: list[bytes] = []
+    expect: list[bytes] = []
+    for name, value in headers:
+        if name in _REQUEST_FRAMING:
+            if name == b"host":
+                hosts += 1
+                host = value
+            elif name == b"content-length":
+                lengths.append(value)
+            elif name == b"transfer-encoding":
+                codings.append(value)
+            elif name == b"connection":
+                connection.append(value)
+            else:
+                expect.append(value)
+    if hosts > 1:
+        raise ParseError(400, "more than one Host")
+    if host is None and not http10:
+        raise ParseError(400, "no Host in an HTTP/1.1 request")
+    length = request_body(http10, codings, lengths) if codings or lengths else 0
+    if connection:
+        tokens = frozenset(split_list(connection))
+        alive = keep_alive(http10, tokens)
+    else:
+        tokens = _NO_TOKENS
+        alive = not http10
+    return RequestHead(
+        method,
+        target,
+        b"HTTP/1.0" if http10 else b"HTTP/1.1",
+        headers,
+        host,
+        length,
+        length is None,
+        alive,
+        not http10 and bool(expect) and split_list(expect) == [b"100-continue"],
+        tokens,
+    )
+
+
+def parse_response_head(buf: Buffer, start: int, end: int, head_request: bool, policy: Policy) -> ResponseHead:
+    """
+    Parse the response head in C{buf[start:end]} (as L{parse_request_head}),
+    for a request that was a C{HEAD} when C{head_request}.  Field names
+    are kept as sent.
+
+    @raise ParseError: a malformed status line or field, a version other
+        than 1.x, a status below 100, a bad C{Content-Length}.
+    """
+    eol, fields = first_line(buf, start, end, policy)
+    line = STATUS_LINE.fullmatch(buf, start, eol)
+    if line is None or line.group(1) != b"1":
+        raise ParseError(policy.error, "bad status line")
+    status = int(line.group(3))
+    if status < 100:
+        raise ParseError(policy.error, "bad status code")
+    headers = parse_fields(buf, fields, end, policy)
+    connection: list[bytes] = []
+    lengths: list[bytes] = []
+    codings: list[bytes] = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == b"connection":
+            connection.append(value)
+        elif lower == b"content-length":
+            lengths.append(value)
+        elif lower == b"transfer-encoding":
+            codings.append(value)
+    tokens = frozenset(split_list(connection)) if connection else frozenset()
+    framing, length, reusable = response_body(
+        status, head_request, codings, lengths, keep_alive(line.group(2) == b"0", tokens)
+    )
+    return ResponseHead(
+        status,
+        line.group(4) or b"",
+        headers,
+        reusable,
+        tokens,
+        length if framing is Framing.LENGTH else (0 if framing is Framing.NONE else None),
+        framing is Framing.CHUNKED,
+    )
 
 
 class RequestParser(MessageReader):
@@ -106,14 +230,15 @@ class ResponseParser(MessageReader):
         self.head_request = head_request
         self.head: ResponseHead | None = None
 
-    def start_next(self, head_request: bool = False) -> None:
+    def start_next(self, head_request: bool = False) -> int:
         """
         The next request is sent (C{head_request}: it is a C{HEAD}): read
-        its response.
+        its response.  Returns the bytes already buffered.
         """
         if self._state is _DONE:
             self._state = _HEAD
         self.head_request = head_request
+        return len(self._buf) - self._pos
 
     @property
     def reusable(self) -> bool:

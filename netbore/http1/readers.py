@@ -65,10 +65,13 @@ class MessageReader:
     again.
     """
 
-    __slots__ = ("policy", "_buf", "_pos", "_scan", "_state", "_remaining", "_trailer", "_error")
+    __slots__ = ("policy", "held", "_buf", "_pos", "_scan", "_state", "_remaining", "_trailer", "_error")
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        #: Bytes of later messages buffered when L{receive} last stopped
+        #: at the end of a message (0 otherwise).
+        self.held = 0
         # Unread bytes are _buf[_pos:]; searches resume at _scan.
         self._buf: Buffer = b""
         self._pos = 0
@@ -112,12 +115,41 @@ class MessageReader:
             self._scan -= pos
             self._pos = 0
 
-    def start_next(self) -> None:
+    def start_next(self) -> int:
         """
-        The current message is dealt with: read the next one.
+        The current message is dealt with: read the next one.  Returns the
+        bytes buffered for it (call L{receive} with no bytes to read them).
         """
         if self._state is _DONE:
             self._state = _HEAD
+        return len(self._buf) - self._pos
+
+    def receive(self, data: bytes) -> list[Event]:
+        """
+        Feed C{data} (may be empty) and return the events it completes, in
+        order, up to the end of a message (L{PAUSED} and L{NEED_DATA} are
+        not returned; see L{held}).  A L{ParseError} is not raised but
+        ends the list: the events before it still count.
+
+        One call per read, where L{next_event} takes one per event.
+        """
+        if data:
+            self.feed(data)
+        events: list[Event] = []
+        next_event = self.next_event
+        try:
+            while True:
+                event = next_event()
+                if event is NEED_DATA:
+                    self.held = 0
+                    return events
+                if event is PAUSED:
+                    self.held = len(self._buf) - self._pos
+                    return events
+                events.append(event)
+        except ParseError as e:
+            events.append(e)
+            return events
 
     def _fail(self, message: str, status: int = 0) -> ParseError:
         self._state = State.ERROR
@@ -187,11 +219,10 @@ class MessageReader:
                 n = self._remaining
                 if avail <= n or state is _UNTIL_CLOSE:
                     n = avail
-                    self._buf = b""
-                    self._pos = self._scan = 0
-                    if pos or buf.__class__ is not bytes:
-                        buf = bytes(buf[pos:])
-                    piece = buf
+                    # The buffer stays (RequestParser.take_raw may want it)
+                    # until the next feed replaces it.
+                    self._pos = self._scan = len(buf)
+                    piece = buf if not pos and buf.__class__ is bytes else bytes(buf[pos:])
                 else:
                     self._pos = self._scan = pos + n
                     piece = bytes(buf[pos : pos + n])
