@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import peers as peers_mod  # noqa: E402
 from bench.load import Target, download, healthy, run_load, ttfb, upload  # noqa: E402
-from bench.peers import PEERS, TOOLS, BuiltinOrigin, Env, NginxOrigin, Origin, Peer, which  # noqa: E402
+from bench.origins import TOOLS, BuiltinOrigin, Env, NginxOrigin, Origin, which  # noqa: E402
+from bench.peers import PEERS, Peer  # noqa: E402
 from bench.procs import ProcessGroup, Usage, usage_of  # noqa: E402
 from bench.report import medians, render  # noqa: E402
 
