@@ -37,6 +37,7 @@ from ..protocol import (
 from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
 from .config import EdgeConfig
+from .exchange import AgentEvents
 from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ def _token_from(request: ConnectionRequest) -> str | None:
     return None
 
 
-class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
+class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One agent's WebSocket connection: what the shared L{TunnelWebSocket}
     leaves to the edge (authentication, the edge's hello, attaching to the
@@ -163,38 +164,6 @@ class EdgeSession(TunnelWebSocket["ViewerExchange"], WebSocketServerProtocol):  
         self.attached = True
 
     # -- events from the agent --------------------------------------------------
-
-    def _on_response(self, event: ResponseReceived) -> None:
-        exchange = self.streams.get(event.stream_id)
-        if exchange is not None:
-            if event.status < 200:
-                # Informational (1xx): the final head follows; twisted.web
-                # cannot relay interim responses to the viewer.
-                return
-            exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
-            if event.end_stream:
-                # (after the call: an exchange that raises is told, see
-                # TunnelWebSocket.reset_failed_stream)
-                self.streams.pop(event.stream_id, None)
-
-    def _on_data(self, event: DataReceived) -> None:
-        exchange = self.streams.get(event.stream_id)
-        if exchange is None:
-            self.credit_back(event)
-            return
-        exchange.data(event.data, event.end_stream)
-        if event.end_stream:
-            self.streams.pop(event.stream_id, None)
-
-    def _on_ended(self, event: StreamEnded) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.ended()
-
-    def _on_reset(self, event: StreamReset) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.reset(event.code)
 
     def _on_go_away(self, event: GoAwayReceived) -> None:
         log.info("agent {agent_id} is going away", agent_id=self.agent_id)

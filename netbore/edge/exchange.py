@@ -8,29 +8,50 @@ with the viewer's connection as the consumer: the stream's credit goes back
 only as fast as the viewer takes the bytes, so a slow viewer slows the
 origin instead of filling memory.  Each direction is an explicit state
 machine (L{exchange_states}); the credit pump is L{netbore.protocol.credit}.
+
+This module holds what every request runs, and nothing else (each call
+between modules costs on every request, see C{bench/trace.py}): the header
+rules, the exchange's ordinary path, and the agent session's handlers of
+its streams' events (L{AgentEvents}).  The uncommon endings (resets,
+timeouts, early answers, error pages, a viewer gone) are
+L{netbore.edge.exchange_ends}.
+
+The header rules, as an intermediary (RFC 9110 §7.6): what goes on to the
+agent of a viewer's request head (L{request_fields}), and what goes back to
+the viewer of the origin's response head (L{response_fields}).
+
+  - Hop-by-hop fields, and those a C{Connection} field names, never pass.
+  - The edge sets C{X-Forwarded-For} (the viewer's address appended to what
+    the viewer sent), C{X-Forwarded-Proto}, C{X-Forwarded-Host} and
+    C{X-Netbore-Client-IP}; a viewer's own values of the last three are
+    dropped.
+  - Everything else passes byte for byte and in order, so repeated fields
+    (several C{Set-Cookie}) keep their number and sequence.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..http1.grammar import HOP_BY_HOP, content_length, split_list
+from ..protocol import DataReceived, ResponseReceived, StreamEnded, StreamReset
 from ..protocol.credit import ReceiveCredit, SendQueue
 from ..protocol.errors import StreamClosedError, StreamError
-from ..protocol.frames import ErrorCode
 from . import pages
+from .exchange_ends import ExchangeEnds
 from .exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
-from .forwarding import Fields, request_fields, response_fields
 
 if TYPE_CHECKING:
     from .registry import Tunnel
     from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
-__all__ = ["ViewerExchange"]
+__all__ = ["AgentEvents", "Fields", "ViewerExchange", "request_fields", "response_fields"]
 
 log = Logger()
 
@@ -39,17 +60,96 @@ log = Logger()
 Q_OPEN, Q_SENDING, Q_ENDING, Q_EMPTY, Q_DONE, Q_DROPPING, Q_DROPPED = RequestState
 R_WAITING, R_EARLY, R_EARLY_END, R_FAILED, R_STREAMING, R_DONE = ResponseState
 
-#: The page for an agent's reset before the response head.
-_RESET_PAGES: dict[int, pages.ViewerError] = {
-    ErrorCode.TIMEOUT: pages.TIMEOUT,
-    ErrorCode.ORIGIN_UNREACHABLE: pages.UNREACHABLE,
-    ErrorCode.ORIGIN_RESET: pages.ORIGIN_ERROR,
-    ErrorCode.INTERNAL_ERROR: pages.ORIGIN_ERROR,
-}
+Fields = list[tuple[bytes, bytes]]
+
+# -- the header rules (RFC 9110 §7.6) ------------------------------------------
+
+#: Headers the edge sets itself; a viewer's own values are dropped (except
+#: X-Forwarded-For, which the edge appends to).
+_EDGE_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-netbore-client-ip"})
+
+#: Request fields never forwarded as the viewer sent them.
+_DROP = HOP_BY_HOP | _EDGE_SET
+
+
+def request_fields(
+    fields: Fields, connection: frozenset[bytes], host: bytes | None, client: bytes, secure: bool
+) -> Fields:
+    """
+    The viewer's request fields to send on (names lower-cased, as the
+    viewer parser gives them): hop-by-hop fields and those named in
+    C{connection} removed, forwarding fields set.
+
+    @param host: the request's C{Host}.
+    @param client: the viewer's address.
+    @param secure: the viewer came over TLS.
+    """
+    drop = _DROP | connection if connection else _DROP
+    headers: Fields = []
+    append = headers.append
+    forwarded_for: bytes | None = None
+    for field in fields:
+        name = field[0]
+        if name in drop:
+            continue
+        if name == b"x-forwarded-for":
+            value = field[1]
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+            continue
+        append(field)
+    append((b"x-forwarded-for", client if forwarded_for is None else forwarded_for + b", " + client))
+    append((b"x-forwarded-proto", b"https" if secure else b"http"))
+    append((b"x-forwarded-host", host or b""))
+    append((b"x-netbore-client-ip", client))
+    return headers
+
+
+def response_fields(headers: Fields) -> tuple[Fields, int | None]:
+    """
+    The response fields to send the viewer (hop-by-hop fields and those
+    named in C{Connection} removed, order and repetitions kept) and the
+    body's length by C{Content-Length} (L{None}: not length-delimited).
+
+    A C{Content-Length} the viewer could not rely on is dropped so the
+    viewer's connection frames the body itself: one that the one rule of
+    L{netbore.http1.grammar.content_length} refuses (not a number, a list,
+    a repeat), or any beside C{Transfer-Encoding} (RFC 9112 §6.3: the
+    origin's body was delimited otherwise).
+    """
+    forwarded: Fields = []
+    append = forwarded.append
+    named: list[bytes] | None = None
+    lengths: list[bytes] | None = None
+    chunked = False
+    for field in headers:
+        name = field[0].lower()
+        if name in HOP_BY_HOP:
+            if name == b"connection":
+                named = (named or []) + split_list((field[1],))
+            elif name == b"transfer-encoding":
+                chunked = True
+            continue
+        if name == b"content-length":
+            if lengths is None:
+                lengths = [field[1].strip()]
+            else:
+                lengths.append(field[1].strip())
+        append(field)
+    drop = frozenset(named) - HOP_BY_HOP if named else None
+    if drop:
+        forwarded = [f for f in forwarded if f[0].lower() not in drop]
+        if b"content-length" in drop:
+            lengths = None
+    length: int | None = None
+    if lengths is not None:
+        length = None if chunked else content_length(lengths)
+        if length is None:
+            forwarded = [f for f in forwarded if f[0].lower() != b"content-length"]
+    return forwarded, length
 
 
 @implementer(IPushProducer)
-class ViewerExchange:
+class ViewerExchange(ExchangeEnds):
     """
     One viewer request and its response, carried by one tunnel stream.
 
@@ -135,41 +235,6 @@ class ViewerExchange:
     def _acknowledge(self, n: int) -> None:
         if n:
             self.peer.acknowledge(self.stream_id, n)
-
-    def _retry_refused(self) -> bool:
-        """
-        The agent refused the stream without processing it (it is going
-        away): if none of the request has been consumed, carry it on
-        another session of the tunnel's pool instead of failing it.
-        """
-        state = self.request
-        if self.response is not R_WAITING or (state is not Q_OPEN and state is not Q_EMPTY):
-            return False
-        if self.tried is None:
-            self.tried = [self.peer]
-        else:
-            self.tried.append(self.peer)
-        self.session = None
-        if self._open() is not None:
-            return False
-        log.info("stream refused by a departing agent: retried on another session")
-        if state is Q_EMPTY and not self.end_stream:
-            # The (empty) body was complete: end it on the new stream too.
-            self.peer.send_end(self.stream_id)
-        return True
-
-    def _stop_forwarding(self) -> None:
-        """Nothing more of the request goes on: drop what waits, let the viewer send the rest to drop."""
-        state = self.request
-        if state is Q_OPEN or state is Q_SENDING:
-            self.request = Q_DROPPING
-        elif state is Q_ENDING:
-            self.request = Q_DROPPED
-        backlog = self.backlog
-        if backlog is not None:
-            backlog.clear()
-            if backlog.drained() and self.response is not R_DONE:
-                self.viewer.resume_reading()
 
     # -- request body, viewer → agent ------------------------------------
 
@@ -271,20 +336,6 @@ class ViewerExchange:
         else:
             self.response = R_EARLY
 
-    def _complete_early(self) -> None:
-        """
-        The whole response is in while the viewer is still sending (an
-        origin that answers without reading, e.g. 413): the stream is over;
-        drop the rest of the body as it comes (never buffer it, never leave
-        the viewer paused), and answer when it is in.
-        """
-        assert R_EARLY_END in RESPONSE_MOVES[self.response]
-        self.response = R_EARLY_END
-        session, self.session = self.session, None
-        if session is not None:
-            session.reset(self.stream_id, ErrorCode.NO_ERROR)
-        self._stop_forwarding()
-
     def _respond(self, status: int, reason: bytes, headers: Fields) -> None:
         assert R_STREAMING in RESPONSE_MOVES[self.response]
         self.response = R_STREAMING
@@ -293,22 +344,6 @@ class ViewerExchange:
         # edge's own); the head goes out now: a streamed response (SSE, long
         # poll) may not have a first byte of body for a long time.
         self.viewer.respond(status, reason, forwarded, length)
-
-    def _start_response(self) -> None:
-        """The viewer's body is in: send the response held meanwhile."""
-        head, self.held_head = self.held_head, None
-        assert head is not None
-        complete = self.response is R_EARLY_END
-        self._respond(*head)
-        early, self.early = self.early, None
-        if early:
-            write_body = self.viewer.write_body
-            for chunk in early:
-                write_body(chunk)
-        if complete:
-            self._finish(0)
-        else:
-            self._acknowledge(self.credit.delivered())
 
     def data(self, data: bytes, end_stream: bool) -> None:
         response = self.response
@@ -334,44 +369,6 @@ class ViewerExchange:
         # Nobody reads it (and nothing is held in these states): the credit goes straight back.
         self._acknowledge(len(data))
 
-    def ended(self) -> None:
-        response = self.response
-        if response is R_STREAMING:
-            self._finish(0)
-        elif response is R_EARLY:
-            self._complete_early()
-        # WAITING: an END without a head changes nothing; the timer answers.
-
-    def reset(self, code: int) -> None:
-        """The agent reset the stream, or its session went away."""
-        response = self.response
-        if response is R_DONE or response is R_FAILED:
-            return
-        if code == ErrorCode.REFUSED_STREAM and self._retry_refused():
-            return
-        self.session = None
-        self.early = self.held_head = None
-        self._cancel_timeout()
-        self._acknowledge(self.credit.close())
-        if response is R_STREAMING:
-            # Too late for an error page: cut the connection so the viewer
-            # sees a truncated response, never a complete-looking one.
-            self.response = R_DONE
-            self._stop_forwarding()
-            self.viewer.abort()
-            return
-        self._fail(_RESET_PAGES.get(code, pages.OFFLINE))
-
-    def _fail(self, error: pages.ViewerError) -> None:
-        """Answer with C{error}: now if the viewer's body is in, else once it is."""
-        self._stop_forwarding()
-        if self.request is Q_DROPPING:
-            assert R_FAILED in RESPONSE_MOVES[self.response]
-            self.error = error
-            self.response = R_FAILED
-        else:
-            self._respond_error(error)
-
     def _finish(self, n: int) -> None:
         """The response is complete (its last C{n} bytes just written)."""
         assert R_DONE in RESPONSE_MOVES[self.response]
@@ -388,25 +385,6 @@ class ViewerExchange:
         # Last: the viewer may go on to its next request from here.
         self.viewer.finish()
 
-    def _respond_error(self, error: pages.ViewerError) -> None:
-        assert R_DONE in RESPONSE_MOVES[self.response]
-        self.early = self.held_head = None
-        self.response = R_DONE
-        self._acknowledge(self.credit.close())
-        self.viewer.error_page(error)
-
-    def _timed_out(self) -> None:
-        self.timeout = None
-        if self.response is not R_WAITING:
-            return
-        session, self.session = self.session, None
-        if session is not None:
-            session.reset(self.stream_id, ErrorCode.TIMEOUT)
-        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
-        self.early = None
-        self._acknowledge(self.credit.close())
-        self._fail(pages.TIMEOUT)
-
     def _rearm_timeout(self) -> None:
         timeout = self.timeout
         if timeout is not None:
@@ -418,27 +396,48 @@ class ViewerExchange:
         if timeout is not None:
             timeout.cancel()
 
-    def viewer_gone(self) -> None:
-        """The viewer's connection closed before the response was finished."""
-        self._cancel_timeout()
-        response, self.response = self.response, R_DONE
-        session, self.session = self.session, None
-        if session is not None and response is not R_DONE:
-            session.reset(self.stream_id, ErrorCode.CANCEL)
-        self.early = self.held_head = None
-        self._stop_forwarding()
-        self._acknowledge(self.credit.close())
 
-    # -- IPushProducer: the viewer's connection as consumer -----------------
+class AgentEvents:
+    """
+    The agent session's handlers of its streams' events, here beside the
+    exchange they drive (one call from the session's dispatch table to the
+    exchange's code, not two).  A mixin of L{netbore.edge.agents.EdgeSession}.
+    """
 
-    def pauseProducing(self) -> None:
-        self.credit.pause()
+    streams: dict[int, ViewerExchange]
+    credit_back: Callable[[DataReceived], None]  # (the tunnel WebSocket's)
 
-    def resumeProducing(self) -> None:
-        self._acknowledge(self.credit.resume(self.response is R_STREAMING))
+    def _on_response(self, event: ResponseReceived) -> None:
+        exchange = self.streams.get(event.stream_id)
+        if exchange is not None:
+            if event.status < 200:
+                # Informational (1xx): the final head follows; twisted.web
+                # cannot relay interim responses to the viewer.
+                return
+            exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
+            if event.end_stream:
+                # (after the call: an exchange that raises is told, see
+                # TunnelWebSocket.reset_failed_stream)
+                self.streams.pop(event.stream_id, None)
 
-    def stopProducing(self) -> None:
-        self.viewer_gone()
+    def _on_data(self, event: DataReceived) -> None:
+        exchange = self.streams.get(event.stream_id)
+        if exchange is None:
+            self.credit_back(event)
+            return
+        exchange.data(event.data, event.end_stream)
+        if event.end_stream:
+            self.streams.pop(event.stream_id, None)
+
+    def _on_ended(self, event: StreamEnded) -> None:
+        exchange = self.streams.pop(event.stream_id, None)
+        if exchange is not None:
+            exchange.ended()
+
+    def _on_reset(self, event: StreamReset) -> None:
+        exchange = self.streams.pop(event.stream_id, None)
+        if exchange is not None:
+            exchange.reset(event.code)
 
 
 def __getattr__(name: str) -> Any:

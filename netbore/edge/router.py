@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._types import Clock
 from ..names import split_host
 from .config import EdgeConfig
-from .exchange import ViewerExchange
-from .forwarding import Fields
+from .exchange import Fields, ViewerExchange
 
 if TYPE_CHECKING:
     from .registry import IRegistry

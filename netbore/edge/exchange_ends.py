@@ -1,0 +1,232 @@
+"""
+How a L{netbore.edge.exchange.ViewerExchange} ends other than by its
+response relayed in order: the agent refusing the stream (retried on
+another session) or resetting it, the response timeout, an answer that
+comes while the viewer is still sending (held, or its stream ended early),
+error pages, and the viewer going away; and the exchange as the push
+producer of the viewer's connection.
+
+None of it runs for a request answered in the ordinary way: it is kept
+apart from the per-request path (L{netbore.edge.exchange}), whose calls
+between modules cost on every request (C{bench/trace.py}).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from ..protocol.credit import ReceiveCredit, SendQueue
+from ..protocol.frames import ErrorCode
+from . import pages
+from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
+
+if TYPE_CHECKING:
+    from .router import StreamSession
+    from .viewer import ViewerProtocol
+
+__all__ = ["ExchangeEnds"]
+
+log = Logger()
+
+Fields = list[tuple[bytes, bytes]]
+
+# The states as module globals (see netbore.edge.exchange).
+Q_OPEN, Q_SENDING, Q_ENDING, Q_EMPTY, Q_DONE, Q_DROPPING, Q_DROPPED = RequestState
+R_WAITING, R_EARLY, R_EARLY_END, R_FAILED, R_STREAMING, R_DONE = ResponseState
+
+#: The page for an agent's reset before the response head.
+_RESET_PAGES: dict[int, pages.ViewerError] = {
+    ErrorCode.TIMEOUT: pages.TIMEOUT,
+    ErrorCode.ORIGIN_UNREACHABLE: pages.UNREACHABLE,
+    ErrorCode.ORIGIN_RESET: pages.ORIGIN_ERROR,
+    ErrorCode.INTERNAL_ERROR: pages.ORIGIN_ERROR,
+}
+
+
+class ExchangeEnds:
+    """
+    The base of L{netbore.edge.exchange.ViewerExchange}: its uncommon
+    endings (see the module's docstring).  The attributes are the
+    exchange's.
+    """
+
+    viewer: ViewerProtocol
+    credit: ReceiveCredit
+    request: RequestState
+    response: ResponseState
+    session: StreamSession | None
+    peer: StreamSession
+    stream_id: int
+    end_stream: bool
+    error: pages.ViewerError | None
+    timeout: IDelayedCall | None
+    backlog: SendQueue | None
+    held_head: tuple[int, bytes, Fields] | None
+    early: list[bytes] | None
+    tried: list[StreamSession] | None
+
+    # -- the exchange's own (netbore.edge.exchange) ---------------------------
+
+    def _open(self) -> pages.ViewerError | None:
+        raise NotImplementedError
+
+    def _respond(self, status: int, reason: bytes, headers: Fields) -> None:
+        raise NotImplementedError
+
+    def _finish(self, n: int) -> None:
+        raise NotImplementedError
+
+    def _acknowledge(self, n: int) -> None:
+        raise NotImplementedError
+
+    def _cancel_timeout(self) -> None:
+        raise NotImplementedError
+
+    # -- endings ----------------------------------------------------------------
+
+    def _retry_refused(self) -> bool:
+        """
+        The agent refused the stream without processing it (it is going
+        away): if none of the request has been consumed, carry it on
+        another session of the tunnel's pool instead of failing it.
+        """
+        state = self.request
+        if self.response is not R_WAITING or (state is not Q_OPEN and state is not Q_EMPTY):
+            return False
+        if self.tried is None:
+            self.tried = [self.peer]
+        else:
+            self.tried.append(self.peer)
+        self.session = None
+        if self._open() is not None:
+            return False
+        log.info("stream refused by a departing agent: retried on another session")
+        if state is Q_EMPTY and not self.end_stream:
+            # The (empty) body was complete: end it on the new stream too.
+            self.peer.send_end(self.stream_id)
+        return True
+
+    def _stop_forwarding(self) -> None:
+        """Nothing more of the request goes on: drop what waits, let the viewer send the rest to drop."""
+        state = self.request
+        if state is Q_OPEN or state is Q_SENDING:
+            self.request = Q_DROPPING
+        elif state is Q_ENDING:
+            self.request = Q_DROPPED
+        backlog = self.backlog
+        if backlog is not None:
+            backlog.clear()
+            if backlog.drained() and self.response is not R_DONE:
+                self.viewer.resume_reading()
+
+    def _complete_early(self) -> None:
+        """
+        The whole response is in while the viewer is still sending (an
+        origin that answers without reading, e.g. 413): the stream is over;
+        drop the rest of the body as it comes (never buffer it, never leave
+        the viewer paused), and answer when it is in.
+        """
+        assert R_EARLY_END in RESPONSE_MOVES[self.response]
+        self.response = R_EARLY_END
+        session, self.session = self.session, None
+        if session is not None:
+            session.reset(self.stream_id, ErrorCode.NO_ERROR)
+        self._stop_forwarding()
+
+    def _start_response(self) -> None:
+        """The viewer's body is in: send the response held meanwhile."""
+        head, self.held_head = self.held_head, None
+        assert head is not None
+        complete = self.response is R_EARLY_END
+        self._respond(*head)
+        early, self.early = self.early, None
+        if early:
+            write_body = self.viewer.write_body
+            for chunk in early:
+                write_body(chunk)
+        if complete:
+            self._finish(0)
+        else:
+            self._acknowledge(self.credit.delivered())
+
+    def ended(self) -> None:
+        response = self.response
+        if response is R_STREAMING:
+            self._finish(0)
+        elif response is R_EARLY:
+            self._complete_early()
+        # WAITING: an END without a head changes nothing; the timer answers.
+
+    def reset(self, code: int) -> None:
+        """The agent reset the stream, or its session went away."""
+        response = self.response
+        if response is R_DONE or response is R_FAILED:
+            return
+        if code == ErrorCode.REFUSED_STREAM and self._retry_refused():
+            return
+        self.session = None
+        self.early = self.held_head = None
+        self._cancel_timeout()
+        self._acknowledge(self.credit.close())
+        if response is R_STREAMING:
+            # Too late for an error page: cut the connection so the viewer
+            # sees a truncated response, never a complete-looking one.
+            self.response = R_DONE
+            self._stop_forwarding()
+            self.viewer.abort()
+            return
+        self._fail(_RESET_PAGES.get(code, pages.OFFLINE))
+
+    def _fail(self, error: pages.ViewerError) -> None:
+        """Answer with C{error}: now if the viewer's body is in, else once it is."""
+        self._stop_forwarding()
+        if self.request is Q_DROPPING:
+            assert R_FAILED in RESPONSE_MOVES[self.response]
+            self.error = error
+            self.response = R_FAILED
+        else:
+            self._respond_error(error)
+
+    def _respond_error(self, error: pages.ViewerError) -> None:
+        assert R_DONE in RESPONSE_MOVES[self.response]
+        self.early = self.held_head = None
+        self.response = R_DONE
+        self._acknowledge(self.credit.close())
+        self.viewer.error_page(error)
+
+    def _timed_out(self) -> None:
+        self.timeout = None
+        if self.response is not R_WAITING:
+            return
+        session, self.session = self.session, None
+        if session is not None:
+            session.reset(self.stream_id, ErrorCode.TIMEOUT)
+        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
+        self.early = None
+        self._acknowledge(self.credit.close())
+        self._fail(pages.TIMEOUT)
+
+    def viewer_gone(self) -> None:
+        """The viewer's connection closed before the response was finished."""
+        self._cancel_timeout()
+        response, self.response = self.response, R_DONE
+        session, self.session = self.session, None
+        if session is not None and response is not R_DONE:
+            session.reset(self.stream_id, ErrorCode.CANCEL)
+        self.early = self.held_head = None
+        self._stop_forwarding()
+        self._acknowledge(self.credit.close())
+
+    # -- IPushProducer: the viewer's connection as consumer -----------------
+
+    def pauseProducing(self) -> None:
+        self.credit.pause()
+
+    def resumeProducing(self) -> None:
+        self._acknowledge(self.credit.resume(self.response is R_STREAMING))
+
+    def stopProducing(self) -> None:
+        self.viewer_gone()
