@@ -3,9 +3,11 @@ The netbore tunnel wire protocol, sans-IO: bytes in, events out.
 
 No Twisted, no sockets, no clock.  See C{docs/protocol.rst} for the
 specification; the shells (C{netbore.edge}, C{netbore.agent}) move WebSocket
-messages in and out of a L{Session}.
+messages in and out of a L{Session}, and pump a stream's bytes under its
+credit with L{SendQueue} and L{ReceiveCredit}.
 """
 
+from .credit import ReceiveCredit, SendQueue
 from .errors import (
     ErrorCode,
     FlowControlError,
@@ -72,11 +74,13 @@ __all__ = [
     "GoAwayReceived",
     "Hello",
     "ProtocolError",
+    "ReceiveCredit",
     "RequestHead",
     "RequestReceived",
     "Reset",
     "ResponseHead",
     "ResponseReceived",
+    "SendQueue",
     "Session",
     "Settings",
     "StreamClosedError",
