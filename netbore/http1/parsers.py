@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .events import NEED_DATA, Event, ParseError, RequestHead, ResponseHead
 from .framing import Framing, keep_alive, request_body, response_body
-from .grammar import FIELD_SECTION, FIELDS, LEADING_CRLF, REQUEST_LINE, STATUS_LINE, split_list
+from .grammar import FIELD_SECTION, FIELDS, LEADING_CRLF, REQUEST_LINE, STATUS_LINE, Header, split_list
 from .head import ORIGIN, VIEWER, Buffer, Policy, first_line, parse_fields
 from .readers import MessageReader, State
 
@@ -112,14 +112,23 @@ def parse_response_head(buf: Buffer, start: int, end: int, head_request: bool, p
     @raise ParseError: a malformed status line or field, a version other
         than 1.x, a status below 100, a bad C{Content-Length}.
     """
-    eol, fields = first_line(buf, start, end, policy)
+    eol = buf.find(b"\r\n", start, end)
+    if eol >= 0 and buf.find(b"\n", start, eol) < 0:
+        fields = eol + 2
+    else:
+        eol, fields = first_line(buf, start, end, policy)
     line = STATUS_LINE.fullmatch(buf, start, eol)
     if line is None or line.group(1) != b"1":
         raise ParseError(policy.error, "bad status line")
     status = int(line.group(3))
     if status < 100:
         raise ParseError(policy.error, "bad status code")
-    headers = parse_fields(buf, fields, end, policy)
+    if FIELD_SECTION.fullmatch(buf, fields, end) is not None:
+        headers: list[Header] = FIELDS.findall(buf, fields, end)
+        if len(headers) > policy.max_fields:
+            raise ParseError(policy.error, "too many header fields")
+    else:
+        headers = parse_fields(buf, fields, end, policy)
     connection: list[bytes] = []
     lengths: list[bytes] = []
     codings: list[bytes] = []
@@ -131,10 +140,14 @@ def parse_response_head(buf: Buffer, start: int, end: int, head_request: bool, p
             lengths.append(value)
         elif lower == b"transfer-encoding":
             codings.append(value)
-    tokens = frozenset(split_list(connection)) if connection else frozenset()
-    framing, length, reusable = response_body(
-        status, head_request, codings, lengths, keep_alive(line.group(2) == b"0", tokens)
-    )
+    http10 = line.group(2) == b"0"
+    if connection:
+        tokens = frozenset(split_list(connection))
+        alive = keep_alive(http10, tokens)
+    else:
+        tokens = _NO_TOKENS
+        alive = not http10
+    framing, length, reusable = response_body(status, head_request, codings, lengths, alive)
     return ResponseHead(
         status,
         line.group(4) or b"",
