@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
@@ -26,10 +27,11 @@ from netbore.agent.origin import OriginPool, origin_endpoint
 from netbore.agent.stream import OriginStream, StreamSink
 from netbore.http1 import HOP_BY_HOP, Header, connection_tokens
 from netbore.http1.grammar import TOKEN, content_length
+from netbore.protocol import RequestReceived
 from netbore.protocol.errors import ErrorCode
 from netbore.writes import WriteBatch
 
-__all__ = ["OriginForwarder", "OriginStream", "StreamSink"]
+__all__ = ["OriginForwarder", "OriginRequests", "OriginStream", "StreamSink"]
 
 #: Requests that may be sent again when a reused connection fails before
 #: any response byte (RFC 9110 §9.2.2), when they have no body.
@@ -176,3 +178,40 @@ class OriginForwarder:
         Close the pool's idle connections (service shutdown).
         """
         return self.pool.close()
+
+
+class _Forwarding(Protocol):
+    @property
+    def forwarder(self) -> OriginForwarder: ...
+
+
+class OriginRequests:
+    """
+    The agent session's handler of new streams (a request head from the
+    edge), here beside the forwarder it hands them to: one call from the
+    session's dispatch table into this module, not two.  A mixin of
+    L{netbore.agent.session.AgentSessionProtocol}, which is the streams'
+    L{StreamSink}.
+    """
+
+    factory: _Forwarding
+    going_away: bool
+    paused: bool
+    streams: dict[int, OriginStream]
+
+    def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
+        raise NotImplementedError
+
+    def _on_request(self, event: RequestReceived) -> None:
+        stream_id = event.stream_id
+        if self.going_away:
+            self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"agent going away")
+            return
+        sink: StreamSink = self  # type: ignore[assignment]  # (the session, see above)
+        stream = self.factory.forwarder.forward(
+            sink, stream_id, event.method, event.target, event.headers, event.end_stream
+        )
+        if not stream.finished:
+            self.streams[stream_id] = stream
+            if self.paused:
+                stream.pause_sending()

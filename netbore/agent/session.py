@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netbore._types import Reactor
-from netbore.agent.forwarder import OriginForwarder, OriginStream
+from netbore.agent.forwarder import OriginForwarder, OriginRequests, OriginStream
 from netbore.headers import Header
 from netbore.protocol import (
     PROTOCOL_VERSION,
@@ -88,7 +88,7 @@ def _refused(error: StreamError) -> None:
     log.debug("session refused a stream call: {error}", error=str(error))
 
 
-class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
+class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One WebSocket connection to the edge, carrying many streams: what the
     shared L{TunnelWebSocket} leaves to the agent (its hello, forwarding
@@ -153,19 +153,6 @@ class AgentSessionProtocol(TunnelWebSocket[OriginStream], WebSocketClientProtoco
         self.factory.session_ready(self, hello)
 
     # -- events from the edge -----------------------------------------------------
-
-    def _on_request(self, event: RequestReceived) -> None:
-        stream_id = event.stream_id
-        if self.going_away:
-            self.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"agent going away")
-            return
-        stream = self.factory.forwarder.forward(
-            self, stream_id, event.method, event.target, event.headers, event.end_stream
-        )
-        if not stream.finished:
-            self.streams[stream_id] = stream
-            if self.paused:
-                stream.pause_sending()
 
     def _on_data(self, event: DataReceived) -> None:
         stream = self.streams.get(event.stream_id)

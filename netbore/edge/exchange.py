@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..http1.grammar import HOP_BY_HOP, content_length, split_list
-from ..protocol import DataReceived, ResponseReceived, StreamEnded, StreamReset
+from ..protocol import DataReceived, ResponseReceived, Session, StreamEnded, StreamReset
 from ..protocol.credit import ReceiveCredit, SendQueue
 from ..protocol.errors import StreamClosedError, StreamError
 from . import pages
@@ -293,32 +293,6 @@ class ViewerExchange(ExchangeEnds):
             # The origin has the whole request: the wait for its answer starts.
             self._rearm_timeout()
 
-    def window_opened(self) -> None:
-        """The stream's (or the session's) send window grew."""
-        state = self.request
-        if state is not Q_SENDING and state is not Q_ENDING:
-            return
-        if self.response is R_WAITING:
-            # The origin is taking the body: it is working, not silent.
-            self._rearm_timeout()
-        backlog = self.backlog
-        if backlog is None:
-            return
-        session = self.session
-        assert session is not None
-        stream_id = self.stream_id
-        while backlog.size:
-            chunk = backlog.peek()
-            sent = session.send_data(stream_id, chunk)
-            backlog.advance(sent)
-            if sent < len(chunk):
-                return
-        if backlog.drained():
-            self.viewer.resume_reading()
-        if state is Q_ENDING:
-            self.request = Q_DONE
-            session.send_end(stream_id)
-
     # -- response, agent → viewer ----------------------------------------
 
     def response_head(self, status: int, reason: bytes, headers: Fields, end_stream: bool) -> None:
@@ -346,16 +320,21 @@ class ViewerExchange(ExchangeEnds):
         self.viewer.respond(status, reason, forwarded, length)
 
     def data(self, data: bytes, end_stream: bool) -> None:
+        n = self.received(data, end_stream)
+        if n:
+            self.peer.acknowledge(self.stream_id, n)
+
+    def received(self, data: bytes, end_stream: bool) -> int:
+        """
+        L{data}, but what is to be acknowledged now is returned: the
+        caller, the stream's session, acknowledges it.
+        """
         response = self.response
         if response is R_STREAMING:
             self.viewer.write_body(data)
             if end_stream:
-                self._finish(len(data))
-                return
-            n = self.credit.receive(len(data))
-            if n:
-                self.peer.acknowledge(self.stream_id, n)
-            return
+                return self._finish(len(data), False)
+            return self.credit.receive(len(data))
         if response is R_WAITING or response is R_EARLY:
             # Held until the viewer's body is in.
             self.credit.receive(len(data), False)
@@ -365,12 +344,15 @@ class ViewerExchange(ExchangeEnds):
                 self.early.append(data)
             if end_stream and response is R_EARLY:
                 self._complete_early()
-            return
+            return 0
         # Nobody reads it (and nothing is held in these states): the credit goes straight back.
-        self._acknowledge(len(data))
+        return len(data)
 
-    def _finish(self, n: int) -> None:
-        """The response is complete (its last C{n} bytes just written)."""
+    def _finish(self, n: int, acknowledge: bool = True) -> int:
+        """
+        The response is complete (its last C{n} bytes just written).  What
+        is left to acknowledge is, or (not C{acknowledge}) is returned.
+        """
         assert R_DONE in RESPONSE_MOVES[self.response]
         if self.request is Q_ENDING:
             # The agent answered in full before taking the whole body.
@@ -380,10 +362,12 @@ class ViewerExchange(ExchangeEnds):
         credit = self.credit
         if credit.held:
             n = credit.close(n)
-        if n:
+        if n and acknowledge:
             self.peer.acknowledge(self.stream_id, n)
+            n = 0
         # Last: the viewer may go on to its next request from here.
         self.viewer.finish()
+        return n
 
     def _rearm_timeout(self) -> None:
         timeout = self.timeout
@@ -405,6 +389,7 @@ class AgentEvents:
     """
 
     streams: dict[int, ViewerExchange]
+    session: Session | None
     credit_back: Callable[[DataReceived], None]  # (the tunnel WebSocket's)
 
     def _on_response(self, event: ResponseReceived) -> None:
@@ -425,9 +410,14 @@ class AgentEvents:
         if exchange is None:
             self.credit_back(event)
             return
-        exchange.data(event.data, event.end_stream)
+        n = exchange.received(event.data, event.end_stream)
         if event.end_stream:
             self.streams.pop(event.stream_id, None)
+        if n:
+            # (the stream's session is this one, and it flushes after its events)
+            session = self.session
+            if session is not None:
+                session.acknowledge(event.stream_id, n)
 
     def _on_ended(self, event: StreamEnded) -> None:
         exchange = self.streams.pop(event.stream_id, None)

@@ -3,8 +3,9 @@ How a L{netbore.edge.exchange.ViewerExchange} ends other than by its
 response relayed in order: the agent refusing the stream (retried on
 another session) or resetting it, the response timeout, an answer that
 comes while the viewer is still sending (held, or its stream ended early),
-error pages, and the viewer going away; and the exchange as the push
-producer of the viewer's connection.
+error pages, and the viewer going away; the exchange as the push
+producer of the viewer's connection; and, for uploads only, the request
+body's send window opening.
 
 None of it runs for a request answered in the ordinary way: it is kept
 apart from the per-request path (L{netbore.edge.exchange}), whose calls
@@ -76,7 +77,10 @@ class ExchangeEnds:
     def _respond(self, status: int, reason: bytes, headers: Fields) -> None:
         raise NotImplementedError
 
-    def _finish(self, n: int) -> None:
+    def _finish(self, n: int, acknowledge: bool = True) -> int:
+        raise NotImplementedError
+
+    def _rearm_timeout(self) -> None:
         raise NotImplementedError
 
     def _acknowledge(self, n: int) -> None:
@@ -84,6 +88,34 @@ class ExchangeEnds:
 
     def _cancel_timeout(self) -> None:
         raise NotImplementedError
+
+    # -- the request body's window (uploads only) ------------------------------
+
+    def window_opened(self) -> None:
+        """The stream's (or the session's) send window grew."""
+        state = self.request
+        if state is not Q_SENDING and state is not Q_ENDING:
+            return
+        if self.response is R_WAITING:
+            # The origin is taking the body: it is working, not silent.
+            self._rearm_timeout()
+        backlog = self.backlog
+        if backlog is None:
+            return
+        session = self.session
+        assert session is not None
+        stream_id = self.stream_id
+        while backlog.size:
+            chunk = backlog.peek()
+            sent = session.send_data(stream_id, chunk)
+            backlog.advance(sent)
+            if sent < len(chunk):
+                return
+        if backlog.drained():
+            self.viewer.resume_reading()
+        if state is Q_ENDING:
+            self.request = Q_DONE
+            session.send_end(stream_id)
 
     # -- endings ----------------------------------------------------------------
 
