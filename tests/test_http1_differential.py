@@ -272,10 +272,10 @@ _EXCUSED: dict[str, Callable[[bytes, Any], bool]] = {
     # a request line (some clients send CRLF after a POST body); h11 takes
     # one for an empty request.
     "h11: empty lines before the request line": lambda wire, m: wire.startswith(b"\r\n"),
-    # RFC 9112 §7.1.1 allows BWS before a chunk extension's ";" (and the
-    # old parser took it); h11 and llhttp do not.  Safe to accept: the edge
-    # re-frames the body, no chunk line goes further.
-    "any: white space before a chunk extension": lambda wire, m: _chunk_ws(wire),
+    # RFC 9112 §7.1.1 allows BWS around a chunk extension's ";" and "="
+    # (and the old parser took it); llhttp does not, h11 not before ";".
+    # Safe to accept: the edge re-frames the body, no chunk line goes on.
+    "any: white space in chunk extensions": lambda wire, m: _chunk_ws(wire),
     # Methods are tokens (RFC 9110 §9.1); llhttp knows a fixed list.
     "httptools: extension method": lambda wire, m: m[0] not in _STANDARD_METHODS,
     # A later HTTP/1.x minor is read as 1.1 (RFC 9110 §2.5); the oracles
@@ -293,9 +293,10 @@ def _minor_above_1(wire: bytes) -> bool:
 
 def _chunk_ws(wire: bytes) -> bool:
     """
-    Does a line after the head have white space before a C{;}?
+    Does a chunk-size line have white space in its extensions (BWS)?
     """
-    return re.search(rb"\n[0-9A-Fa-f]+[ \t]+;", wire) is not None
+    return any(b" " in line or b"\t" in line for line in re.findall(rb"\n[0-9A-Fa-f]+[ \t]*;[^\n]*", wire))
+
 
 #: Responses: the agent reads origins as leniently as RFC 9112 lets a
 #: recipient (ORIGIN policy), where llhttp (strict) or h11 refuse.
@@ -311,7 +312,7 @@ _EXCUSED_RESPONSES: dict[str, Callable[[bytes, Any], bool]] = {
     <= {n for n, _ in m[2]},
     # BWS after a chunk size (origins send it; the old parser took it).
     "httptools: white space after a chunk size": lambda wire, m: re.search(rb"\n[0-9A-Fa-f]+[ \t]", wire) is not None,
-    "any: white space before a chunk extension": lambda wire, m: _chunk_ws(wire),
+    "any: white space in chunk extensions": lambda wire, m: _chunk_ws(wire),
     "any: HTTP/1.x minor above 1": lambda wire, m: _minor_above_1(wire),
 }
 

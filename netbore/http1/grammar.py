@@ -42,8 +42,12 @@ _VALUE = rb"(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?"
 #: A token (method, field name, transfer coding).
 TOKEN: Final = re.compile(_TCHAR + rb"+")
 
-#: request-line = method SP request-target SP HTTP-version.
-REQUEST_LINE: Final = re.compile(rb"(" + _TCHAR + rb"+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+#: request-line = method SP request-target SP HTTP-version, the target in
+#: one of RFC 9112 §3.2's forms: origin (C{/...}), absolute or authority
+#: (C{scheme:...}, C{host:port}) or asterisk (C{*}).
+REQUEST_LINE: Final = re.compile(
+    rb"(" + _TCHAR + rb"+) (/[\x21-\x7e]*|\*|[A-Za-z][A-Za-z0-9+\-.]*:[\x21-\x7e]*) HTTP/([0-9])\.([0-9])"
+)
 
 #: status-line = HTTP-version SP status-code SP [ reason-phrase ] (the SP
 #: before an empty reason may be missing, as many servers send it).
