@@ -116,7 +116,12 @@ def test_chunked_response_framing_and_origin_framing_headers_dropped() -> None:
     h.exchange.response_head(
         200,
         b"OK",
-        [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"99"), (b"Connection", b"X-Private"), (b"X-Private", b"1")],
+        [
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Content-Length", b"99"),
+            (b"Connection", b"X-Private"),
+            (b"X-Private", b"1"),
+        ],
         False,
     )
     h.exchange.data(b"abc", False)
@@ -262,4 +267,3 @@ def test_error_pages_keep_the_connection() -> None:
     assert h.output().startswith(b"HTTP/1.1 404 ")
     assert len(h.session.heads) == 1
     assert not h.transport.disconnecting
-

@@ -65,12 +65,26 @@ _NAMES = st.sampled_from(
     + [b"X-A", b"Accept", b"Cookie", b"Set-Cookie", b"X-\x00", b"X A", b"", b"X:Y", b"\xff", b"Te", b"Upgrade"]
 )
 _VALUES = st.sampled_from(
-    [b"a", b"app.localhost", b"0", b"5", b"05", b"5, 5", b"5,5", b"+5", b"-1", b" 5", b"0x5", b"1 0", b"99999999999999999999"]
+    [
+        b"a",
+        b"app.localhost",
+        b"0",
+        b"5",
+        b"05",
+        b"5, 5",
+        b"5,5",
+        b"+5",
+        b"-1",
+        b" 5",
+        b"0x5",
+        b"1 0",
+        b"99999999999999999999",
+    ]
     + [b"chunked", b"Chunked", b"chunked, chunked", b"gzip, chunked", b"chunked, gzip", b"identity", b"xchunked"]
     + [b"close", b"keep-alive", b"Keep-Alive, X-A", b"100-continue", b"a b", b"a\tb", b"a\x00b", b"a\x7fb"]
     + [b"a\x01b", b"\x80\xff", b"", b"a,b", b'"q"', b"a\rb"]
 )
-_CHUNK_EXT = st.sampled_from([b"", b"", b";a=1", b" ;a", b";", b"; a=\"x\"", b" ", b"\t", b";\x00"])
+_CHUNK_EXT = st.sampled_from([b"", b"", b";a=1", b" ;a", b";", b'; a="x"', b" ", b"\t", b";\x00"])
 
 
 @st.composite
@@ -95,8 +109,12 @@ def _body(draw: Any) -> tuple[list[tuple[bytes, bytes]], bytes]:
         out += size + draw(_CHUNK_EXT) + draw(_EOL) + rest[:n] + draw(_EOL)
         rest = rest[n:]
     out += b"0" + draw(_CHUNK_EXT) + eol
-    out += b"".join(n + b":" + draw(_WS) + v + draw(_EOL) for n, v in draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=2)))
-    return [(b"Transfer-Encoding", draw(st.sampled_from([b"chunked", b"chunked", b"Chunked", b"gzip, chunked"])))], out + eol
+    out += b"".join(
+        n + b":" + draw(_WS) + v + draw(_EOL) for n, v in draw(st.lists(st.tuples(_NAMES, _VALUES), max_size=2))
+    )
+    return [
+        (b"Transfer-Encoding", draw(st.sampled_from([b"chunked", b"chunked", b"Chunked", b"gzip, chunked"])))
+    ], out + eol
 
 
 def _fields(draw: Any, framing: list[tuple[bytes, bytes]], host: bool) -> bytes:
@@ -115,7 +133,9 @@ def _fields(draw: Any, framing: list[tuple[bytes, bytes]], host: bool) -> bytes:
 def _mutate(draw: Any, wire: bytes) -> bytes:
     for _ in range(draw(st.integers(0, 3))):
         at = draw(st.integers(0, len(wire)))
-        piece = draw(st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b",", b";", b"0", b"a", b"\x00", b"\x7f"]))
+        piece = draw(
+            st.sampled_from([b" ", b"\t", b"\r", b"\n", b"\r\n", b":", b",", b";", b"0", b"a", b"\x00", b"\x7f"])
+        )
         how = draw(st.sampled_from(["insert", "replace", "delete"]))
         if how == "insert":
             wire = wire[:at] + piece + wire[at:]
@@ -129,8 +149,12 @@ def _mutate(draw: Any, wire: bytes) -> bytes:
 @st.composite
 def requests(draw: Any) -> bytes:
     method = draw(st.sampled_from([b"GET", b"POST", b"PUT", b"HEAD", b"DELETE", b"OPTIONS", b"PATCH", b"G(T", b"get"]))
-    target = draw(st.sampled_from([b"/", b"/a?b=c", b"/%2F", b"*", b"http://x/", b"/a b", b"/\x7f", b"/~!$&'()*+,;=:@"]))
-    version = draw(st.sampled_from([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0", b"http/1.1", b"HTTP/1.10"]))
+    target = draw(
+        st.sampled_from([b"/", b"/a?b=c", b"/%2F", b"*", b"http://x/", b"/a b", b"/\x7f", b"/~!$&'()*+,;=:@"])
+    )
+    version = draw(
+        st.sampled_from([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/1.2", b"HTTP/2.0", b"http/1.1", b"HTTP/1.10"])
+    )
     framing, body = draw(_body())
     lead = draw(st.sampled_from([b""] * 8 + [b"\r\n", b"\n", b"\r\n\r\n"]))
     line = method + draw(st.sampled_from([b" "] * 6 + [b"  ", b"\t"])) + target + b" " + version + draw(_EOL)
@@ -141,7 +165,9 @@ def requests(draw: Any) -> bytes:
 
 @st.composite
 def responses(draw: Any) -> tuple[bytes, bool]:
-    status = draw(st.sampled_from([b"200", b"200", b"201", b"204", b"304", b"100", b"103", b"404", b"999", b"20", b"2000"]))
+    status = draw(
+        st.sampled_from([b"200", b"200", b"201", b"204", b"304", b"100", b"103", b"404", b"999", b"20", b"2000"])
+    )
     reason = draw(st.sampled_from([b" OK", b" OK", b"", b" ", b" Not Found", b" \xff", b" a\tb", b" a\x00"]))
     version = draw(st.sampled_from([b"HTTP/1.1"] * 6 + [b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.2"]))
     framing, body = draw(_body())
@@ -308,8 +334,9 @@ _EXCUSED_RESPONSES: dict[str, Callable[[bytes, Any], bool]] = {
     "httptools: obs-fold": lambda wire, m: re.search(rb"\n[ \t]", wire) is not None,
     # RFC 9112 §6.3 (3): Transfer-Encoding overrides Content-Length; the
     # connection is then not reused (ResponseHead.keep_alive is false).
-    "any: Transfer-Encoding with Content-Length": lambda wire, m: {b"transfer-encoding", b"content-length"}
-    <= {n for n, _ in m[2]},
+    "any: Transfer-Encoding with Content-Length": lambda wire, m: (
+        {b"transfer-encoding", b"content-length"} <= {n for n, _ in m[2]}
+    ),
     # BWS after a chunk size (origins send it; the old parser took it).
     "httptools: white space after a chunk size": lambda wire, m: re.search(rb"\n[0-9A-Fa-f]+[ \t]", wire) is not None,
     "any: white space in chunk extensions": lambda wire, m: _chunk_ws(wire),
@@ -361,14 +388,12 @@ def _unfold(fields: tuple[tuple[bytes, bytes], ...]) -> tuple[tuple[bytes, bytes
     §5.2 has obs-fold, OWS CRLF RWS, replaced by one SP; h11 keeps the OWS
     before the CRLF), and C{Transfer-Encoding} lower-cased (h11 rewrites it).
     """
-    return tuple(
-        (n, re.sub(rb"[ \t]+", b" ", v.lower() if n == b"transfer-encoding" else v)) for n, v in fields
-    )
+    return tuple((n, re.sub(rb"[ \t]+", b" ", v.lower() if n == b"transfer-encoding" else v)) for n, v in fields)
 
 
 def _splits(draw: Any, wire: bytes) -> list[list[bytes]]:
     cuts = sorted(draw(st.lists(st.integers(0, len(wire)), max_size=4)))
-    pieces = [wire[a:b] for a, b in zip([0] + cuts, cuts + [len(wire)])]
+    pieces = [wire[a:b] for a, b in zip([0] + cuts, cuts + [len(wire)], strict=True)]
     return [[wire], pieces, [wire[i : i + 1] for i in range(len(wire))]]
 
 

@@ -122,7 +122,9 @@ def test_response_body(
         (200, False, [b"chunked, chunked"], []),
     ],
 )
-def test_response_body_refusals_are_502s(status: int, head_request: bool, codings: list[bytes], lengths: list[bytes]) -> None:
+def test_response_body_refusals_are_502s(
+    status: int, head_request: bool, codings: list[bytes], lengths: list[bytes]
+) -> None:
     with pytest.raises(ParseError) as e:
         response_body(status, head_request, codings, lengths, True)
     assert e.value.status == 502

@@ -106,7 +106,10 @@ def test_keep_alive(version: bytes, connection: bytes, keep_alive: bool) -> None
 
 
 def test_connection_tokens_and_expect() -> None:
-    head = one(b"PUT / HTTP/1.1\r\nHost: a\r\nConnection: X-Hop , keep-alive\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n")
+    head = one(
+        b"PUT / HTTP/1.1\r\nHost: a\r\nConnection: X-Hop , keep-alive\r\n"
+        b"Expect: 100-Continue\r\nContent-Length: 3\r\n\r\n"
+    )
     assert head.connection == frozenset({b"x-hop", b"keep-alive"})
     assert head.expect_continue
     assert one(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue is False
@@ -171,9 +174,7 @@ def test_head_size_limit() -> None:
 
 
 def test_content_length_body_then_the_next_request() -> None:
-    out = events(
-        b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: a\r\n\r\n"
-    )
+    out = events(b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: a\r\n\r\n")
     assert [(m, t, b) for m, t, _, _, b in out] == [(b"POST", b"/a", b"hello"), (b"GET", b"/b", b"")]
 
 
@@ -296,9 +297,7 @@ def test_arbitrary_bytes_raise_only_parse_errors(chunks: list[bytes]) -> None:
 
 
 _token = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=10).map(str.encode)
-_value = st.text("abcdefghijklmnopqrstuvwxyz0123456789 ;=/,", max_size=20).map(
-    lambda s: s.strip().encode()
-)
+_value = st.text("abcdefghijklmnopqrstuvwxyz0123456789 ;=/,", max_size=20).map(lambda s: s.strip().encode())
 
 
 @st.composite
@@ -333,7 +332,7 @@ def requests(draw: Any) -> tuple[bytes, list[tuple[bytes, bytes, bytes]]]:
         else:
             head.append(b"Transfer-Encoding: chunked")
             cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=3)))
-            pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)]) if body[a:b]]
+            pieces = [body[a:b] for a, b in zip([0] + cuts, cuts + [len(body)], strict=True) if body[a:b]]
             payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
         data += b"\r\n".join(head) + b"\r\n\r\n" + payload
         expected.append((method, target, body))

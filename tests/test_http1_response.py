@@ -35,7 +35,9 @@ def feed_eof(parser: ResponseParser) -> list[Event]:
     return drain(parser)
 
 
-def parse(data: bytes, head_request: bool = False, eof: bool = False) -> tuple[ResponseHead | None, bytes, bool, ResponseParser]:
+def parse(
+    data: bytes, head_request: bool = False, eof: bool = False
+) -> tuple[ResponseHead | None, bytes, bool, ResponseParser]:
     """
     Feed C{data} in one piece; the head, the body and whether it ended.
     """
@@ -50,7 +52,8 @@ def parse(data: bytes, head_request: bool = False, eof: bool = False) -> tuple[R
 
 def test_content_length_response() -> None:
     head, body, ended, parser = parse(
-        b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nX-A:  spaced \t\r\nSet-Cookie: b=2\r\nContent-Length: 5\r\n\r\nhello"
+        b"HTTP/1.1 201 Created\r\nSet-Cookie: a=1\r\nX-A:  spaced \t\r\nSet-Cookie: b=2\r\n"
+        b"Content-Length: 5\r\n\r\nhello"
     )
     assert head is not None
     assert (head.status, head.reason, head.length, head.chunked) == (201, b"Created", 5, False)
@@ -129,7 +132,9 @@ def test_keep_alive(data: bytes, reusable: bool) -> None:
 
 
 def test_connection_tokens() -> None:
-    head, _, _, _ = parse(b"HTTP/1.1 200 OK\r\nConnection: X-A , keep-alive\r\nConnection: x-b\r\nContent-Length: 0\r\n\r\n")
+    head, _, _, _ = parse(
+        b"HTTP/1.1 200 OK\r\nConnection: X-A , keep-alive\r\nConnection: x-b\r\nContent-Length: 0\r\n\r\n"
+    )
     assert head is not None and head.connection == frozenset({b"x-a", b"keep-alive", b"x-b"})
 
 

@@ -15,7 +15,8 @@ when the request is idempotent and has no body (RFC 9110 §9.2.2).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
@@ -56,9 +57,7 @@ class origin_endpoint:
     connection (so that building a forwarder needs no name resolver).
     """
 
-    def __init__(
-        self, reactor: Reactor, scheme: str, host: str, port: int, connect_timeout: float
-    ) -> None:
+    def __init__(self, reactor: Reactor, scheme: str, host: str, port: int, connect_timeout: float) -> None:
         self._args = (reactor, scheme, host, port, connect_timeout)
         self._endpoint: IStreamClientEndpoint | None = None
 

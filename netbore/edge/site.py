@@ -16,17 +16,17 @@ from twisted.logger import Logger
 from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
-from ..auth.apikeys import ApiKeys
 from .._types import Reactor
+from ..auth import TokenAuthority, load_keyring
+from ..auth.apikeys import ApiKeys
 from ..memory import release_free_heap
 from ..writes import WriteBatch
-from ..auth import TokenAuthority, load_keyring
-from .config import EdgeConfig
 from .agents import AgentEndpoint
+from .config import EdgeConfig
 from .control import ControlAPI
+from .exchange import TunnelRouter
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry
-from .exchange import TunnelRouter
 from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "OneRequestChannel", "build_edge"]

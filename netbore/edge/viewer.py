@@ -3,18 +3,14 @@ The edge's connection with a viewer: a lean HTTP/1.1 server for tunnel
 traffic, handing everything else to twisted.web.
 
 Every connection the edge accepts starts as a L{ViewerProtocol}.  It reads
-each request head (L{netbore.http1.RequestParser}, L{netbore.http1.VIEWER}
-policy); when its C{Host} is a tunnel's, it serves the request itself,
-streaming it into a L{exchange.ViewerExchange}, and goes on serving the
-connection's requests one at a time (keep-alive; pipelined requests wait,
-bounded, in the buffer).  When a head's C{Host} is the edge's own (the
-control API, C{/connect}), the connection is handed to the site's
-twisted.web channel with the bytes read so far replayed, and this protocol
-only passes bytes on from then on.  That channel serves exactly one request
-and closes the connection after its response (C{Connection: close}; see
-L{site.OneRequestChannel}), unless it became a WebSocket: Host dispatch
-happens for every request, and a kept-alive connection that asked the
-control API something reaches tunnels again on its next connection.
+each request head (L{netbore.http1.RequestParser}, C{VIEWER} policy); for a
+tunnel's C{Host} it serves the request itself, streaming it into a
+L{exchange.ViewerExchange}, then the connection's next requests one at a
+time (keep-alive; pipelined requests wait, bounded, in the buffer).  For
+the edge's own names (the control API, C{/connect}) the connection goes to
+a twisted.web channel with the bytes read so far replayed, which serves
+that one request and closes (L{site.OneRequestChannel}) unless it became a
+WebSocket: Host dispatch happens for every request.
 
 Why not twisted.web for tunnel traffic: its per-request machinery (a
 C{Request} with C{Headers} objects, a C{notifyFinish} Deferred, a
@@ -22,10 +18,9 @@ line-per-callback parser) cost more CPU per request than the rest of the
 data plane.  Here a request costs one head parse (three regex calls), one
 write for the response head, and no Deferreds.
 
-Timeouts: a connection must complete a request head within
-L{IDLE_TIMEOUT} of being opened or of its last response (slow heads and
-idle keep-alive connections alike); a partial head then gets 408.  While a
-request is in flight, the exchange's response timeout applies instead.
+Timeouts: a request head must be complete L{IDLE_TIMEOUT} after the
+connection opened or its last response (else 408, or a quiet close); while
+a request is in flight, the exchange's response timeout applies instead.
 """
 
 from __future__ import annotations
@@ -41,13 +36,23 @@ from twisted.web.http import RESPONSES
 from zope.interface import implementer
 
 from .._types import Clock
-from ..http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, Framing, ParseError, RequestHead
-from ..http1 import RequestParser, chunk_head, response_framing, response_head
+from ..http1 import (
+    CHUNK_END,
+    END_OF_MESSAGE,
+    LAST_CHUNK,
+    Framing,
+    ParseError,
+    RequestHead,
+    RequestParser,
+    chunk_head,
+    response_framing,
+    response_head,
+)
 from . import pages
 
 if TYPE_CHECKING:
-    from .site import EdgeSite
     from .exchange import ViewerExchange
+    from .site import EdgeSite
 
 __all__ = ["IDLE_TIMEOUT", "PIPELINE_BUFFER", "Phase", "ViewerProtocol"]
 
@@ -107,16 +112,14 @@ class ViewerProtocol(Protocol):
     request body; L{respond}, L{write_body}, L{finish}, L{abort},
     L{error_page} for the response.  It is the transport's producer: the
     transport pausing it (its write buffer is full) pauses the exchange,
-    which then holds the stream's credit.
-
-    @ivar phase: where the connection is (L{Phase}).
+    which then holds the stream's credit.  C{phase}: a L{Phase}.
     """
 
     head: RequestHead | None = None
     client_ip = b""
     secure = False
 
-    def __init__(self, site: "EdgeSite", addr: Any) -> None:
+    def __init__(self, site: EdgeSite, addr: Any) -> None:
         self.site = site
         self.router = site.router
         self.clock: Clock = site.reactor
@@ -444,5 +447,4 @@ class ViewerProtocol(Protocol):
             exchange.resumeProducing()
 
     def stopProducing(self) -> None:
-        # connectionLost follows and ends the exchange.
-        pass
+        pass  # connectionLost follows and ends the exchange.

@@ -7,7 +7,7 @@ there is nothing more yet.  Anything malformed raises L{ParseError}.
 
 from __future__ import annotations
 
-from typing import Final, Union
+from typing import Final
 
 from .grammar import Header
 
@@ -161,4 +161,4 @@ class ResponseHead:
 
 #: What C{next_event} returns (and C{receive}, which may end with a
 #: L{ParseError}).
-Event = Union[RequestHead, ResponseHead, bytes, Sentinel, ParseError]
+Event = RequestHead | ResponseHead | bytes | Sentinel | ParseError

@@ -65,9 +65,7 @@ FIELDS: Final = re.compile(rb"(" + _TCHAR + rb"+):[ \t]*(" + _VALUE + rb")[ \t]*
 _QUOTED = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
 #: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
 #: (RFC 9112 §7.1.1), names tokens, values tokens or quoted strings.
-CHUNK_EXT: Final = (
-    rb"(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*"
-)
+CHUNK_EXT: Final = rb"(?:[ \t]*;[ \t]*" + _TCHAR + rb"+(?:[ \t]*=[ \t]*(?:" + _TCHAR + rb"+|" + _QUOTED + rb"))?)*"
 
 #: chunk-size [ chunk-ext ]: 1 to 16 hex digits (a size that fits 64 bits),
 #: white space only around the extensions' C{;} and C{=}.  Groups: the size.
