@@ -2,11 +2,16 @@
 Host dispatch happens for every request (DESIGN "Known traps"): a
 connection handed to twisted.web for the edge's own names serves that one
 request and closes, so a kept-alive client that asked the control API
-something reaches tunnels again.  In memory, no sockets.
+something reaches tunnels again.  In memory, no sockets; and once with real
+processes (marked integration).
 """
 
 from __future__ import annotations
 
+import http.client
+from pathlib import Path
+
+import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.web import resource
@@ -14,6 +19,7 @@ from twisted.web.iweb import IRequest
 
 from netbore.edge.viewer import Phase, ViewerProtocol
 
+from . import procs
 from .test_edge_exchange import HOST, Harness
 
 PEER = IPv4Address("TCP", "192.0.2.7", 50000)
@@ -72,3 +78,29 @@ def test_a_tunnel_connection_turning_to_the_api_is_handed_over_and_closed_after(
     h.send(b"GET /tunnels HTTP/1.1\r\nHost: control.localhost\r\n\r\n")
     assert h.channel.phase is Phase.HANDED
     assert h.output().endswith(b"api") and h.transport.disconnecting
+
+
+@pytest.mark.integration
+def test_real_edge_dispatches_every_request_by_host(tmp_path: Path) -> None:
+    # Real twistd edge and agent, the sample origin, one keep-alive client
+    # (http.client reconnects when told Connection: close).
+    origin = procs.start_origin(tmp_path)
+    edge = agent = None
+    try:
+        edge = procs.start_edge(tmp_path, "--allow-anonymous")
+        agent = procs.start_agent(tmp_path, edge, origin.url, "--name", "app")
+        conn = http.client.HTTPConnection("127.0.0.1", edge.port, timeout=10)
+        conn.request("GET", "/.well-known/jwks.json", headers={"Host": f"localhost:{edge.port}"})
+        api = conn.getresponse()
+        assert api.status == 200 and b"keys" in api.read()
+        assert api.getheader("Connection") == "close"
+        conn.request("GET", "/", headers={"Host": agent.host})
+        tunnel = conn.getresponse()
+        body = tunnel.read()
+        assert tunnel.status == 200, body
+        assert tunnel.getheader("Connection") is None  # kept alive: tunnel traffic
+        conn.close()
+    finally:
+        for proc in (agent, edge, origin):
+            if proc is not None:
+                proc.stop()
