@@ -231,3 +231,35 @@ def test_window_of_one_byte() -> None:
         assert pump(edge, agent) == [DataReceived(sid, bytes([byte]), False)]
         agent.acknowledge(sid, 1)
         assert [e for e in pump(agent, edge)] == [WindowOpened(sid), WindowOpened(0)]
+
+
+def test_send_some_takes_what_the_window_allows_and_ends_only_with_all() -> None:
+    small = Settings(stream_window=4096, session_window=1 << 20)
+    edge, agent = make_pair(agent_settings=small)
+    sid = edge.send_request_head(b"POST", b"/", [])
+    assert edge.send_some(sid, b"x" * 4000) == 4000
+    assert edge.send_some(sid, b"y" * 200, end_stream=True) == 96  # the rest of the window; no END
+    assert edge.send_some(sid, b"z", end_stream=True) == 0  # shut: nothing taken
+    events = pump(edge, agent)
+    assert [(len(e.data), e.end_stream) for e in events if isinstance(e, DataReceived)] == [(4000, False), (96, False)]
+    agent.acknowledge(sid, 4096)
+    pump(agent, edge)
+    assert edge.send_some(sid, b"z", end_stream=True) == 1
+    assert [e for e in pump(edge, agent) if isinstance(e, DataReceived)] == [DataReceived(sid, b"z", True)]
+    # Empty with end_stream ends the body; a stream that is not open takes nothing.
+    other = edge.send_request_head(b"POST", b"/", [])
+    assert edge.send_some(other, b"", end_stream=True) == 0
+    assert pump(edge, agent)[-1] == StreamEnded(other)
+    assert edge.send_some(other, b"late") == 0
+
+
+def test_the_outbox_shows_whether_there_is_anything_to_send() -> None:
+    edge, agent = make_pair()
+    assert edge.outbox == []
+    sid = edge.send_request_head(b"GET", b"/", [], end_stream=True)
+    assert len(edge.outbox) == 1
+    messages = edge.data_to_send()
+    assert len(messages) == 1 and edge.outbox == []
+    assert edge.data_to_send() == []
+    assert [type(e).__name__ for m in messages for e in agent.receive(m)] == ["RequestReceived"]
+    assert agent.is_open(sid)

@@ -221,6 +221,7 @@ def _stats(ws: Any) -> tuple[int, ...]:
 
 def _send(ws: Any, messages: list[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
     assert ws.session is not None
+    monkeypatch.setattr(ws.session, "outbox", list(messages))
     monkeypatch.setattr(ws.session, "data_to_send", lambda: list(messages))
     ws.maxMessagePayloadSize = 0
     ws.flush_frames()

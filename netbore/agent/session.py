@@ -317,22 +317,14 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
         session = self.session
         if session is None or self.paused:
             return 0
-        n = len(data)
-        if n:
-            window = session.send_window(stream_id)
-            if window < n:
-                if window <= 0:
-                    return 0
-                data = data[:window]
-                n = window
-                end_stream = False
         try:
-            session.send_data(stream_id, data, end_stream)
+            n = session.send_some(stream_id, data, end_stream)
         except StreamError as e:
             _refused(e)
+            n = len(data)
         if not self.flush_pending:
             self.flush()
-        if end_stream:
+        if end_stream and n == len(data):
             self._forget(stream_id)
         return n
 

@@ -1,5 +1,6 @@
 """
-Encoding: frames into the bytes of one binary WebSocket message.
+Encoding: frames into the bytes of one binary WebSocket message, and the
+session's sending half (L{Sending}), which calls the encoders.
 
 L{encode} takes any frame object and raises L{ValueError} for values the
 wire cannot carry.  The session's hot path skips the frame objects:
@@ -10,18 +11,22 @@ the fields themselves.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 
+from ._batch import batch
 from ._frames import (
     BAD_TARGET,
     BAD_TEXT,
     BAD_TOKEN,
+    CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     MAX_HEAD_PAYLOAD,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
+    STRICT,
     U16,
     U16_MAX,
     U32,
@@ -35,11 +40,14 @@ from ._frames import (
     RequestHead,
     Reset,
     ResponseHead,
+    StreamState,
     WindowUpdate,
     bad_header,
 )
+from .errors import FlowControlError, ProtocolError, StreamClosedError, StreamError
+from .handshake import Settings
 
-__all__ = ["encode", "encode_data", "encode_request_head", "encode_response_head"]
+__all__ = ["Sending", "encode", "encode_data", "encode_request_head", "encode_response_head"]
 
 # CPython 3.11 compiles a method call on a name bound by an import
 # (HEADER.pack, BAD_TOKEN.search) to an attribute load that builds a bound
@@ -212,3 +220,229 @@ def encode(frame: Frame) -> bytes:
     except KeyError:
         raise TypeError(f"not a frame: {frame!r}") from None
     return encoder(frame)
+
+
+class Sending:
+    """
+    The sending half of L{netbore.protocol.session.Session}: heads, DATA,
+    END and the queue of messages (L{data_to_send}), here beside the
+    encoders they call (each call between modules costs on every request,
+    see C{bench/trace.py}).  A base class of L{Session}, not used alone: it
+    reads and writes the state L{Session.__init__} sets up.
+
+    @ivar outbox: the frames queued since the last L{data_to_send} (read
+        it, never change it: a shell may look whether there is anything to
+        send without a call).
+    """
+
+    # Set up by Session.__init__.
+    local: Settings
+    peer: Settings
+    outbox: list[bytes]
+    _edge: bool
+    _streams: dict[int, StreamState]
+    _closed: OrderedDict[int, bool]
+    _highest: int
+    _send_window: int
+    _go_away_sent: bool
+    _go_away_received: bool
+    _error: ProtocolError | None
+
+    def data_to_send(self) -> list[bytes]:
+        """
+        The messages to send, in order: the frames queued since the last
+        call, each one binary WebSocket message -- except that, when the
+        peer announced C{batch}, runs of small frames (up to
+        L{BATCH_FRAME_MAX} bytes each, L{BATCH_MAX} together) go as one
+        BATCH message.  Empties the queue.
+        """
+        out = self.outbox
+        self.outbox = []
+        if len(out) < 2 or not self.peer.batch:
+            return out
+        return batch(out)
+
+    def _sending_stream(self, stream_id: int) -> StreamState:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            raise StreamClosedError(f"stream {stream_id} is not open")
+        if stream.local_closed:
+            raise StreamClosedError(f"stream {stream_id}: this side's body ended")
+        return stream
+
+    def _close_local(self, stream_id: int, stream: StreamState) -> None:
+        stream.local_closed = True
+        if stream.remote_closed:
+            del self._streams[stream_id]
+            # (Receiving._remember, inline)
+            closed = self._closed
+            closed[stream_id] = STRICT
+            if len(closed) > CLOSED_STREAMS_REMEMBERED:
+                closed.popitem(last=False)
+
+    def send_request_head(
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        end_stream: bool = False,
+    ) -> int:
+        """
+        (edge) Open the next stream (1, 2, 3, ...) with a request head.
+
+        @param end_stream: the request has no body.
+        @return: the new stream id.
+        @raise StreamClosedError: a GOAWAY was sent or received, the session
+            failed, or the stream ids are used up (open a new session).
+        @raise StreamError: called on the agent, or a value that cannot be
+            encoded (see L{encode}).
+        """
+        if not self._edge:
+            raise StreamError("only the edge opens streams")
+        if self._error is not None:
+            raise StreamClosedError("the session failed")
+        if self._go_away_received or self._go_away_sent:
+            raise StreamClosedError("the session is going away: no new streams")
+        stream_id = self._highest + 1
+        if stream_id > MAX_STREAM_ID:
+            raise StreamClosedError("stream ids used up: open a new session")
+        try:
+            message = encode_request_head(stream_id, method, target, list(headers), end_stream)
+        except ValueError as e:
+            raise StreamError(str(e)) from None
+        self._highest = stream_id
+        stream = StreamState()
+        stream.send_window = self.peer.stream_window
+        stream.recv_window = self.local.stream_window
+        stream.unacked = stream.pending = 0
+        stream.local_head = True
+        stream.remote_head = stream.remote_closed = False
+        stream.local_closed = end_stream
+        self._streams[stream_id] = stream
+        self.outbox.append(message)
+        return stream_id
+
+    def send_response_head(
+        self,
+        stream_id: int,
+        status: int,
+        reason: bytes,
+        headers: Iterable[tuple[bytes, bytes]],
+        end_stream: bool = False,
+    ) -> None:
+        """
+        (agent) Answer C{stream_id}.  A 1xx status is informational: it may
+        not end the stream and a final head must follow.
+
+        @param end_stream: the response has no body.
+        @raise StreamClosedError: the stream is not open or its response
+            already ended.
+        @raise StreamError: called on the edge, a final head was already
+            sent, or a value that cannot be encoded.
+        """
+        if self._edge:
+            raise StreamError("only the agent sends response heads")
+        stream = self._sending_stream(stream_id)
+        if stream.local_head:
+            raise StreamError(f"stream {stream_id}: response head already sent")
+        final = status >= 200
+        if end_stream and not final:
+            raise StreamError("an informational (1xx) head cannot end the stream")
+        try:
+            message = encode_response_head(stream_id, status, reason, list(headers), end_stream)
+        except ValueError as e:
+            raise StreamError(str(e)) from None
+        self.outbox.append(message)
+        stream.local_head = final
+        if end_stream:
+            self._close_local(stream_id, stream)
+
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes | bytearray | memoryview,
+        end_stream: bool = False,
+    ) -> None:
+        """
+        Queue body bytes on C{stream_id}, split into DATA frames of at most
+        the peer's C{max_frame_payload}; the last one carries
+        C{FLAG_END_STREAM} if C{end_stream}.  Empty C{data} with
+        C{end_stream} queues an C{END} frame; without, nothing.
+
+        C{data} may be any bytes-like object; it is copied exactly once
+        (into the queued message).
+
+        @raise FlowControlError: C{len(data) > send_window(stream_id)}.
+        @raise StreamClosedError: the stream is not open, or this side's
+            body on it already ended.
+        @raise StreamError: (agent) no final response head sent yet.
+        """
+        stream = self._sending_stream(stream_id)
+        if not stream.local_head:
+            raise StreamError(f"stream {stream_id}: DATA before the response head")
+        size = len(data)
+        if size > stream.send_window or size > self._send_window:
+            raise FlowControlError(
+                f"stream {stream_id}: {size} bytes offered, send window is {min(stream.send_window, self._send_window)}"
+            )
+        if size:
+            stream.send_window -= size
+            self._send_window -= size
+            limit = self.peer.max_frame_payload
+            if size <= limit:
+                # (encode_data, inline: once per DATA frame)
+                self.outbox.append(_pack_header(FrameType.DATA, FLAG_END_STREAM if end_stream else 0, stream_id) + data)
+            else:
+                view = memoryview(data)
+                last = size - limit
+                append = self.outbox.append
+                for offset in range(0, size, limit):
+                    append(
+                        encode_data(
+                            stream_id,
+                            view[offset : offset + limit],
+                            end_stream and offset >= last,
+                        )
+                    )
+        elif end_stream:
+            self.outbox.append(_pack_header(FrameType.END, 0, stream_id))
+        if end_stream:
+            self._close_local(stream_id, stream)
+
+    def send_some(self, stream_id: int, data: bytes | bytearray | memoryview, end_stream: bool = False) -> int:
+        """
+        L{send_data} of what the send window takes of C{data} (nothing when
+        it is shut, or the stream is not open); the stream's body ends with
+        it if C{end_stream} and all of C{data} was taken.  Empty C{data}
+        with C{end_stream} ends the body.
+
+        @return: how many bytes were taken.
+        @raise StreamClosedError: as L{send_data}, for empty C{data}.
+        @raise StreamError: as L{send_data}.
+        """
+        n = len(data)
+        if n:
+            stream = self._streams.get(stream_id)
+            window = 0 if stream is None or stream.local_closed else min(stream.send_window, self._send_window)
+            if window < n:
+                if window <= 0:
+                    return 0
+                data = data[:window]
+                n = window
+                end_stream = False
+        self.send_data(stream_id, data, end_stream)
+        return n
+
+    def send_end(self, stream_id: int) -> None:
+        """
+        End this side's body on C{stream_id} (an C{END} frame).
+
+        @raise StreamClosedError: the stream is not open, or this side's
+            body on it already ended.
+        @raise StreamError: (agent) no final response head sent yet.
+        """
+        stream = self._sending_stream(stream_id)
+        if not stream.local_head:
+            raise StreamError(f"stream {stream_id}: END before the response head")
+        self.outbox.append(_pack_header(FrameType.END, 0, stream_id))
+        self._close_local(stream_id, stream)

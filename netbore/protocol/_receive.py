@@ -20,8 +20,11 @@ import attrs
 from ._batch import decode_batch
 from ._encode import encode
 from ._frames import (
+    CLOSED_STREAMS_REMEMBERED,
+    IGNORE,
     MAX_MESSAGE,
     MAX_WINDOW,
+    STRICT,
     Data,
     End,
     FrameType,
@@ -29,6 +32,7 @@ from ._frames import (
     RequestHead,
     Reset,
     ResponseHead,
+    StreamState,
     WindowUpdate,
     decode,
 )
@@ -144,54 +148,6 @@ class GoAwayReceived:
 Event = RequestReceived | ResponseReceived | DataReceived | StreamEnded | StreamReset | WindowOpened | GoAwayReceived
 
 
-# --------------------------------------------------------------------------
-# Stream bookkeeping
-
-
-class StreamState:
-    """
-    A live stream (not both ways ended, not reset).
-
-    send_window: credit for our DATA; recv_window: credit the peer still
-    has; unacked: delivered, not yet acknowledged; pending: acknowledged,
-    not yet announced by a WINDOW_UPDATE; local_head/remote_head: the final
-    head was sent/received (a request head counts for the side it opened);
-    local_closed/remote_closed: our/peer's body ended.
-    """
-
-    __slots__ = (
-        "send_window",
-        "recv_window",
-        "unacked",
-        "pending",
-        "local_head",
-        "remote_head",
-        "local_closed",
-        "remote_closed",
-    )
-
-    def __init__(self, send_window: int, recv_window: int, local_head: bool, remote_head: bool) -> None:
-        self.send_window = send_window
-        self.recv_window = recv_window
-        self.unacked = 0
-        self.pending = 0
-        self.local_head = local_head
-        self.remote_head = remote_head
-        self.local_closed = False
-        self.remote_closed = False
-
-
-#: How many closed stream ids are remembered, to tell frames that are late
-#: (ignored) from frames that break the protocol (STREAM_CLOSED).  Older
-#: ids at or below the highest id ever opened are treated leniently: their
-#: frames are ignored (DATA credited back to the session window).
-CLOSED_STREAMS_REMEMBERED = 1024
-
-# Values of Session._closed: may late frames of the stream be ignored?
-IGNORE = True  # this side reset it (or refused it): the peer may lag
-STRICT = False  # the peer ended or reset it: it must send nothing more
-
-
 class Receiving:
     """
     Receiving frames: L{receive} and one handler per frame type.
@@ -204,7 +160,7 @@ class Receiving:
     _edge: bool
     _streams: dict[int, StreamState]
     _closed: OrderedDict[int, bool]
-    _outbox: list[bytes]
+    outbox: list[bytes]
     _highest: int
     _send_window: int
     _recv_window: int
@@ -267,7 +223,7 @@ class Receiving:
         self._streams.clear()
         last = self._processed()
         text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
-        self._outbox.append(encode(GoAway(last, error.code, text)))
+        self.outbox.append(encode(GoAway(last, error.code, text)))
 
     def _remember(self, stream_id: int, ignore: bool) -> None:
         closed = self._closed
@@ -314,7 +270,12 @@ class Receiving:
             # Refused: the edge learns it from our GOAWAY's last stream id.
             self._remember(stream_id, IGNORE)
             return []
-        stream = StreamState(self.peer.stream_window, self.local.stream_window, False, True)
+        stream = StreamState()
+        stream.send_window = self.peer.stream_window
+        stream.recv_window = self.local.stream_window
+        stream.unacked = stream.pending = 0
+        stream.local_head = stream.local_closed = False
+        stream.remote_head = True
         stream.remote_closed = frame.end_stream
         self._streams[stream_id] = stream
         return [RequestReceived(stream_id, frame.method, frame.target, frame.headers, frame.end_stream)]

@@ -28,37 +28,36 @@ receive window and eventually stall every stream.  DATA the session drops
 itself (late frames on a stream this side reset) is credited back
 automatically and never delivered.
 
-The class is split in two modules: the receiving half (events, stream
-bookkeeping, one handler per frame type) is L{netbore.protocol._receive};
-this module holds the session's state, sending, acknowledging and going
-away.
+The class is split in three modules: the receiving half (events, one
+handler per frame type) is L{netbore.protocol._receive}, the sending half
+(heads, DATA, END, the queue of messages) is L{netbore.protocol._encode}
+beside the encoders; this module holds the session's state, acknowledging,
+resetting and going away.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from ._batch import batch
-from ._encode import encode, encode_data, encode_request_head, encode_response_head
+from ._encode import Sending, encode
 from ._frames import (
+    CLOSED_STREAMS_REMEMBERED,
     HEADER,
+    IGNORE,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     Data,
     End,
-    FrameType,
     GoAway,
     RequestHead,
     Reset,
     ResponseHead,
+    StreamState,
     WindowUpdate,
 )
 from ._receive import (
-    CLOSED_STREAMS_REMEMBERED,
-    IGNORE,
-    STRICT,
     DataReceived,
     Event,
     GoAwayReceived,
@@ -67,10 +66,9 @@ from ._receive import (
     ResponseReceived,
     StreamEnded,
     StreamReset,
-    StreamState,
     WindowOpened,
 )
-from .errors import ErrorCode, FlowControlError, ProtocolError, StreamClosedError, StreamError
+from .errors import ErrorCode, ProtocolError, StreamError
 from .handshake import ROLES, Settings
 
 __all__ = [
@@ -89,7 +87,7 @@ __all__ = [
 _pack_header = HEADER.pack  # (not HEADER.pack() per call: see _encode's note on CPython 3.11)
 
 
-class Session(Receiving):
+class Session(Sending, Receiving):
     """
     One edge<->agent session: stream states, credit windows, go-away.
 
@@ -108,7 +106,7 @@ class Session(Receiving):
         self._edge = role == "edge"
         self._streams: dict[int, StreamState] = {}
         self._closed: OrderedDict[int, bool] = OrderedDict()
-        self._outbox: list[bytes] = []
+        self.outbox: list[bytes] = []
         # Edge: the last stream id it allocated; agent: the highest stream
         # id of a REQUEST_HEAD it received.  Ids above were never opened.
         self._highest = 0
@@ -193,174 +191,6 @@ class Session(Receiving):
             return 0
         return min(stream.send_window, self._send_window)
 
-    # ----------------------------------------------------------------------
-    # Sending
-
-    def data_to_send(self) -> list[bytes]:
-        """
-        The messages to send, in order: the frames queued since the last
-        call, each one binary WebSocket message -- except that, when the
-        peer announced C{batch}, runs of small frames (up to
-        L{BATCH_FRAME_MAX} bytes each, L{BATCH_MAX} together) go as one
-        BATCH message.  Empties the queue.
-        """
-        out = self._outbox
-        self._outbox = []
-        if len(out) < 2 or not self.peer.batch:
-            return out
-        return batch(out)
-
-    def _sending_stream(self, stream_id: int) -> StreamState:
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise StreamClosedError(f"stream {stream_id} is not open")
-        if stream.local_closed:
-            raise StreamClosedError(f"stream {stream_id}: this side's body ended")
-        return stream
-
-    def _close_local(self, stream_id: int, stream: StreamState) -> None:
-        stream.local_closed = True
-        if stream.remote_closed:
-            del self._streams[stream_id]
-            self._remember(stream_id, STRICT)
-
-    def send_request_head(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        end_stream: bool = False,
-    ) -> int:
-        """
-        (edge) Open the next stream (1, 2, 3, ...) with a request head.
-
-        @param end_stream: the request has no body.
-        @return: the new stream id.
-        @raise StreamClosedError: a GOAWAY was sent or received, the session
-            failed, or the stream ids are used up (open a new session).
-        @raise StreamError: called on the agent, or a value that cannot be
-            encoded (see L{encode}).
-        """
-        if not self._edge:
-            raise StreamError("only the edge opens streams")
-        if self._error is not None:
-            raise StreamClosedError("the session failed")
-        if self._go_away_received or self._go_away_sent:
-            raise StreamClosedError("the session is going away: no new streams")
-        stream_id = self._highest + 1
-        if stream_id > MAX_STREAM_ID:
-            raise StreamClosedError("stream ids used up: open a new session")
-        try:
-            message = encode_request_head(stream_id, method, target, list(headers), end_stream)
-        except ValueError as e:
-            raise StreamError(str(e)) from None
-        self._highest = stream_id
-        stream = StreamState(self.peer.stream_window, self.local.stream_window, True, False)
-        stream.local_closed = end_stream
-        self._streams[stream_id] = stream
-        self._outbox.append(message)
-        return stream_id
-
-    def send_response_head(
-        self,
-        stream_id: int,
-        status: int,
-        reason: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        end_stream: bool = False,
-    ) -> None:
-        """
-        (agent) Answer C{stream_id}.  A 1xx status is informational: it may
-        not end the stream and a final head must follow.
-
-        @param end_stream: the response has no body.
-        @raise StreamClosedError: the stream is not open or its response
-            already ended.
-        @raise StreamError: called on the edge, a final head was already
-            sent, or a value that cannot be encoded.
-        """
-        if self._edge:
-            raise StreamError("only the agent sends response heads")
-        stream = self._sending_stream(stream_id)
-        if stream.local_head:
-            raise StreamError(f"stream {stream_id}: response head already sent")
-        final = status >= 200
-        if end_stream and not final:
-            raise StreamError("an informational (1xx) head cannot end the stream")
-        try:
-            message = encode_response_head(stream_id, status, reason, list(headers), end_stream)
-        except ValueError as e:
-            raise StreamError(str(e)) from None
-        self._outbox.append(message)
-        stream.local_head = final
-        if end_stream:
-            self._close_local(stream_id, stream)
-
-    def send_data(
-        self,
-        stream_id: int,
-        data: bytes | bytearray | memoryview,
-        end_stream: bool = False,
-    ) -> None:
-        """
-        Queue body bytes on C{stream_id}, split into DATA frames of at most
-        the peer's C{max_frame_payload}; the last one carries
-        C{FLAG_END_STREAM} if C{end_stream}.  Empty C{data} with
-        C{end_stream} queues an C{END} frame; without, nothing.
-
-        C{data} may be any bytes-like object; it is copied exactly once
-        (into the queued message).
-
-        @raise FlowControlError: C{len(data) > send_window(stream_id)}.
-        @raise StreamClosedError: the stream is not open, or this side's
-            body on it already ended.
-        @raise StreamError: (agent) no final response head sent yet.
-        """
-        stream = self._sending_stream(stream_id)
-        if not stream.local_head:
-            raise StreamError(f"stream {stream_id}: DATA before the response head")
-        size = len(data)
-        if size > stream.send_window or size > self._send_window:
-            raise FlowControlError(
-                f"stream {stream_id}: {size} bytes offered, send window is {min(stream.send_window, self._send_window)}"
-            )
-        if size:
-            stream.send_window -= size
-            self._send_window -= size
-            limit = self.peer.max_frame_payload
-            if size <= limit:
-                self._outbox.append(encode_data(stream_id, data, end_stream))
-            else:
-                view = memoryview(data)
-                last = size - limit
-                append = self._outbox.append
-                for offset in range(0, size, limit):
-                    append(
-                        encode_data(
-                            stream_id,
-                            view[offset : offset + limit],
-                            end_stream and offset >= last,
-                        )
-                    )
-        elif end_stream:
-            self._outbox.append(_pack_header(FrameType.END, 0, stream_id))
-        if end_stream:
-            self._close_local(stream_id, stream)
-
-    def send_end(self, stream_id: int) -> None:
-        """
-        End this side's body on C{stream_id} (an C{END} frame).
-
-        @raise StreamClosedError: the stream is not open, or this side's
-            body on it already ended.
-        @raise StreamError: (agent) no final response head sent yet.
-        """
-        stream = self._sending_stream(stream_id)
-        if not stream.local_head:
-            raise StreamError(f"stream {stream_id}: END before the response head")
-        self._outbox.append(_pack_header(FrameType.END, 0, stream_id))
-        self._close_local(stream_id, stream)
-
     def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
         """
         Abort C{stream_id} both ways with a C{RESET} frame.  Idempotent: a
@@ -379,7 +209,7 @@ class Session(Receiving):
             raise StreamError(str(e)) from None
         del self._streams[stream_id]
         self._remember(stream_id, IGNORE)
-        self._outbox.append(frame)
+        self.outbox.append(frame)
 
     def acknowledge(self, stream_id: int, n: int) -> None:
         """
@@ -412,7 +242,7 @@ class Session(Receiving):
                 if pending >= self._stream_threshold:
                     stream.recv_window += pending
                     stream.pending = 0
-                    self._outbox.append(encode(WindowUpdate(stream_id, pending)))
+                    self.outbox.append(encode(WindowUpdate(stream_id, pending)))
                 else:
                     stream.pending = pending
         elif stream_id > self._highest or stream_id <= 0:
@@ -425,7 +255,7 @@ class Session(Receiving):
         if pending >= self._session_threshold:
             self._recv_window += pending
             self._session_pending = 0
-            self._outbox.append(encode(WindowUpdate(0, pending)))
+            self.outbox.append(encode(WindowUpdate(0, pending)))
         else:
             self._session_pending = pending
 
@@ -447,4 +277,4 @@ class Session(Receiving):
             raise StreamError(str(e)) from None
         self._go_away_sent = True
         self._go_away_last = last
-        self._outbox.append(frame)
+        self.outbox.append(frame)

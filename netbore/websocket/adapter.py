@@ -253,11 +253,9 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
         """
         self.flush_pending = False
         session = self.session
-        if session is None or self.state != OPEN:
+        if session is None or not session.outbox or self.state != OPEN:
             return
         messages = session.data_to_send()
-        if not messages:
-            return
         if self.send_queue or not self.own_frames:
             for message in messages:
                 self.sendMessage(message, isBinary=True)
