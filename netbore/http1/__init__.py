@@ -3,16 +3,24 @@ The one HTTP/1.1 codec (RFC 9110, RFC 9112), sans-IO and stdlib only,
 shared by the edge and the agent.
 
 Laid out as h11 is: L{grammar} (tokens, fields, C{Content-Length},
-C{Connection} tokens, hop-by-hop fields), L{events}, L{head} (head parsing
-under a strictness L{Policy}: L{VIEWER} strict, L{ORIGIN} lenient as RFC
-9112 allows a recipient), L{readers} (the body readers both roles share:
-content-length, chunked, until-close), L{parsers} (L{RequestParser},
-L{ResponseParser}), L{writers} (heads, chunk framing) and L{framing}
-(RFC 9112 §6.3 body length, keep-alive).
+C{Connection} tokens, hop-by-hop fields), L{events}, L{head} (the
+strictness L{Policy}: L{VIEWER} strict, L{ORIGIN} as lenient as RFC 9112
+lets a recipient be), L{readers} (the receive buffer and the body readers
+both roles share: content-length, chunked, until-close), L{parsers}
+(L{RequestParser}, L{ResponseParser} and their head parsing), L{client}
+(L{ClientState}: a client connection's states, sans-IO), L{writers}
+(heads, chunk framing) and L{framing} (RFC 9112 §6.3 body length,
+keep-alive).
+
+A parser takes one call per read: C{receive(data)} returns the events the
+bytes complete (a head, C{bytes} of the body, L{END_OF_MESSAGE}; a
+L{ParseError} ends the list), and parsing is linear in the bytes received
+however they are split.
 """
 
 from __future__ import annotations
 
+from .client import ClientState
 from .events import (
     END_OF_MESSAGE,
     NEED_DATA,
@@ -30,6 +38,7 @@ from .writers import CHUNK_END, LAST_CHUNK, chunk_head, request_head, response_h
 
 __all__ = [
     "CHUNK_END",
+    "ClientState",
     "END_OF_MESSAGE",
     "HOP_BY_HOP",
     "LAST_CHUNK",
