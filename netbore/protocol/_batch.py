@@ -4,13 +4,14 @@ a peer whose hello announced C{"batch": true}.
 
 A BATCH is a frame header (type 8, no flags, stream 0) followed by, per
 frame, a u32 length then that frame's bytes.  L{batch} packs a session's
-queued frames into messages; L{decode_batch} splits one back.
+queued frames into messages; L{decode_batch} splits one back (it lives
+in L{netbore.protocol._receive}, beside the one caller that matters).
 """
 
 from __future__ import annotations
 
-from ._frames import HEADER, HEADER_SIZE, U32, FrameType
-from .errors import ProtocolError
+from ._frames import HEADER, U32, FrameType
+from ._receive import decode_batch
 
 __all__ = ["BATCH_FRAME_MAX", "BATCH_MAX", "batch", "decode_batch", "encode_batch"]
 
@@ -34,48 +35,6 @@ def encode_batch(frames: list[bytes]) -> bytes:
     for frame in frames:
         parts += (pack(len(frame)), frame)
     return b"".join(parts)
-
-
-def decode_batch(message: bytes | bytearray | memoryview) -> list[bytes]:
-    """
-    The frames in a BATCH message (not yet decoded).
-
-    @raise ProtocolError: flags or a stream id set, an empty batch, a
-        length running past the end, a frame shorter than a header, or a
-        BATCH inside a BATCH.
-    """
-    if type(message) is not bytes:
-        message = bytes(message)
-    size = len(message)
-    if size < HEADER_SIZE:
-        raise ProtocolError(f"frame shorter than its {HEADER_SIZE}-byte header")
-    ftype, flags, stream_id = _unpack_header(message)
-    if ftype != FrameType.BATCH:
-        raise ProtocolError(f"expected a BATCH frame, not type {ftype}")
-    if flags:
-        raise ProtocolError(f"BATCH frame with flags 0x{flags:02x}")
-    if stream_id:
-        raise ProtocolError(f"BATCH frame on stream {stream_id}")
-    frames = []
-    offset = HEADER_SIZE
-    unpack = U32.unpack_from
-    while offset < size:
-        if offset + 4 > size:
-            raise ProtocolError("truncated BATCH frame")
-        (length,) = unpack(message, offset)
-        offset += 4
-        end = offset + length
-        if end > size:
-            raise ProtocolError("truncated BATCH frame")
-        if length < HEADER_SIZE:
-            raise ProtocolError("frame in a BATCH shorter than its header")
-        if message[offset] == FrameType.BATCH:
-            raise ProtocolError("BATCH frame inside a BATCH")
-        frames.append(message[offset:end])
-        offset = end
-    if not frames:
-        raise ProtocolError("empty BATCH frame")
-    return frames
 
 
 def batch(frames: list[bytes]) -> list[bytes]:

@@ -1,8 +1,11 @@
 """
 The receiving half of L{netbore.protocol.session.Session}: the events a
-peer's frames cause, the per-stream bookkeeping, and the handlers that turn
-each received frame into events (one handler per frame type, dispatched by
-a dict).
+peer's frames cause, and the handlers that turn each received frame into
+events (one handler per frame type, dispatched by a dict), with
+L{decode_batch} and DATA read in place (every call between modules costs
+on every request, see C{bench/trace.py}).  What a request never meets
+(protocol errors, RESET, GOAWAY, frames in the wrong direction) is in
+L{netbore.protocol.session}.
 
 L{Receiving} is a base class of L{Session}, not used alone: it reads and
 writes the session state that L{Session.__init__} sets up.  Import the
@@ -17,20 +20,18 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._batch import decode_batch
-from ._encode import encode
 from ._frames import (
     CLOSED_STREAMS_REMEMBERED,
+    FLAG_END_STREAM,
+    HEADER,
+    HEADER_SIZE,
     IGNORE,
-    MAX_MESSAGE,
     MAX_WINDOW,
     STRICT,
-    Data,
+    U32,
     End,
     FrameType,
-    GoAway,
     RequestHead,
-    Reset,
     ResponseHead,
     StreamState,
     WindowUpdate,
@@ -52,6 +53,8 @@ __all__ = [
 ]
 
 _BATCH_TYPE = bytes([FrameType.BATCH])
+_DATA_TYPE = bytes([FrameType.DATA])
+_unpack_header = HEADER.unpack_from  # (see _encode's note on CPython 3.11)
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -176,15 +179,7 @@ class Receiving:
 
         def _credit_session(self, n: int) -> None: ...
 
-    def _processed(self) -> int:
-        """
-        The last stream id a GOAWAY from this side carries: 0 on the edge;
-        on the agent the highest stream id accepted, which stops growing once
-        a first GOAWAY went out (later REQUEST_HEADs are refused).
-        """
-        if self._edge:
-            return 0
-        return self._go_away_last if self._go_away_sent else self._highest
+        def _fail(self, error: ProtocolError) -> None: ...
 
     # ----------------------------------------------------------------------
     # Receiving
@@ -204,26 +199,30 @@ class Receiving:
             return []
         try:
             if message[:1] != _BATCH_TYPE:
-                frame = decode(message)
-                return self._handlers[type(frame)](frame)
+                return self._frame(message)
             if not self.local.batch:
                 raise ProtocolError("BATCH frame, but this side did not announce batch")
             events: list[Event] = []
-            handlers = self._handlers
             for inner in decode_batch(message):
-                frame = decode(inner)
-                events += handlers[type(frame)](frame)
+                events += self._frame(inner)
             return events
         except ProtocolError as e:
             self._fail(e)
             raise
 
-    def _fail(self, error: ProtocolError) -> None:
-        self._error = error
-        self._streams.clear()
-        last = self._processed()
-        text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
-        self.outbox.append(encode(GoAway(last, error.code, text)))
+    def _frame(self, message: bytes) -> list[Event]:
+        # DATA, the commonest frame, is read here (L{decode}'s checks,
+        # inline: no call into _frames and no frame object); the others
+        # are decoded by L{decode} and handled by type.
+        if message[:1] == _DATA_TYPE and len(message) >= HEADER_SIZE:
+            ftype, flags, stream_id = _unpack_header(message)
+            if flags & ~FLAG_END_STREAM:
+                raise ProtocolError(f"DATA frame with flags 0x{flags:02x}")
+            if stream_id == 0:
+                raise ProtocolError("DATA frame on stream 0")
+            return self._on_data(stream_id, bytes(message[HEADER_SIZE:]), bool(flags))
+        frame = decode(message)
+        return self._handlers[type(frame)](frame)
 
     def _remember(self, stream_id: int, ignore: bool) -> None:
         closed = self._closed
@@ -256,10 +255,6 @@ class Receiving:
             raise ProtocolError(f"{what} on stream {stream_id}, never opened")
         if self._closed.get(stream_id, IGNORE) is STRICT:
             raise ProtocolError(f"{what} on closed stream {stream_id}", ErrorCode.STREAM_CLOSED)
-
-    def _wrong_direction(self, frame: RequestHead | ResponseHead) -> list[Event]:
-        kind = "REQUEST_HEAD" if type(frame) is RequestHead else "RESPONSE_HEAD"
-        raise ProtocolError(f"the {self.role} cannot receive {kind}")
 
     def _on_request_head(self, frame: RequestHead) -> list[Event]:
         stream_id = frame.stream_id
@@ -298,9 +293,8 @@ class Receiving:
                 self._remember(stream_id, STRICT)
         return [ResponseReceived(stream_id, frame.status, frame.reason, frame.headers, frame.end_stream)]
 
-    def _on_data(self, frame: Data) -> list[Event]:
-        stream_id = frame.stream_id
-        size = len(frame.data)
+    def _on_data(self, stream_id: int, data: bytes, end_stream: bool) -> list[Event]:
+        size = len(data)
         if size > self.local.max_frame_payload:
             raise ProtocolError(
                 f"DATA of {size} bytes, more than max_frame_payload {self.local.max_frame_payload}",
@@ -327,14 +321,14 @@ class Receiving:
             )
         stream.unacked += size
         self._recv_unacked += size
-        if frame.end_stream:
+        if end_stream:
             stream.remote_closed = True
             if stream.local_closed:
                 del self._streams[stream_id]
                 self._remember(stream_id, STRICT)
         elif not size:
             return []
-        return [DataReceived(stream_id, frame.data, frame.end_stream)]
+        return [DataReceived(stream_id, data, end_stream)]
 
     def _on_end(self, frame: End) -> list[Event]:
         stream_id = frame.stream_id
@@ -348,15 +342,6 @@ class Receiving:
             del self._streams[stream_id]
             self._remember(stream_id, STRICT)
         return [StreamEnded(stream_id)]
-
-    def _on_reset(self, frame: Reset) -> list[Event]:
-        stream_id = frame.stream_id
-        if self._streams.pop(stream_id, None) is None:
-            if stream_id > self._highest:
-                raise ProtocolError(f"RESET on stream {stream_id}, never opened")
-            return []
-        self._remember(stream_id, STRICT)
-        return [StreamReset(stream_id, frame.code, frame.message)]
 
     def _on_window_update(self, frame: WindowUpdate) -> list[Event]:
         stream_id = frame.stream_id
@@ -380,20 +365,44 @@ class Receiving:
             )
         return [WindowOpened(stream_id)]
 
-    def _on_go_away(self, frame: GoAway) -> list[Event]:
-        last = frame.last_stream_id
-        if self._edge:
-            if last > self._highest:
-                raise ProtocolError(f"GOAWAY names stream {last}, above the last opened ({self._highest})")
-            if last > self._peer_last_stream_id:
-                raise ProtocolError("GOAWAY raised its last stream id")
-            self._peer_last_stream_id = last
-        self._go_away_received = True
-        events: list[Event] = [GoAwayReceived(last, frame.code, frame.message)]
-        if self._edge:
-            refused = [sid for sid in self._streams if sid > last]
-            for sid in refused:
-                del self._streams[sid]
-                self._remember(sid, IGNORE)
-                events.append(StreamReset(sid, ErrorCode.REFUSED_STREAM, b"refused: going away"))
-        return events
+
+def decode_batch(message: bytes | bytearray | memoryview) -> list[bytes]:
+    """
+    The frames in a BATCH message (not yet decoded).
+
+    @raise ProtocolError: flags or a stream id set, an empty batch, a
+        length running past the end, a frame shorter than a header, or a
+        BATCH inside a BATCH.
+    """
+    if type(message) is not bytes:
+        message = bytes(message)
+    size = len(message)
+    if size < HEADER_SIZE:
+        raise ProtocolError(f"frame shorter than its {HEADER_SIZE}-byte header")
+    ftype, flags, stream_id = _unpack_header(message)
+    if ftype != FrameType.BATCH:
+        raise ProtocolError(f"expected a BATCH frame, not type {ftype}")
+    if flags:
+        raise ProtocolError(f"BATCH frame with flags 0x{flags:02x}")
+    if stream_id:
+        raise ProtocolError(f"BATCH frame on stream {stream_id}")
+    frames = []
+    offset = HEADER_SIZE
+    unpack = U32.unpack_from
+    while offset < size:
+        if offset + 4 > size:
+            raise ProtocolError("truncated BATCH frame")
+        (length,) = unpack(message, offset)
+        offset += 4
+        end = offset + length
+        if end > size:
+            raise ProtocolError("truncated BATCH frame")
+        if length < HEADER_SIZE:
+            raise ProtocolError("frame in a BATCH shorter than its header")
+        if message[offset] == FrameType.BATCH:
+            raise ProtocolError("BATCH frame inside a BATCH")
+        frames.append(message[offset:end])
+        offset = end
+    if not frames:
+        raise ProtocolError("empty BATCH frame")
+    return frames

@@ -44,10 +44,10 @@ from typing import Any
 from ._encode import Sending, encode
 from ._frames import (
     CLOSED_STREAMS_REMEMBERED,
-    HEADER,
     IGNORE,
     MAX_MESSAGE,
     MAX_STREAM_ID,
+    STRICT,
     Data,
     End,
     GoAway,
@@ -83,8 +83,6 @@ __all__ = [
     "StreamReset",
     "WindowOpened",
 ]
-
-_pack_header = HEADER.pack  # (not HEADER.pack() per call: see _encode's note on CPython 3.11)
 
 
 class Session(Sending, Receiving):
@@ -125,7 +123,7 @@ class Session(Sending, Receiving):
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             RequestHead: wrong if self._edge else self._on_request_head,
             ResponseHead: self._on_response_head if self._edge else wrong,
-            Data: self._on_data,
+            Data: lambda frame: self._on_data(frame.stream_id, frame.data, frame.end_stream),
             End: self._on_end,
             Reset: self._on_reset,
             WindowUpdate: self._on_window_update,
@@ -278,3 +276,54 @@ class Session(Sending, Receiving):
         self._go_away_sent = True
         self._go_away_last = last
         self.outbox.append(frame)
+
+    # ----------------------------------------------------------------------
+    # Receiving: what a GET never meets (the hot half is netbore.protocol._receive)
+
+    def _processed(self) -> int:
+        """
+        The last stream id a GOAWAY from this side carries: 0 on the edge;
+        on the agent the highest stream id accepted, which stops growing once
+        a first GOAWAY went out (later REQUEST_HEADs are refused).
+        """
+        if self._edge:
+            return 0
+        return self._go_away_last if self._go_away_sent else self._highest
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._error = error
+        self._streams.clear()
+        last = self._processed()
+        text = error.message.encode("utf-8", "replace")[:MAX_MESSAGE]
+        self.outbox.append(encode(GoAway(last, error.code, text)))
+
+    def _wrong_direction(self, frame: RequestHead | ResponseHead) -> list[Event]:
+        kind = "REQUEST_HEAD" if type(frame) is RequestHead else "RESPONSE_HEAD"
+        raise ProtocolError(f"the {self.role} cannot receive {kind}")
+
+    def _on_reset(self, frame: Reset) -> list[Event]:
+        stream_id = frame.stream_id
+        if self._streams.pop(stream_id, None) is None:
+            if stream_id > self._highest:
+                raise ProtocolError(f"RESET on stream {stream_id}, never opened")
+            return []
+        self._remember(stream_id, STRICT)
+        return [StreamReset(stream_id, frame.code, frame.message)]
+
+    def _on_go_away(self, frame: GoAway) -> list[Event]:
+        last = frame.last_stream_id
+        if self._edge:
+            if last > self._highest:
+                raise ProtocolError(f"GOAWAY names stream {last}, above the last opened ({self._highest})")
+            if last > self._peer_last_stream_id:
+                raise ProtocolError("GOAWAY raised its last stream id")
+            self._peer_last_stream_id = last
+        self._go_away_received = True
+        events: list[Event] = [GoAwayReceived(last, frame.code, frame.message)]
+        if self._edge:
+            refused = [sid for sid in self._streams if sid > last]
+            for sid in refused:
+                del self._streams[sid]
+                self._remember(sid, IGNORE)
+                events.append(StreamReset(sid, ErrorCode.REFUSED_STREAM, b"refused: going away"))
+        return events
