@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 
 from netbore.edge.config import EdgeConfig
-from netbore.edge.exchange import ViewerExchange
+from netbore.edge.exchange import ResponseTimeouts, ViewerExchange
 from netbore.edge.registry import InMemoryRegistry, Tunnel
 from netbore.edge.router import TunnelRouter
 from netbore.edge.site import EdgeSite
@@ -545,3 +545,35 @@ def test_repeated_content_length_in_a_response_is_not_relied_on() -> None:
     assert _headers(fields, b"content-length") == []
     assert _headers(fields, b"transfer-encoding") == [b"chunked"]
     assert h.body() == b"2\r\nok\r\n0\r\n\r\n"
+
+
+class _Waiting:
+    def __init__(self, stream_id: int, fired: list[tuple[int, float]], clock: Clock) -> None:
+        self.stream_id, self.fired, self.clock = stream_id, fired, clock
+
+    def timed_out(self) -> None:
+        self.fired.append((self.stream_id, self.clock.seconds()))
+
+
+def test_response_timeouts_share_one_timer_and_fire_each_at_its_deadline() -> None:
+    clock = Clock()
+    timeouts = ResponseTimeouts(clock, 10.0)
+    fired: list[tuple[int, float]] = []
+    a, b, c = (_Waiting(i, fired, clock) for i in (1, 2, 3))
+    timeouts.start(a)  # type: ignore[arg-type]
+    clock.advance(2)
+    timeouts.start(b)  # type: ignore[arg-type]
+    timeouts.start(c)  # type: ignore[arg-type]
+    assert len(clock.getDelayedCalls()) == 1
+    clock.advance(3)
+    timeouts.start(a)  # type: ignore[arg-type]  # restarted at 5: due at 15, after b and c
+    timeouts.deadlines.pop(c)  # type: ignore[call-overload]  # answered in time
+    clock.advance(5)  # 10: the timer finds nothing due, re-arms for b
+    assert fired == []
+    clock.advance(2)
+    assert fired == [(2, 12.0)]
+    clock.advance(2.9)
+    assert fired == [(2, 12.0)]
+    clock.advance(0.1)
+    assert fired == [(2, 12.0), (1, 15.0)]
+    assert timeouts.deadlines == {} and clock.getDelayedCalls() == []

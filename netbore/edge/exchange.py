@@ -3,30 +3,23 @@ Viewer traffic into tunnels: one L{ViewerExchange} per viewer request.
 
 The exchange opens a stream on one of the tunnel's agent sessions as soon as
 the request's head is in, streams the request body under the stream's send
-window (pausing the viewer while it is shut), and streams the response back
-with the viewer's connection as the consumer: the stream's credit goes back
-only as fast as the viewer takes the bytes, so a slow viewer slows the
-origin instead of filling memory.  Each direction is an explicit state
-machine (L{exchange_states}); the credit pump is L{netbore.protocol.credit}.
+window, and streams the response back with the viewer's connection as the
+consumer: the stream's credit goes back only as fast as the viewer takes
+the bytes.  Each direction is an explicit state machine
+(L{exchange_states}); the credit pump is L{netbore.protocol.credit}.
 
-This module holds what every request runs, and nothing else (each call
-between modules costs on every request, see C{bench/trace.py}): the header
-rules, the exchange's ordinary path, and the agent session's handlers of
-its streams' events (L{AgentEvents}).  The uncommon endings (resets,
-timeouts, early answers, error pages, a viewer gone) are
+This module holds what every request runs (each call between modules costs
+on every request, see C{bench/trace.py}): the header rules, the exchange's
+ordinary path, its L{ResponseTimeouts} and the agent session's handlers of
+its streams' events (L{AgentEvents}); the rest is
 L{netbore.edge.exchange_ends}.
 
-The header rules, as an intermediary (RFC 9110 §7.6): what goes on to the
-agent of a viewer's request head (L{request_fields}), and what goes back to
-the viewer of the origin's response head (L{response_fields}).
-
-  - Hop-by-hop fields, and those a C{Connection} field names, never pass.
-  - The edge sets C{X-Forwarded-For} (the viewer's address appended to what
-    the viewer sent), C{X-Forwarded-Proto}, C{X-Forwarded-Host} and
-    C{X-Netbore-Client-IP}; a viewer's own values of the last three are
-    dropped.
-  - Everything else passes byte for byte and in order, so repeated fields
-    (several C{Set-Cookie}) keep their number and sequence.
+The header rules (RFC 9110 §7.6; L{request_fields}, L{response_fields}):
+hop-by-hop fields, and those a C{Connection} field names, never pass; the
+edge sets C{X-Forwarded-For} (appended to the viewer's), C{X-Forwarded-Proto},
+C{X-Forwarded-Host} and C{X-Netbore-Client-IP} (a viewer's own values of the
+last three are dropped); everything else passes byte for byte and in order,
+so repeated fields (several C{Set-Cookie}) keep their number and sequence.
 """
 
 from __future__ import annotations
@@ -38,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from .._types import Clock
 from ..http1.grammar import HOP_BY_HOP, content_length, split_list
 from ..protocol import DataReceived, ResponseReceived, Session, StreamEnded, StreamReset
 from ..protocol.credit import ReceiveCredit, SendQueue
@@ -51,7 +45,7 @@ if TYPE_CHECKING:
     from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
-__all__ = ["AgentEvents", "Fields", "ViewerExchange", "request_fields", "response_fields"]
+__all__ = ["AgentEvents", "Fields", "ResponseTimeouts", "ViewerExchange", "request_fields", "response_fields"]
 
 log = Logger()
 
@@ -167,7 +161,6 @@ class ViewerExchange(ExchangeEnds):
     tunnel: Tunnel
     stream_id = 0
     error: pages.ViewerError | None = None
-    timeout: IDelayedCall | None = None
     backlog: SendQueue | None = None
     held_head: tuple[int, bytes, Fields] | None = None
     early: list[bytes] | None = None
@@ -190,7 +183,7 @@ class ViewerExchange(ExchangeEnds):
                 self.tunnel = tunnel
                 error = self._open()
         if error is None:
-            self.timeout = router.reactor.callLater(router.config.response_timeout, self._timed_out)
+            router.timeouts.start(self)
             return
         # No stream: answer with the page once the body is in (read and dropped).
         self.error = error
@@ -237,28 +230,6 @@ class ViewerExchange(ExchangeEnds):
             self.peer.acknowledge(self.stream_id, n)
 
     # -- request body, viewer → agent ------------------------------------
-
-    def body_received(self, data: bytes) -> None:
-        state = self.request
-        if state is not Q_SENDING:
-            if state is not Q_OPEN:
-                return  # dropping (an error page, an early answer): discard
-            self.request = Q_SENDING
-        if self.response is R_WAITING:
-            # The body is still coming: the wait for the answer has not begun.
-            self._rearm_timeout()
-        backlog = self.backlog
-        if backlog is not None and backlog.size:
-            backlog.push(data)
-            return
-        session = self.session
-        assert session is not None
-        sent = session.send_data(self.stream_id, data)
-        if sent < len(data):
-            if backlog is None:
-                backlog = self.backlog = SendQueue()
-            if backlog.push(data[sent:]):
-                self.viewer.pause_reading()
 
     def body_complete(self) -> None:
         state = self.request
@@ -314,9 +285,8 @@ class ViewerExchange(ExchangeEnds):
         assert R_STREAMING in RESPONSE_MOVES[self.response]
         self.response = R_STREAMING
         forwarded, length = response_fields(headers)
-        # The origin's headers as they are (no Content-Type or Server of the
-        # edge's own); the head goes out now: a streamed response (SSE, long
-        # poll) may not have a first byte of body for a long time.
+        # The origin's headers as they are; the head goes out now: a streamed
+        # response (SSE, long poll) may not have a first byte of body for long.
         self.viewer.respond(status, reason, forwarded, length)
 
     def data(self, data: bytes, end_stream: bool) -> None:
@@ -370,15 +340,56 @@ class ViewerExchange(ExchangeEnds):
         return n
 
     def _rearm_timeout(self) -> None:
-        timeout = self.timeout
-        if timeout is not None:
-            timeout.reset(self.router.config.response_timeout)
+        timeouts = self.router.timeouts
+        if self in timeouts.deadlines:
+            timeouts.start(self)
 
     def _cancel_timeout(self) -> None:
-        # self.timeout is set only while its call is pending: no active() check.
-        timeout, self.timeout = self.timeout, None
-        if timeout is not None:
-            timeout.cancel()
+        self.router.timeouts.deadlines.pop(self, None)
+
+
+class ResponseTimeouts:
+    """
+    The response timeouts of a router's exchanges, on one timer: a
+    L{ViewerExchange} answered in time costs a dictionary entry, not a
+    delayed call made and cancelled.  Deadlines are the time of the last
+    (re)start plus one fixed timeout, so the dictionary's order (an entry
+    moves to the end when restarted) is their order; the timer is armed
+    for the first, and when it fires finds what is due and re-arms for the
+    next.
+    """
+
+    def __init__(self, clock: Clock, timeout: float) -> None:
+        self.clock = clock
+        self.timeout = timeout
+        #: The exchanges waiting for their response head, by deadline.
+        self.deadlines: dict[ViewerExchange, float] = {}
+        self._timer: IDelayedCall | None = None
+
+    def start(self, exchange: ViewerExchange) -> None:
+        """
+        (Re)start C{exchange}'s wait; it ends with L{ViewerExchange._cancel_timeout}.
+        """
+        deadlines = self.deadlines
+        deadlines.pop(exchange, None)
+        deadlines[exchange] = self.clock.seconds() + self.timeout
+        if self._timer is None:
+            self._timer = self.clock.callLater(self.timeout, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        deadlines = self.deadlines
+        now = self.clock.seconds()
+        while deadlines:
+            exchange, deadline = next(iter(deadlines.items()))
+            if deadline > now:
+                self._timer = self.clock.callLater(deadline - now, self._fire)
+                return
+            del deadlines[exchange]
+            try:
+                exchange.timed_out()
+            except Exception:
+                log.failure("response timeout of stream {stream_id} failed", stream_id=exchange.stream_id)
 
 
 class AgentEvents:

@@ -5,7 +5,7 @@ another session) or resetting it, the response timeout, an answer that
 comes while the viewer is still sending (held, or its stream ended early),
 error pages, and the viewer going away; the exchange as the push
 producer of the viewer's connection; and, for uploads only, the request
-body's send window opening.
+body (its bytes and its send window opening).
 
 None of it runs for a request answered in the ordinary way: it is kept
 apart from the per-request path (L{netbore.edge.exchange}), whose calls
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 
 from ..protocol.credit import ReceiveCredit, SendQueue
@@ -63,7 +62,6 @@ class ExchangeEnds:
     stream_id: int
     end_stream: bool
     error: pages.ViewerError | None
-    timeout: IDelayedCall | None
     backlog: SendQueue | None
     held_head: tuple[int, bytes, Fields] | None
     early: list[bytes] | None
@@ -89,7 +87,29 @@ class ExchangeEnds:
     def _cancel_timeout(self) -> None:
         raise NotImplementedError
 
-    # -- the request body's window (uploads only) ------------------------------
+    # -- the request body (uploads) --------------------------------------------
+
+    def body_received(self, data: bytes) -> None:
+        state = self.request
+        if state is not Q_SENDING:
+            if state is not Q_OPEN:
+                return  # dropping (an error page, an early answer): discard
+            self.request = Q_SENDING
+        if self.response is R_WAITING:
+            # The body is still coming: the wait for the answer has not begun.
+            self._rearm_timeout()
+        backlog = self.backlog
+        if backlog is not None and backlog.size:
+            backlog.push(data)
+            return
+        session = self.session
+        assert session is not None
+        sent = session.send_data(self.stream_id, data)
+        if sent < len(data):
+            if backlog is None:
+                backlog = self.backlog = SendQueue()
+            if backlog.push(data[sent:]):
+                self.viewer.pause_reading()
 
     def window_opened(self) -> None:
         """The stream's (or the session's) send window grew."""
@@ -229,8 +249,10 @@ class ExchangeEnds:
         self._acknowledge(self.credit.close())
         self.viewer.error_page(error)
 
-    def _timed_out(self) -> None:
-        self.timeout = None
+    def timed_out(self) -> None:
+        """
+        No response head within the response timeout (L{ResponseTimeouts}).
+        """
         if self.response is not R_WAITING:
             return
         session, self.session = self.session, None

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._types import Clock
 from ..names import split_host
 from .config import EdgeConfig
-from .exchange import Fields, ViewerExchange
+from .exchange import Fields, ResponseTimeouts, ViewerExchange
 
 if TYPE_CHECKING:
     from .registry import IRegistry
@@ -62,6 +62,8 @@ class TunnelRouter:
         self.registry = registry
         self.reactor = reactor
         self.draining = False
+        #: The response timeouts of the exchanges (one timer for all).
+        self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
         self._labels: dict[bytes | None, str | None] = {}
         self.exchange: Callable[[ViewerProtocol, str, int | None], ViewerExchange] = partial(ViewerExchange, self)
 
