@@ -26,6 +26,7 @@ from netbore.protocol import (
     StreamClosedError,
     StreamError,
     WindowUpdate,
+    decode,
     encode,
 )
 
@@ -166,3 +167,59 @@ def test_well_behaved_peers_never_break_the_protocol(script: list[Any]) -> None:
     # All credit came home: no leak in the session windows.
     assert edge.session._recv_window + edge.session._session_pending == s.session_window
     assert agent.session._recv_window + agent.session._session_pending == s.session_window
+
+
+# --------------------------------------------------------------------------
+# Heads and DATA read in place (Receiving._frame) against decode()
+
+_TOKENS = st.binary(min_size=0, max_size=6)
+
+
+def _outcome(session: Session, message: bytes, in_place: bool) -> object:
+    try:
+        if in_place:
+            return session.receive(message)
+        frame = decode(message)
+        return session._handlers[type(frame)](frame)
+    except ProtocolError as e:
+        return ("refused", str(e), e.code)
+
+
+def _edge_waiting() -> Session:
+    edge = Session("edge", Settings(), Settings())
+    edge.send_request_head(b"GET", b"/", [], end_stream=True)
+    return edge
+
+
+@given(
+    st.data(),
+    st.sampled_from(["request", "response", "data"]),
+    st.lists(st.tuples(_TOKENS, _TOKENS), max_size=3),
+)
+@settings(max_examples=500)
+def test_frames_read_in_place_are_read_as_decode_reads_them(
+    data: st.DataObject, kind: str, headers: list[tuple[bytes, bytes]]
+) -> None:
+    # Valid heads (as far as encode allows) and DATA, then cut, extended or
+    # with one byte changed: the session reads each exactly as decode()
+    # and the frame's handler do, refusals and their reasons included.
+    try:
+        if kind == "request":
+            frame: Any = RequestHead(1, b"GET", data.draw(st.sampled_from([b"/", b"/a b", b""])), headers, True)
+        elif kind == "response":
+            frame = ResponseHead(1, data.draw(st.sampled_from([200, 99, 204])), b"OK", headers, True)
+        else:
+            frame = Data(1, data.draw(st.binary(max_size=8)), True)
+        message = encode(frame)
+    except ValueError:
+        return
+    how = data.draw(st.sampled_from(["as is", "cut", "extended", "changed"]))
+    if how == "cut":
+        message = message[: data.draw(st.integers(0, len(message)))]
+    elif how == "extended":
+        message += data.draw(st.binary(min_size=1, max_size=3))
+    elif how == "changed":
+        i = data.draw(st.integers(0, len(message) - 1))
+        message = message[:i] + bytes([data.draw(st.integers(0, 255))]) + message[i + 1 :]
+    make = _edge_waiting if kind != "request" else lambda: Session("agent", Settings(), Settings())
+    assert _outcome(make(), message, True) == _outcome(make(), message, False)

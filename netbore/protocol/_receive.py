@@ -14,6 +14,7 @@ events from L{netbore.protocol.session} or L{netbore.protocol}.
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -21,20 +22,21 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._frames import (
+    BAD_TARGET,
+    BAD_TEXT,
+    BAD_TOKEN,
     CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     HEADER_SIZE,
     IGNORE,
-    MAX_WINDOW,
+    MAX_HEAD_PAYLOAD,
     STRICT,
+    U16,
     U32,
     End,
     FrameType,
-    RequestHead,
-    ResponseHead,
     StreamState,
-    WindowUpdate,
     decode,
 )
 from .errors import ErrorCode, ProtocolError
@@ -54,6 +56,13 @@ __all__ = [
 
 _BATCH_TYPE = bytes([FrameType.BATCH])
 _DATA_TYPE = bytes([FrameType.DATA])
+_REQUEST_HEAD_TYPE = bytes([FrameType.REQUEST_HEAD])
+_RESPONSE_HEAD_TYPE = bytes([FrameType.RESPONSE_HEAD])
+_HEAD_MAX = HEADER_SIZE + MAX_HEAD_PAYLOAD
+_unpack_u16 = U16.unpack_from
+_bad_token = BAD_TOKEN.search
+_bad_target = BAD_TARGET.search
+_bad_text = BAD_TEXT.search
 _unpack_header = HEADER.unpack_from  # (see _encode's note on CPython 3.11)
 
 HeaderList = list[tuple[bytes, bytes]]
@@ -181,6 +190,8 @@ class Receiving:
 
         def _fail(self, error: ProtocolError) -> None: ...
 
+        def _not_live(self, stream_id: int, what: str) -> None: ...
+
     # ----------------------------------------------------------------------
     # Receiving
 
@@ -211,16 +222,38 @@ class Receiving:
             raise
 
     def _frame(self, message: bytes) -> list[Event]:
-        # DATA, the commonest frame, is read here (L{decode}'s checks,
-        # inline: no call into _frames and no frame object); the others
-        # are decoded by L{decode} and handled by type.
-        if message[:1] == _DATA_TYPE and len(message) >= HEADER_SIZE:
+        # DATA, and a head as this side receives it, are read here (no call
+        # into _frames, no frame object): DATA with decode's checks, inline;
+        # a head when it is well-formed (else decode says what is wrong).
+        # The other frames are decoded by decode and handled by type.
+        kind = message[:1]
+        if kind == _DATA_TYPE and len(message) >= HEADER_SIZE:
             ftype, flags, stream_id = _unpack_header(message)
             if flags & ~FLAG_END_STREAM:
                 raise ProtocolError(f"DATA frame with flags 0x{flags:02x}")
             if stream_id == 0:
                 raise ProtocolError("DATA frame on stream 0")
             return self._on_data(stream_id, bytes(message[HEADER_SIZE:]), bool(flags))
+        if type(message) is bytes and HEADER_SIZE + 4 <= len(message) <= _HEAD_MAX:
+            try:
+                if kind == _RESPONSE_HEAD_TYPE and self._edge:
+                    ftype, flags, stream_id = _unpack_header(message)
+                    (status,) = _unpack_u16(message, HEADER_SIZE)
+                    reason, offset = _field(message, HEADER_SIZE + 2)
+                    headers = _header_block(message, offset)
+                    if stream_id and not flags & ~FLAG_END_STREAM and 100 <= status <= 999 and headers is not None:
+                        if not _bad_text(reason):
+                            return self._on_response_head(stream_id, status, reason, headers, bool(flags))
+                elif kind == _REQUEST_HEAD_TYPE and not self._edge:
+                    ftype, flags, stream_id = _unpack_header(message)
+                    method, offset = _field(message, HEADER_SIZE)
+                    target, offset = _field(message, offset)
+                    headers = _header_block(message, offset)
+                    if stream_id and not flags & ~FLAG_END_STREAM and method and target and headers is not None:
+                        if not _bad_token(method) and not _bad_target(target):
+                            return self._on_request_head(stream_id, method, target, headers, bool(flags))
+            except struct.error:
+                pass  # (truncated: decode says so)
         frame = decode(message)
         return self._handlers[type(frame)](frame)
 
@@ -246,18 +279,9 @@ class Receiving:
             raise ProtocolError(f"{what} on stream {stream_id} after its end", ErrorCode.STREAM_CLOSED)
         return stream
 
-    def _not_live(self, stream_id: int, what: str) -> None:
-        """
-        A frame C{what} arrived for C{stream_id}, which is not live.
-        Return if it is to be ignored; raise if it breaks the protocol.
-        """
-        if stream_id > self._highest:
-            raise ProtocolError(f"{what} on stream {stream_id}, never opened")
-        if self._closed.get(stream_id, IGNORE) is STRICT:
-            raise ProtocolError(f"{what} on closed stream {stream_id}", ErrorCode.STREAM_CLOSED)
-
-    def _on_request_head(self, frame: RequestHead) -> list[Event]:
-        stream_id = frame.stream_id
+    def _on_request_head(
+        self, stream_id: int, method: bytes, target: bytes, headers: HeaderList, end_stream: bool
+    ) -> list[Event]:
         if stream_id <= self._highest:
             raise ProtocolError(f"REQUEST_HEAD on stream {stream_id}, not above the last one ({self._highest})")
         self._highest = stream_id
@@ -271,27 +295,28 @@ class Receiving:
         stream.unacked = stream.pending = 0
         stream.local_head = stream.local_closed = False
         stream.remote_head = True
-        stream.remote_closed = frame.end_stream
+        stream.remote_closed = end_stream
         self._streams[stream_id] = stream
-        return [RequestReceived(stream_id, frame.method, frame.target, frame.headers, frame.end_stream)]
+        return [RequestReceived(stream_id, method, target, headers, end_stream)]
 
-    def _on_response_head(self, frame: ResponseHead) -> list[Event]:
-        stream_id = frame.stream_id
+    def _on_response_head(
+        self, stream_id: int, status: int, reason: bytes, headers: HeaderList, end_stream: bool
+    ) -> list[Event]:
         stream = self._receiving(stream_id, "RESPONSE_HEAD")
         if stream is None:
             return []
         if stream.remote_head:
             raise ProtocolError(f"a second final RESPONSE_HEAD on stream {stream_id}")
-        if frame.status >= 200:
+        if status >= 200:
             stream.remote_head = True
-        elif frame.end_stream:
+        elif end_stream:
             raise ProtocolError(f"informational head ending stream {stream_id}")
-        if frame.end_stream:
+        if end_stream:
             stream.remote_closed = True
             if stream.local_closed:
                 del self._streams[stream_id]
                 self._remember(stream_id, STRICT)
-        return [ResponseReceived(stream_id, frame.status, frame.reason, frame.headers, frame.end_stream)]
+        return [ResponseReceived(stream_id, status, reason, headers, end_stream)]
 
     def _on_data(self, stream_id: int, data: bytes, end_stream: bool) -> list[Event]:
         size = len(data)
@@ -343,27 +368,34 @@ class Receiving:
             self._remember(stream_id, STRICT)
         return [StreamEnded(stream_id)]
 
-    def _on_window_update(self, frame: WindowUpdate) -> list[Event]:
-        stream_id = frame.stream_id
-        if stream_id == 0:
-            self._send_window += frame.increment
-            if self._send_window > MAX_WINDOW:
-                raise ProtocolError("session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
-            return [WindowOpened(0)]
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            if stream_id > self._highest:
-                raise ProtocolError(f"WINDOW_UPDATE on stream {stream_id}, never opened")
-            return []
-        if stream.local_closed:
-            return []
-        stream.send_window += frame.increment
-        if stream.send_window > MAX_WINDOW:
-            raise ProtocolError(
-                f"send window of stream {stream_id} above 2^31-1",
-                ErrorCode.FLOW_CONTROL_ERROR,
-            )
-        return [WindowOpened(stream_id)]
+
+def _field(message: bytes, offset: int) -> tuple[bytes, int]:
+    # A u16-length field; past the end, the offset says so (see _header_block).
+    (length,) = _unpack_u16(message, offset)
+    offset += 2
+    return message[offset : offset + length], offset + length
+
+
+def _header_block(message: bytes, offset: int) -> HeaderList | None:
+    """
+    The header block ending a head frame, when it is well-formed and the
+    wire allows its fields; else L{None} (L{decode} then says what is
+    wrong).  Truncated: C{struct.error}.
+    """
+    (count,) = _unpack_u16(message, offset)
+    offset += 2
+    headers: HeaderList = []
+    append = headers.append
+    for _ in range(count):
+        name, offset = _field(message, offset)
+        value, offset = _field(message, offset)
+        append((name, value))
+    if offset != len(message):
+        return None
+    names = [h[0] for h in headers]
+    if not all(names) or _bad_token(b"".join(names)) or _bad_text(b"".join([h[1] for h in headers])):
+        return None
+    return headers
 
 
 def decode_batch(message: bytes | bytearray | memoryview) -> list[bytes]:

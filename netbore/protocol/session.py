@@ -47,6 +47,7 @@ from ._frames import (
     IGNORE,
     MAX_MESSAGE,
     MAX_STREAM_ID,
+    MAX_WINDOW,
     STRICT,
     Data,
     End,
@@ -121,8 +122,12 @@ class Session(Sending, Receiving):
         self._error: ProtocolError | None = None
         wrong = self._wrong_direction
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
-            RequestHead: wrong if self._edge else self._on_request_head,
-            ResponseHead: self._on_response_head if self._edge else wrong,
+            RequestHead: wrong
+            if self._edge
+            else lambda f: self._on_request_head(f.stream_id, f.method, f.target, f.headers, f.end_stream),
+            ResponseHead: (lambda f: self._on_response_head(f.stream_id, f.status, f.reason, f.headers, f.end_stream))
+            if self._edge
+            else wrong,
             Data: lambda frame: self._on_data(frame.stream_id, frame.data, frame.end_stream),
             End: self._on_end,
             Reset: self._on_reset,
@@ -327,3 +332,35 @@ class Session(Sending, Receiving):
                 self._remember(sid, IGNORE)
                 events.append(StreamReset(sid, ErrorCode.REFUSED_STREAM, b"refused: going away"))
         return events
+
+    def _not_live(self, stream_id: int, what: str) -> None:
+        """
+        A frame C{what} arrived for C{stream_id}, which is not live.
+        Return if it is to be ignored; raise if it breaks the protocol.
+        """
+        if stream_id > self._highest:
+            raise ProtocolError(f"{what} on stream {stream_id}, never opened")
+        if self._closed.get(stream_id, IGNORE) is STRICT:
+            raise ProtocolError(f"{what} on closed stream {stream_id}", ErrorCode.STREAM_CLOSED)
+
+    def _on_window_update(self, frame: WindowUpdate) -> list[Event]:
+        stream_id = frame.stream_id
+        if stream_id == 0:
+            self._send_window += frame.increment
+            if self._send_window > MAX_WINDOW:
+                raise ProtocolError("session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
+            return [WindowOpened(0)]
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            if stream_id > self._highest:
+                raise ProtocolError(f"WINDOW_UPDATE on stream {stream_id}, never opened")
+            return []
+        if stream.local_closed:
+            return []
+        stream.send_window += frame.increment
+        if stream.send_window > MAX_WINDOW:
+            raise ProtocolError(
+                f"send window of stream {stream_id} above 2^31-1",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )
+        return [WindowOpened(stream_id)]
