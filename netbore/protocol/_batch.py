@@ -4,16 +4,20 @@ a peer whose hello announced C{"batch": true}.
 
 A BATCH is a frame header (type 8, no flags, stream 0) followed by, per
 frame, a u32 length then that frame's bytes.  L{batch} packs a session's
-queued frames into messages; L{decode_batch} splits one back (it lives
-in L{netbore.protocol._receive}, beside the one caller that matters).
+queued frames into messages (the session's L{data_to_send} is defined here,
+beside it); L{decode_batch} splits one back (it lives in
+L{netbore.protocol._receive}, beside the one caller that matters).
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from ._frames import HEADER, U32, FrameType
 from ._receive import decode_batch
+from .handshake import Settings
 
-__all__ = ["BATCH_FRAME_MAX", "BATCH_MAX", "batch", "decode_batch", "encode_batch"]
+__all__ = ["BATCH_FRAME_MAX", "BATCH_MAX", "batch", "data_to_send", "decode_batch", "encode_batch"]
 
 #: Frames up to this size may be packed into a BATCH ...
 BATCH_FRAME_MAX = 16 * 1024
@@ -66,3 +70,24 @@ def batch(frames: list[bytes]) -> list[bytes]:
         size += n + 4
     end_run()
     return messages
+
+
+class _Queue(Protocol):
+    outbox: list[bytes]
+    peer: Settings
+
+
+def data_to_send(self: _Queue) -> list[bytes]:
+    """
+    (L{netbore.protocol.session.Session.data_to_send}, defined here beside
+    L{batch}.)  The messages to send, in order: the frames queued since the
+    last call, each one binary WebSocket message -- except that, when the
+    peer announced C{batch}, runs of small frames (up to L{BATCH_FRAME_MAX}
+    bytes each, L{BATCH_MAX} together) go as one BATCH message.  Empties
+    the queue.
+    """
+    out = self.outbox
+    self.outbox = []
+    if len(out) < 2 or not self.peer.batch:
+        return out
+    return batch(out)
