@@ -341,7 +341,15 @@ _EXCUSED_RESPONSES: dict[str, Callable[[bytes, Any], bool]] = {
     "httptools: white space after a chunk size": lambda wire, m: re.search(rb"\n[0-9A-Fa-f]+[ \t]", wire) is not None,
     "any: white space in chunk extensions": lambda wire, m: _chunk_ws(wire),
     "any: HTTP/1.x minor above 1": lambda wire, m: _minor_above_1(wire),
+    # RFC 9110 §15.2: a client reads the final response after any interim
+    # one; llhttp stops at an interim response's "Connection: close".
+    "httptools: Connection: close on an interim response": lambda wire, m: _interim_close(wire),
 }
+
+
+def _interim_close(wire: bytes) -> bool:
+    head = wire.split(b"\n\r\n", 1)[0].lower()
+    return re.match(rb"http/1\.[0-9] 1[0-9][0-9]", head) is not None and b"close" in head
 
 
 def _check(
