@@ -28,7 +28,6 @@ from ..protocol import (
     Hello,
     ResponseReceived,
     Settings,
-    StreamClosedError,
     StreamEnded,
     StreamError,
     StreamReset,
@@ -165,6 +164,16 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
 
     # -- events from the agent --------------------------------------------------
 
+    def _on_ended(self, event: StreamEnded) -> None:
+        exchange = self.streams.pop(event.stream_id, None)
+        if exchange is not None:
+            exchange.ended()
+
+    def _on_reset(self, event: StreamReset) -> None:
+        exchange = self.streams.pop(event.stream_id, None)
+        if exchange is not None:
+            exchange.reset(event.code)
+
     def _on_go_away(self, event: GoAwayReceived) -> None:
         log.info("agent {agent_id} is going away", agent_id=self.agent_id)
         self.factory.endpoint.detach(self)
@@ -177,30 +186,6 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
         stream.reset(ErrorCode.CANCEL)
 
     # -- the stream API the viewer exchanges use -------------------------------
-
-    def open_stream(
-        self,
-        exchange: ViewerExchange,
-        method: bytes,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        end_stream: bool,
-    ) -> int:
-        session = self.session
-        if session is None:
-            raise StreamClosedError("the session is closed")
-        stream_id = session.send_request_head(method, target, headers, end_stream)
-        self.streams[stream_id] = exchange
-        if not self.flush_pending:
-            # (the adapter's flush, inline: this runs once per request, in
-            # a viewer connection's read)
-            writes = self.writes
-            if writes.holds:
-                self.flush_pending = True
-                writes.defer(self._flush_later)
-            else:
-                self.flush()
-        return stream_id
 
     def send_data(self, stream_id: int, data: bytes) -> int:
         """

@@ -33,9 +33,10 @@ from zope.interface import implementer
 
 from .._types import Clock
 from ..http1.grammar import HOP_BY_HOP, content_length, split_list
-from ..protocol import DataReceived, ResponseReceived, Session, StreamEnded, StreamReset
+from ..protocol import DataReceived, ResponseReceived, Session
 from ..protocol.credit import ReceiveCredit, SendQueue
 from ..protocol.errors import StreamClosedError, StreamError
+from ..writes import WriteBatch
 from . import pages
 from .exchange_ends import ExchangeEnds
 from .exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
@@ -193,41 +194,29 @@ class ViewerExchange(ExchangeEnds):
 
     def _open(self) -> pages.ViewerError | None:
         """
-        Open the stream on the tunnel's least busy session not tried yet;
-        the error page to answer with when there is none.
+        Open the stream on the tunnel's session (when it has several, or
+        one refused it, L{_open_among} picks); the error page to answer
+        with when there is none.
         """
         sessions = self.tunnel.sessions
-        tried = self.tried
-        viewer = self.viewer
-        head = viewer.head
+        if self.tried is not None or len(sessions) != 1:
+            return self._open_among(sessions)
+        session = sessions[0]
+        head = self.viewer.head
         assert head is not None
-        while True:
-            session: StreamSession
-            if tried is None and len(sessions) == 1:
-                session = sessions[0]
-            else:
-                candidates = [s for s in sessions if tried is None or s not in tried]
-                if not candidates:
-                    return pages.OFFLINE
-                session = min(candidates, key=lambda s: s.stream_count())
-            fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
-            try:
-                self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)
-            except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids
-                if tried is None:
-                    tried = self.tried = []
-                tried.append(session)
-                continue
-            except StreamError as e:
-                # A head the wire cannot carry (too large, a value it refuses).
-                log.info("request head not forwardable: {why}", why=str(e))
-                return pages.HEAD_TOO_LARGE
-            self.session = self.peer = session
-            return None
-
-    def _acknowledge(self, n: int) -> None:
-        if n:
-            self.peer.acknowledge(self.stream_id, n)
+        viewer = self.viewer
+        fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
+        try:
+            self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)
+        except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids
+            self.tried = [session]
+            return self._open_among(sessions)
+        except StreamError as e:
+            # A head the wire cannot carry (too large, a value it refuses).
+            log.info("request head not forwardable: {why}", why=str(e))
+            return pages.HEAD_TOO_LARGE
+        self.session = self.peer = session
+        return None
 
     # -- request body, viewer → agent ------------------------------------
 
@@ -340,9 +329,8 @@ class ViewerExchange(ExchangeEnds):
         return n
 
     def _rearm_timeout(self) -> None:
-        timeouts = self.router.timeouts
-        if self in timeouts.deadlines:
-            timeouts.start(self)
+        if self in self.router.timeouts.deadlines:
+            self.router.timeouts.start(self)
 
     def _cancel_timeout(self) -> None:
         self.router.timeouts.deadlines.pop(self, None)
@@ -350,13 +338,11 @@ class ViewerExchange(ExchangeEnds):
 
 class ResponseTimeouts:
     """
-    The response timeouts of a router's exchanges, on one timer: a
-    L{ViewerExchange} answered in time costs a dictionary entry, not a
-    delayed call made and cancelled.  Deadlines are the time of the last
-    (re)start plus one fixed timeout, so the dictionary's order (an entry
-    moves to the end when restarted) is their order; the timer is armed
-    for the first, and when it fires finds what is due and re-arms for the
-    next.
+    The response timeouts of a router's exchanges, on one timer: an
+    exchange answered in time costs a dictionary entry, not a delayed call.
+    Deadlines are the last (re)start plus a fixed timeout, so the dict's
+    order (a restart moves an entry to the end) is theirs; the timer, armed
+    for the first, handles what is due and re-arms for the next.
     """
 
     def __init__(self, clock: Clock, timeout: float) -> None:
@@ -394,14 +380,19 @@ class ResponseTimeouts:
 
 class AgentEvents:
     """
-    The agent session's handlers of its streams' events, here beside the
-    exchange they drive (one call from the session's dispatch table to the
-    exchange's code, not two).  A mixin of L{netbore.edge.agents.EdgeSession}.
+    The agent session's side of the exchanges' hot path, here beside them (a
+    call between modules costs on every request): opening a stream, and the
+    handlers of a response.  A mixin of L{netbore.edge.agents.EdgeSession}.
     """
 
+    # The tunnel WebSocket's.
     streams: dict[int, ViewerExchange]
     session: Session | None
-    credit_back: Callable[[DataReceived], None]  # (the tunnel WebSocket's)
+    flush_pending: bool
+    writes: WriteBatch
+    credit_back: Callable[[DataReceived], None]
+    _flush_later: Callable[[], None]
+    flush: Callable[[], None]
 
     def _on_response(self, event: ResponseReceived) -> None:
         exchange = self.streams.get(event.stream_id)
@@ -430,15 +421,24 @@ class AgentEvents:
             if session is not None:
                 session.acknowledge(event.stream_id, n)
 
-    def _on_ended(self, event: StreamEnded) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.ended()
-
-    def _on_reset(self, event: StreamReset) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.reset(event.code)
+    def open_stream(
+        self, exchange: ViewerExchange, method: bytes, target: bytes, headers: Fields, end_stream: bool
+    ) -> int:
+        """(L{StreamSession}) Open a stream for C{exchange} with its request head."""
+        session = self.session
+        if session is None:
+            raise StreamClosedError("the session is closed")
+        stream_id = session.send_request_head(method, target, headers, end_stream)
+        self.streams[stream_id] = exchange
+        if not self.flush_pending:
+            # (the tunnel WebSocket's flush, inline: this runs in a viewer's read)
+            writes = self.writes
+            if writes.holds:
+                self.flush_pending = True
+                writes.defer(self._flush_later)
+            else:
+                self.flush()
+        return stream_id
 
 
 def __getattr__(name: str) -> Any:

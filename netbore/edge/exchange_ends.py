@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from twisted.logger import Logger
 
 from ..protocol.credit import ReceiveCredit, SendQueue
+from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
 from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
@@ -81,11 +82,38 @@ class ExchangeEnds:
     def _rearm_timeout(self) -> None:
         raise NotImplementedError
 
-    def _acknowledge(self, n: int) -> None:
-        raise NotImplementedError
-
     def _cancel_timeout(self) -> None:
         raise NotImplementedError
+
+    def _open_among(self, sessions: list[StreamSession]) -> pages.ViewerError | None:
+        """
+        Open the stream on the least busy of C{sessions} not tried yet;
+        the error page to answer with when there is none.
+        """
+        from .exchange import request_fields  # (exchange.py is built on this module)
+
+        tried = self.tried
+        viewer = self.viewer
+        head = viewer.head
+        assert head is not None
+        while True:
+            candidates = [s for s in sessions if tried is None or s not in tried]
+            if not candidates:
+                return pages.OFFLINE
+            session = min(candidates, key=lambda s: s.stream_count())
+            fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
+            try:
+                self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)  # type: ignore[arg-type]
+            except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids
+                if tried is None:
+                    tried = self.tried = []
+                tried.append(session)
+                continue
+            except StreamError as e:
+                log.info("request head not forwardable: {why}", why=str(e))
+                return pages.HEAD_TOO_LARGE
+            self.session = self.peer = session
+            return None
 
     # -- the request body (uploads) --------------------------------------------
 
@@ -138,6 +166,10 @@ class ExchangeEnds:
             session.send_end(stream_id)
 
     # -- endings ----------------------------------------------------------------
+
+    def _acknowledge(self, n: int) -> None:
+        if n:
+            self.peer.acknowledge(self.stream_id, n)
 
     def _retry_refused(self) -> bool:
         """
