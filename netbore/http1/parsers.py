@@ -40,8 +40,8 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
         framing (see L{framing.request_body}).
     """
     eol = buf.find(b"\r\n", start, end)
-    if eol >= 0 and buf.find(b"\n", start, eol) < 0:
-        fields = eol + 2
+    if eol >= 0 and not policy.bare_lf:
+        fields = eol + 2  # a bare LF before it fails the match below
     else:
         eol, fields = first_line(buf, start, end, policy)
     line = REQUEST_LINE.fullmatch(buf, start, eol)
@@ -198,8 +198,9 @@ class RequestParser(MessageReader):
             self._pos = pos = skip
             if self._scan < pos:
                 self._scan = pos
-        i = buf.find(b"\r\n\r\n", pos) if self._scan == pos and not self.policy.bare_lf else -1
-        if 0 <= i and i + 4 - pos <= self.policy.max_head:
+        policy = self.policy
+        i = buf.find(b"\r\n\r\n", pos) if self._scan == pos and not policy.bare_lf else -1
+        if 0 <= i and i + 4 - pos <= policy.max_head:
             # A whole head in a fresh read: the common case.
             end = i + 2
             body = i + 4
@@ -208,7 +209,7 @@ class RequestParser(MessageReader):
             if end < 0:
                 return NEED_DATA
         try:
-            head = parse_request_head(buf, pos, end, self.policy)
+            head = parse_request_head(buf, pos, end, policy)
         except ParseError as e:
             self._state = State.ERROR
             self._error = e

@@ -134,7 +134,11 @@ class MessageReader:
         One call per read, where L{next_event} takes one per event.
         """
         if data:
-            self.feed(data)
+            if self._pos >= len(self._buf):
+                self._buf = data  # as feed does, without the call
+                self._pos = self._scan = 0
+            else:
+                self.feed(data)
         events: list[Event] = []
         next_event = self.next_event
         try:
@@ -210,6 +214,16 @@ class MessageReader:
         """
         while True:
             state = self._state
+            if state is _HEAD:
+                event = self._head()
+                if event is not None:
+                    return event
+                continue
+            if state is _END:
+                self._state = _DONE
+                return END_OF_MESSAGE
+            if state is _DONE:
+                return PAUSED
             if state is _LENGTH or state is _CHUNK_DATA or state is _UNTIL_CLOSE:
                 buf = self._buf
                 pos = self._pos
@@ -232,16 +246,6 @@ class MessageReader:
                     if not n:
                         self._state = _END if state is _LENGTH else _CHUNK_END
                 return piece  # type: ignore[return-value]
-            if state is _HEAD:
-                event = self._head()
-                if event is not None:
-                    return event
-                continue
-            if state is _END:
-                self._state = _DONE
-                return END_OF_MESSAGE
-            if state is _DONE:
-                return PAUSED
             if state is _CHUNK_SIZE or state is _TRAILER or state is _CHUNK_END:
                 if not self._chunk_line(state):
                     return NEED_DATA
