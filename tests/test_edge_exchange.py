@@ -577,3 +577,19 @@ def test_response_timeouts_share_one_timer_and_fire_each_at_its_deadline() -> No
     clock.advance(0.1)
     assert fired == [(2, 12.0), (1, 15.0)]
     assert timeouts.deadlines == {} and clock.getDelayedCalls() == []
+
+
+def test_the_router_learns_each_host_s_label_once_and_forgets_beyond_its_bound() -> None:
+    h = Harness()
+    label_for = h.router.label_for
+    assert (label_for(b"app.localhost"), label_for(b"APP.localhost:8080"), label_for(b"localhost")) == (
+        "app",
+        "app",
+        None,
+    )
+    assert label_for(b"control.localhost") is None and label_for(None) is None
+    labels = label_for.__self__  # type: ignore[attr-defined]
+    assert labels[b"app.localhost"] == "app" and len(labels) == 5
+    for i in range(5000):
+        label_for(b"t%d.localhost" % i)
+    assert len(labels) <= 4096 and label_for(b"app.localhost") == "app"

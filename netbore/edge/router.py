@@ -45,6 +45,24 @@ class StreamSession(Protocol):
     def stream_count(self) -> int: ...
 
 
+class _Labels(dict[bytes | None, str | None]):
+    """
+    Host value -> tunnel label (L{None}: the edge's own), learnt on first
+    sight; bounded (the values come from viewers).
+    """
+
+    def __init__(self, domain: str) -> None:
+        super().__init__()
+        self.domain = domain
+
+    def __missing__(self, host: bytes | None) -> str | None:
+        label = split_host(host, self.domain)
+        if len(self) >= _LABEL_CACHE:
+            self.clear()
+        self[host] = label
+        return label
+
+
 class TunnelRouter:
     """
     Decides, when a request's head is in, whether it is tunnel traffic, and
@@ -64,21 +82,8 @@ class TunnelRouter:
         self.draining = False
         #: The response timeouts of the exchanges (one timer for all).
         self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
-        self._labels: dict[bytes | None, str | None] = {}
+        #: C{label_for(host)}: the tunnel label C{host} addresses, or L{None}
+        #: when it is the edge's own (the control API and C{/connect}).  A
+        #: dictionary lookup (L{_Labels}): a Host seen before costs no call.
+        self.label_for: Callable[[bytes | None], str | None] = _Labels(config.domain).__getitem__
         self.exchange: Callable[[ViewerProtocol, str, int | None], ViewerExchange] = partial(ViewerExchange, self)
-
-    def label_for(self, host: bytes | None) -> str | None:
-        """
-        The tunnel label C{host} addresses, or L{None} when it is the
-        edge's own (the control API and C{/connect}).
-        """
-        labels = self._labels
-        try:
-            return labels[host]
-        except KeyError:
-            pass
-        label = split_host(host, self.config.domain)
-        if len(labels) >= _LABEL_CACHE:
-            labels.clear()
-        labels[host] = label
-        return label
