@@ -60,3 +60,10 @@ def test_retry_only_on_a_reused_connection_before_any_response_byte() -> None:
     assert not state.may_retry()
     state.start(b"POST / HTTP/1.1\r\n\r\n", False, False, False, False)
     assert not state.may_retry()  # not retryable (not idempotent)
+
+
+def test_on_an_open_connection_the_head_goes_out_at_once() -> None:
+    state = ClientState()
+    state.phase = Phase.OPEN
+    state.start(b"POST / HTTP/1.1\r\n\r\n", False, True, False, False)
+    assert state.sending is Sending.BODY

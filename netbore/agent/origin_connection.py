@@ -135,10 +135,13 @@ class OriginConnection(Protocol):
         Carry this request: write C{head} now if connected, else once connected.
         """
         self.exchange = exchange
-        self.state.start(head, head_request, body, chunked, retryable)
+        state = self.state
+        state.start(head, head_request, body, chunked, retryable)
         exchange.attached(self)
-        if self.state.phase is Phase.OPEN:
-            self._start()
+        if state.phase is Phase.OPEN and self.exchange is exchange:
+            # A pooled connection: the head goes out now (start knew).
+            self._writes.write(self.transport, head)
+            exchange.request_sent()
 
     def connect(self, endpoint: IStreamClientEndpoint) -> None:
         d = endpoint.connect(_OneConnection(self))

@@ -84,14 +84,20 @@ class ClientState(ResponseParser):
 
     def start(self, request: bytes, head_request: bool, body: bool, chunked: bool, retryable: bool) -> None:
         """
-        A request is accepted: C{request} (its head) to write, then a body
+        A request is accepted: C{request} (its head) to write, at once when
+        the connection is open (else L{head_written} says when), then a body
         if C{body} (C{chunked} or not); C{retryable}: it may be sent again
         if this connection, reused, fails before any response byte.
         """
         self.request = request
         self.chunked = chunked
         self.retryable = retryable
-        self.sending = Sending.PENDING if body else Sending.DONE
+        if not body:
+            self.sending = Sending.DONE
+        elif self.phase is Phase.OPEN:
+            self.sending = Sending.BODY  # the head goes out at once
+        else:
+            self.sending = Sending.PENDING
         self.receiving = Receiving.AWAITING
         # As ResponseParser.start_next, without a call into another module.
         if self._state is _DONE:
