@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from netbore.protocol import (
@@ -16,6 +16,7 @@ from netbore.protocol import (
     DataReceived,
     End,
     ErrorCode,
+    FrameType,
     GoAway,
     ProtocolError,
     RequestHead,
@@ -221,5 +222,6 @@ def test_frames_read_in_place_are_read_as_decode_reads_them(
     elif how == "changed":
         i = data.draw(st.integers(0, len(message) - 1))
         message = message[:i] + bytes([data.draw(st.integers(0, 255))]) + message[i + 1 :]
+    assume(message[:1] != bytes([FrameType.BATCH]))  # (a BATCH message, read as one)
     make = _edge_waiting if kind != "request" else lambda: Session("agent", Settings(), Settings())
     assert _outcome(make(), message, True) == _outcome(make(), message, False)

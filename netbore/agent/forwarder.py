@@ -4,8 +4,13 @@ The origin forwarder: one tunnel stream becomes one HTTP request to the origin.
 The forwarder knows nothing about WebSockets.  It talks to the tunnel through
 a L{StreamSink} (the agent session adapts the sans-IO session to it) and to
 the origin through an L{OriginPool} of persistent connections; each
-L{OriginStream} (L{netbore.agent.stream}) is the exchange its connection
-calls back, so a request costs no Deferreds and no header objects.
+L{OriginStream} is the exchange its connection calls back, so a request
+costs no Deferreds and no header objects.  What every request runs is here,
+in one module (each call between modules costs on every request, see
+C{bench/trace.py}): the session's handler of new streams
+(L{OriginRequests}), the request head, and the stream's ordinary path; the
+rest of the stream (uploads, the send window, failures) is
+L{netbore.agent.stream.StreamEnds}.
 
 The request goes out with its target byte for byte, its headers in order
 without the hop-by-hop ones (RFC 9110 §7.6.1, and those the viewer's
@@ -24,10 +29,24 @@ from twisted.internet.defer import Deferred
 
 from netbore._types import Reactor
 from netbore.agent.origin import OriginPool, origin_endpoint
-from netbore.agent.stream import OriginStream, StreamSink
-from netbore.http1 import HOP_BY_HOP, Header, connection_tokens
+from netbore.agent.origin_connection import OriginConnection
+from netbore.agent.stream import (
+    S_BODY,
+    S_COMPLETE,
+    S_DONE,
+    S_WAITING,
+    U_BODY,
+    U_DONE,
+    W_READY,
+    W_UNSENT,
+    StreamEnds,
+    StreamSink,
+)
+from netbore.agent.stream_states import RESPONSE_MOVES
+from netbore.http1 import HOP_BY_HOP, Header, ResponseHead, connection_tokens
 from netbore.http1.grammar import TOKEN, content_length
 from netbore.protocol import RequestReceived
+from netbore.protocol.credit import SendQueue
 from netbore.protocol.errors import ErrorCode
 from netbore.writes import WriteBatch
 
@@ -215,3 +234,121 @@ class OriginRequests:
             self.streams[stream_id] = stream
             if self.paused:
                 stream.pause_sending()
+
+
+class OriginStream(StreamEnds):
+    """
+    One tunnel stream being forwarded to the origin.
+
+    The agent session calls L{data_received}, L{end_received},
+    L{reset_received}, L{window_opened}, L{pause_sending},
+    L{resume_sending} and L{abort}; the origin connection calls the
+    L{netbore.agent.origin_connection.Exchange} methods.
+
+    @ivar upload: the request body's L{UploadState}; C{writer}: the
+        request's L{WriterState} on its connection; C{response}: the
+        response's L{ResponseState}.
+    @ivar finished: the stream is over here (C{response} is C{DONE} and the
+        session was told).
+    """
+
+    _conn: OriginConnection | None = None
+    #: Request body waiting for the connection, response body waiting for
+    #: the window (made when first needed).
+    _upload: SendQueue | None = None
+    _download: SendQueue | None = None
+
+    def __init__(
+        self, sink: StreamSink, stream_id: int, body: bool = False, length: int | None = None, limit: int = 1
+    ) -> None:
+        self.stream_id = stream_id
+        self.finished = False
+        self._sink = sink
+        self.upload = U_BODY if body else U_DONE
+        self.writer = W_UNSENT
+        self.response = S_WAITING
+        #: What is left of a declared request body length.
+        self._left = length
+        #: The largest DATA payload (the sink's L{StreamSink.max_data_payload}).
+        self._limit = limit
+        self._sending_paused = False  # the tunnel's transport is full
+
+    def attached(self, conn: OriginConnection) -> None:
+        self._conn = conn
+        self.writer = W_UNSENT
+
+    def request_sent(self) -> None:
+        if self.writer is W_UNSENT:
+            self.writer = W_READY
+        if self.upload is not U_DONE:
+            self._flush_body()
+
+    def response_head(self, head: ResponseHead) -> None:
+        if self.response is not S_WAITING:
+            return
+        no_body = head.length == 0
+        drop = HOP_BY_HOP | head.connection if head.connection else HOP_BY_HOP
+        headers = [field for field in head.headers if field[0].lower() not in drop]
+        self.response = S_COMPLETE if no_body else S_BODY
+        self._sink.send_response_head(self.stream_id, head.status, head.reason, headers, no_body)
+
+    def response_data(self, data: bytes, last: bool) -> None:
+        if last:
+            # The connection is back in the pool (or closed): not ours now.
+            self._conn = None
+            self.writer = W_UNSENT
+        response = self.response
+        if response is not S_BODY:
+            if response is S_COMPLETE:
+                self._response_complete()  # the head ended the stream (no body)
+            return
+        if last:
+            self.response = S_COMPLETE
+        queue = self._download
+        if (queue is None or not queue.size) and not self._sending_paused:
+            n = len(data)
+            if not n:
+                if last:
+                    self._sink.send_end(self.stream_id)
+                    self._response_complete()
+                return
+            if n <= self._limit:
+                # One DATA frame's worth: offered as it is, the window
+                # takes all of it (the common case) or a part.
+                sent = self._sink.send_data(self.stream_id, data, last)
+                if sent == n:
+                    if last:
+                        self._response_complete()
+                    return
+                if sent:
+                    data = data[sent:]
+        if data:
+            if queue is None:
+                queue = self._download = SendQueue()
+            queue.push(data)
+        self.pump()
+
+    def _finish(self, told: bool = False) -> None:
+        """
+        The stream is over here; C{told}: the sink knows (its last frame
+        went through the sink), else it is told.
+        """
+        assert S_DONE in RESPONSE_MOVES[self.response]
+        self.response = S_DONE
+        self.finished = True
+        if not told:
+            self._sink.stream_finished(self.stream_id)
+
+    def _response_complete(self) -> None:
+        """
+        The whole response went out, its last frame through the sink.  If
+        the viewer is still uploading (the origin answered early), tell the
+        edge to stop sending and drop the rest of the request (the
+        connection is closed, not reused).
+        """
+        if self.upload is not U_DONE:
+            self._sink.reset_stream(self.stream_id, ErrorCode.NO_ERROR, b"response complete")
+            self._finish(True)
+            self._drop_body()
+            return
+        self._finish(True)

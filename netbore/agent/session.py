@@ -45,11 +45,7 @@ from netbore.protocol import (
 from netbore.websocket import TunnelWebSocket, set_tunnel_options
 from netbore.writes import WriteBatch
 
-__all__ = [
-    "AgentSessionFactory",
-    "AgentSessionProtocol",
-    "SessionClosed",
-]
+__all__ = ["AgentSessionFactory", "AgentSessionProtocol", "SessionClosed"]
 
 log = Logger()
 
@@ -83,8 +79,7 @@ class SessionClosed:
 
 
 def _refused(error: StreamError) -> None:
-    # A stream the session has closed already (reset by the edge, session
-    # closing): not worth more than a debug line.
+    # A stream the session has closed already: not worth more than a debug line.
     log.debug("session refused a stream call: {error}", error=str(error))
 
 
@@ -268,9 +263,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             self.flush()
 
     def _forget(self, stream_id: int) -> None:
-        """
-        The stream's last frame was sent: it is over here.
-        """
+        """The stream's last frame was sent: it is over here."""
         if self.streams.pop(stream_id, None) is not None and self.going_away and not self.dispatching:
             # (while dispatching, events_handled checks once per message)
             self._maybe_close_after_drain()
@@ -290,15 +283,10 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             session.send_response_head(stream_id, status, reason, headers, end_stream)
         except StreamError as e:
             # E.g. a header the wire cannot carry: the viewer gets a 502.
-            log.info(
-                "cannot send the response head of stream {stream_id}: {error}",
-                stream_id=stream_id,
-                error=str(e),
-            )
+            log.info("cannot send the response head of stream {stream_id}: {error}", stream_id=stream_id, error=str(e))
             self.call(session.reset_stream, stream_id, ErrorCode.INTERNAL_ERROR, b"response head not encodable")
         if not self.flush_pending:
-            # (the adapter's flush, inline: this runs once per request, in
-            # an origin connection's read)
+            # (the adapter's flush, inline: this runs in an origin connection's read)
             writes = self.writes
             if writes.holds:
                 self.flush_pending = True
@@ -358,10 +346,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             self._after()
 
     def send_window(self, stream_id: int) -> int:
-        """
-        How many DATA bytes C{stream_id} may send now: none while the
-        tunnel's transport is full (see L{pause_streams}).
-        """
+        """How many DATA bytes C{stream_id} may send now (none while the transport is full)."""
         session = self.session
         if session is None or self.paused:
             return 0
@@ -373,8 +358,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
 
     def stream_finished(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
-        if not self.dispatching:
-            # (while dispatching, events_handled checks once per message)
+        if not self.dispatching:  # (while dispatching, events_handled checks once per message)
             self._maybe_close_after_drain()
 
 

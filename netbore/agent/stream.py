@@ -1,7 +1,9 @@
 """
-One tunnel stream forwarded to the origin: L{OriginStream}, the
+One tunnel stream forwarded to the origin: L{StreamSink}, what it needs of
+the tunnel session, and L{StreamEnds}, the part of
+L{netbore.agent.forwarder.OriginStream} (the
 L{netbore.agent.origin_connection.Exchange} its origin connection calls
-back, and L{StreamSink}, what it needs of the tunnel session.
+back) that a GET answered in order never runs.
 
 Both directions are streamed under flow control, with the credit pump of
 L{netbore.protocol.credit} and explicit states (L{stream_states}):
@@ -29,12 +31,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from netbore.agent.origin_connection import OriginConnection
-from netbore.agent.stream_states import RESPONSE_MOVES, ResponseState, UploadState, WriterState
-from netbore.http1 import HOP_BY_HOP, Header, ResponseHead
+from netbore.agent.stream_states import ResponseState, UploadState, WriterState
+from netbore.http1 import Header
 from netbore.protocol.credit import SendQueue
 from netbore.protocol.errors import ErrorCode
 
-__all__ = ["OriginStream", "StreamSink"]
+__all__ = ["StreamEnds", "StreamSink"]
 
 log = Logger()
 
@@ -95,42 +97,37 @@ def _short(failure: Failure) -> bytes:
     return text.encode("utf-8", "replace")[:_MAX_MESSAGE]
 
 
-class OriginStream:
+class StreamEnds:
     """
-    One tunnel stream being forwarded to the origin.
-
-    The agent session calls L{data_received}, L{end_received},
-    L{reset_received}, L{window_opened}, L{pause_sending},
-    L{resume_sending} and L{abort}; the origin connection calls the
-    L{netbore.agent.origin_connection.Exchange} methods.
-
-    @ivar upload: the request body's L{UploadState}; C{writer}: the
-        request's L{WriterState} on its connection; C{response}: the
-        response's L{ResponseState}.
-    @ivar finished: the stream is over here (C{response} is C{DONE} and the
-        session was told).
+    The base of L{netbore.agent.forwarder.OriginStream}: what a GET answered
+    in order never runs (each call between modules costs on every request,
+    see C{bench/trace.py}): the request body (uploads), the response body
+    beyond the send window, backpressure, the edge's reset, failures and
+    aborts.  The attributes are the stream's.
     """
 
+    stream_id: int
+    finished: bool
+    upload: UploadState
+    writer: WriterState
+    response: ResponseState
+    _sink: StreamSink
+    _left: int | None
+    _limit: int
+    _sending_paused: bool
     _conn: OriginConnection | None = None
     #: Request body waiting for the connection, response body waiting for
     #: the window (made when first needed).
     _upload: SendQueue | None = None
     _download: SendQueue | None = None
 
-    def __init__(
-        self, sink: StreamSink, stream_id: int, body: bool = False, length: int | None = None, limit: int = 1
-    ) -> None:
-        self.stream_id = stream_id
-        self.finished = False
-        self._sink = sink
-        self.upload = U_BODY if body else U_DONE
-        self.writer = W_UNSENT
-        self.response = S_WAITING
-        #: What is left of a declared request body length.
-        self._left = length
-        #: The largest DATA payload (the sink's L{StreamSink.max_data_payload}).
-        self._limit = limit
-        self._sending_paused = False  # the tunnel's transport is full
+    # -- the stream's own (netbore.agent.forwarder) ------------------------------
+
+    def _finish(self, told: bool = False) -> None:
+        raise NotImplementedError
+
+    def _response_complete(self) -> None:
+        raise NotImplementedError
 
     @property
     def buffered_bytes(self) -> int:
@@ -139,8 +136,6 @@ class OriginStream:
         """
         up, down = self._upload, self._download
         return (up.size if up is not None else 0) + (down.size if down is not None else 0)
-
-    # -- called by the session -------------------------------------------------
 
     def data_received(self, data: bytes, end_stream: bool = False) -> None:
         n = len(data)
@@ -217,18 +212,6 @@ class OriginStream:
             self._finish()
             self._abort_origin()
 
-    # -- Exchange: called by the origin connection ------------------------------------
-
-    def attached(self, conn: OriginConnection) -> None:
-        self._conn = conn
-        self.writer = W_UNSENT
-
-    def request_sent(self) -> None:
-        if self.writer is W_UNSENT:
-            self.writer = W_READY
-        if self.upload is not U_DONE:
-            self._flush_body()
-
     def write_paused(self) -> None:
         self.writer = W_BLOCKED
 
@@ -246,51 +229,6 @@ class OriginStream:
         log.info("origin unreachable for stream {stream_id}: {why}", stream_id=self.stream_id, why=why)
         self.fail(ErrorCode.ORIGIN_UNREACHABLE, b"origin unreachable: " + why)
 
-    def response_head(self, head: ResponseHead) -> None:
-        if self.response is not S_WAITING:
-            return
-        no_body = head.length == 0
-        drop = HOP_BY_HOP | head.connection if head.connection else HOP_BY_HOP
-        headers = [field for field in head.headers if field[0].lower() not in drop]
-        self.response = S_COMPLETE if no_body else S_BODY
-        self._sink.send_response_head(self.stream_id, head.status, head.reason, headers, no_body)
-
-    def response_data(self, data: bytes, last: bool) -> None:
-        if last:
-            # The connection is back in the pool (or closed): not ours now.
-            self._conn = None
-            self.writer = W_UNSENT
-        response = self.response
-        if response is not S_BODY:
-            if response is S_COMPLETE:
-                self._response_complete()  # the head ended the stream (no body)
-            return
-        if last:
-            self.response = S_COMPLETE
-        queue = self._download
-        if (queue is None or not queue.size) and not self._sending_paused:
-            n = len(data)
-            if not n:
-                if last:
-                    self._sink.send_end(self.stream_id)
-                    self._response_complete()
-                return
-            if n <= self._limit:
-                # One DATA frame's worth: offered as it is, the window
-                # takes all of it (the common case) or a part.
-                sent = self._sink.send_data(self.stream_id, data, last)
-                if sent == n:
-                    if last:
-                        self._response_complete()
-                    return
-                if sent:
-                    data = data[sent:]
-        if data:
-            if queue is None:
-                queue = self._download = SendQueue()
-            queue.push(data)
-        self.pump()
-
     def response_failed(self, why: str) -> None:
         self._conn = None
         self.writer = W_UNSENT
@@ -298,8 +236,6 @@ class OriginStream:
             return
         log.info("origin reset stream {stream_id}: {why}", stream_id=self.stream_id, why=why)
         self.fail(ErrorCode.ORIGIN_RESET, why.encode("utf-8", "replace")[:_MAX_MESSAGE])
-
-    # -- internals -------------------------------------------------------------------------
 
     def pump(self) -> None:
         """
@@ -373,31 +309,6 @@ class OriginStream:
         self._sink.reset_stream(self.stream_id, code, message)
         self._finish(True)
         self._abort_origin()
-
-    def _finish(self, told: bool = False) -> None:
-        """
-        The stream is over here; C{told}: the sink knows (its last frame
-        went through the sink), else it is told.
-        """
-        assert S_DONE in RESPONSE_MOVES[self.response]
-        self.response = S_DONE
-        self.finished = True
-        if not told:
-            self._sink.stream_finished(self.stream_id)
-
-    def _response_complete(self) -> None:
-        """
-        The whole response went out, its last frame through the sink.  If
-        the viewer is still uploading (the origin answered early), tell the
-        edge to stop sending and drop the rest of the request (the
-        connection is closed, not reused).
-        """
-        if self.upload is not U_DONE:
-            self._sink.reset_stream(self.stream_id, ErrorCode.NO_ERROR, b"response complete")
-            self._finish(True)
-            self._drop_body()
-            return
-        self._finish(True)
 
     def _abort_origin(self) -> None:
         conn, self._conn = self._conn, None
