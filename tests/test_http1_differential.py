@@ -342,14 +342,19 @@ _EXCUSED_RESPONSES: dict[str, Callable[[bytes, Any], bool]] = {
     "any: white space in chunk extensions": lambda wire, m: _chunk_ws(wire),
     "any: HTTP/1.x minor above 1": lambda wire, m: _minor_above_1(wire),
     # RFC 9110 §15.2: a client reads the final response after any interim
-    # one; llhttp stops at an interim response's "Connection: close".
+    # one; llhttp stops at an interim response that closes (Connection:
+    # close, or HTTP/1.0).
     "httptools: Connection: close on an interim response": lambda wire, m: _interim_close(wire),
 }
 
 
 def _interim_close(wire: bytes) -> bool:
+    """
+    Does the wire start with an interim response that says (or, as
+    HTTP/1.0, means) the connection closes?
+    """
     head = wire.split(b"\n\r\n", 1)[0].lower()
-    return re.match(rb"http/1\.[0-9] 1[0-9][0-9]", head) is not None and b"close" in head
+    return re.match(rb"http/1\.[0-9] 1[0-9][0-9]", head) is not None and (b"close" in head or head[5:8] == b"1.0")
 
 
 def _check(
