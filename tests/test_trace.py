@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bench.trace import Trace, is_netbore, render, trace_request
 
 #: Issue 9: one steady-state GET crossed modules 128 times before the
@@ -47,7 +45,6 @@ def test_one_steady_state_get_is_traced(tmp_path: Path) -> None:
     assert all(is_netbore(a) or is_netbore(b) for a, b in trace.pairs)
 
 
-@pytest.mark.xfail(strict=False, reason="issue 9: at most half of 128 crossings once the restructure lands")
 def test_one_get_crosses_modules_at_most_half_as_often_as_before(tmp_path: Path) -> None:
     trace = trace_request(str(tmp_path))
     assert trace.crossings <= BEFORE // 2, render(trace, 20)

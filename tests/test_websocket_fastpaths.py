@@ -82,7 +82,9 @@ def test_importing_changes_nothing_in_autobahn() -> None:
 def test_install_makes_debug_arguments_plain_and_skips_message_observers(tmp_path: Path) -> None:
     assert _observed_messages(tmp_path) != []  # autobahn's way: observers fire
     installed = install_fast_paths()
-    assert installed == FastPaths(plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True)
+    assert installed == FastPaths(
+        plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True, own_frame_reads=True
+    )
     assert autobahn_protocol.hltype is not autobahn.util.hltype
     assert autobahn_protocol.hltype(WebSocketProtocol.sendData) is WebSocketProtocol.sendData
     assert TunnelWebSocket.skip_message_observers
@@ -143,7 +145,7 @@ def test_the_installed_autobahn_takes_every_fast_path() -> None:
     # there shows here, not as a silent slowdown.
     assert send_data_known()
     assert install_fast_paths() == FastPaths(
-        plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True
+        plain_debug_arguments=True, no_message_observers=True, no_read_debug_line=True, own_frame_reads=True
     )
 
 
@@ -287,3 +289,64 @@ def test_a_changed_send_message_is_not_relied_on(tmp_path: Path, monkeypatch: py
     assert not session.own_frames
     session.go_away("now")
     assert [type(decode(message)) for message in sent] == [GoAway]
+
+
+def _splits(data: bytes, sizes: list[int]) -> list[bytes]:
+    out, i = [], 0
+    for n in sizes * (len(data) // max(1, sum(sizes)) + 1):
+        if i >= len(data):
+            break
+        out.append(data[i : i + n])
+        i += n
+    return out
+
+
+@pytest.mark.parametrize("sizes", [[1 << 30], [1], [7, 300, 2], [70000, 3]])
+def test_the_edge_reads_frames_as_autobahn_reads_them(tmp_path: Path, sizes: list[int]) -> None:
+    # Binary messages of every header form, a ping, a text message and a
+    # fragmented message between them, cut into reads anywhere: the edge's
+    # own reading hands each message on once, in order, as autobahn does
+    # (it reads the control frame, the text and the fragments), and counts
+    # what autobahn counts.
+    installed = install_fast_paths()
+    assert installed.own_frame_reads and TunnelWebSocket.read_frames
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    assert session.own_reads
+    got: list[tuple[bytes, bool]] = []
+    session.onMessage = lambda payload, is_binary: got.append((payload, is_binary))  # type: ignore[method-assign]
+    session.maxMessagePayloadSize = session.maxFramePayloadSize = 0
+    written: list[bytes] = agent.transport.stream
+    del written[:]
+    messages = _messages()
+    expected: list[tuple[bytes, bool]] = []
+    for i, message in enumerate(messages):
+        agent.sendMessage(message, isBinary=True)
+        expected.append((message, True))
+        if i == 2:
+            agent.sendPing(b"ping")
+            agent.sendMessage(b"text", isBinary=False)
+            expected.append((b"text", False))
+        if i == 4:
+            agent.sendMessage(b"ab" * 10, isBinary=True, fragmentSize=7)
+            expected.append((b"ab" * 10, True))
+    data = b"".join(written)
+    del written[:]
+    stats = session.trafficStats
+    before = (stats.incomingWebSocketMessages, stats.incomingOctetsWireLevel)
+    for chunk in _splits(data, sizes):
+        session.dataReceived(chunk)
+    assert got == expected
+    assert stats.incomingWebSocketMessages - before[0] == len(expected)
+    assert stats.incomingOctetsWireLevel - before[1] == len(data)
+
+
+def test_a_changed_read_path_is_not_relied_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = WebSocketProtocol.onFrameEnd
+
+    def changed(self: WebSocketProtocol) -> Any:
+        return original(self)
+
+    monkeypatch.setattr(WebSocketProtocol, "onFrameEnd", changed)
+    installed = install_fast_paths()
+    assert not installed.own_frame_reads and not TunnelWebSocket.read_frames

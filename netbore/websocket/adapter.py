@@ -69,6 +69,8 @@ _SEND_MESSAGE = send_message_known()
 _PACK_HEAD = struct.Struct("!BB").pack
 _PACK_HEAD_16 = struct.Struct("!BBH").pack
 _PACK_HEAD_64 = struct.Struct("!BBQ").pack
+_UNPACK_16 = struct.Struct("!H").unpack_from
+_UNPACK_64 = struct.Struct("!Q").unpack_from
 #: Payloads up to this size are masked with one integer XOR; beyond it
 #: autobahn's masker (NVX, SIMD) is faster.
 _INT_MASK_MAX = 2048
@@ -98,6 +100,13 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
     own_frames = False
     #: Frames are masked (a client's, as RFC 6455 requires).
     mask_frames = False
+    #: This connection may read its simple binary frames itself
+    #: (L{_read_frames}, once L{read_frames} is installed): none of what
+    #: autobahn's reading does beyond checking, unmasking and counting is
+    #: in use.  Decided when the connection opens.
+    own_reads = False
+    #: The mask bit the peer's frames carry (a client's are masked).
+    peer_mask = 0
 
     # autobahn's, as the framing uses them.
     logFrames: bool
@@ -106,6 +115,16 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
     applyMask: bool
     maskClientFrames: bool
     maskServerFrames: bool
+    maxFramePayloadSize: int
+    requireMaskedClientFrames: bool
+    acceptMaskedServerFrames: bool
+    websocket_version: int
+    data: bytes
+    current_frame: Any
+    inside_message: bool
+    autoPingTimeoutCall: Any
+    autoPingRestartOnAnyTraffic: bool
+    _cancelAutoPingTimeoutCall: Callable[[], None]
     _perMessageCompress: Any
 
     def __init__(self) -> None:
@@ -125,6 +144,16 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
             and not self.autoFragmentSize
             and (self.applyMask or not self.mask_frames)
         )
+        self.peer_mask = 0x80 if is_server else 0
+        self.own_reads = bool(
+            not self.logFrames
+            and not self.logOctets
+            and not self.trackedTimings
+            and self._perMessageCompress is None
+            and self.websocket_version != 0
+            and self.applyMask
+            and (self.requireMaskedClientFrames if is_server else not self.acceptMaskedServerFrames)
+        )
         super().onOpen()
 
     def handle(self, kind: type[E], handler: Callable[[E], None]) -> None:
@@ -143,7 +172,9 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
         # flush meanwhile costs nothing (callers check flush_pending).
         self.reading = self.flush_pending = True
         try:
-            if self.skip_read_debug:
+            if self.read_frames and self.own_reads:
+                self._read_frames(data)
+            elif self.skip_read_debug:
                 # autobahn's, without its debug line (and its formatting).
                 self._dataReceived(data)
             else:
@@ -157,6 +188,78 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
                     self.flush_frames()
             finally:
                 writes.release()
+
+    def _read_frames(self, data: bytes) -> None:
+        """
+        Read the complete, unfragmented binary frames at the front of
+        C{data} as autobahn would (its checks, unmasking, counts, and the
+        reset of a pending ping timeout), and hand each payload to
+        L{onMessage}; hand the rest (a control frame, text, a fragment, a
+        partial frame, anything autobahn would refuse) to autobahn.
+        """
+        size = len(data)
+        offset = 0
+        if (
+            self.state == OPEN
+            and not self.data
+            and self.current_frame is None
+            and not self.inside_message
+            and not self.failedByMe
+        ):
+            peer_mask = self.peer_mask
+            max_frame = self.maxFramePayloadSize
+            max_message = self.maxMessagePayloadSize
+            stats = self.trafficStats
+            while size - offset >= 2:
+                b1 = data[offset + 1]
+                if data[offset] != 0x82 or b1 & 0x80 != peer_mask:
+                    break
+                n = b1 & 0x7F
+                i = offset + 2
+                if n == 126:
+                    if size - i < 2:
+                        break
+                    (n,) = _UNPACK_16(data, i)
+                    i += 2
+                    if n < 126:
+                        break
+                elif n == 127:
+                    if size - i < 8:
+                        break
+                    (n,) = _UNPACK_64(data, i)
+                    i += 8
+                    if n < 0x10000 or n > 0x7FFFFFFFFFFFFFFF:
+                        break
+                if 0 < max_frame < n or 0 < max_message < n:
+                    break
+                if peer_mask:
+                    mask = data[i : i + 4]
+                    i += 4
+                end = i + n
+                if end > size:
+                    break
+                payload = data[i:end]
+                if peer_mask and n:
+                    if n <= _INT_MASK_MAX:
+                        repeated = mask * ((n + 3) >> 2)
+                        payload = (int.from_bytes(payload, "little") ^ int.from_bytes(repeated[:n], "little")).to_bytes(
+                            n, "little"
+                        )
+                    else:
+                        payload = create_xor_masker(mask, n).process(payload)
+                stats.incomingOctetsWireLevel += end - offset
+                stats.incomingWebSocketFrames += 1
+                stats.incomingOctetsWebSocketLevel += n
+                stats.incomingOctetsAppLevel += n
+                stats.incomingWebSocketMessages += 1
+                offset = end
+                if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                    self._cancelAutoPingTimeoutCall()
+                self.onMessage(payload, True)
+                if self.state != OPEN:
+                    break
+        if offset < size:
+            self._dataReceived(data[offset:] if offset else data)
 
     def _onMessageEnd(self) -> None:
         if not self.skip_message_observers:

@@ -66,6 +66,9 @@ class BatchedWebSocket:
     skip_message_observers: ClassVar[bool] = False
     #: Set by L{netbore.websocket.install_fast_paths}.
     skip_read_debug: ClassVar[bool] = False
+    #: Set by L{netbore.websocket.install_fast_paths}: simple binary frames
+    #: are read without autobahn (see L{netbore.websocket.adapter}).
+    read_frames: ClassVar[bool] = False
 
     writes: WriteBatch
     #: A flush is deferred to the end of the batch (L{flush}).

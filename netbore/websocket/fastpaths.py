@@ -28,10 +28,19 @@ tox environment:
     three formatted arguments, then hands the bytes to C{_dataReceived};
     L{TunnelWebSocket} then calls C{_dataReceived} itself.  Check: that
     C{dataReceived} reads exactly those names.
+  - autobahn reads each frame through a dozen methods (C{processData},
+    C{onFrameBegin} ... C{onMessageEnd}); L{TunnelWebSocket} reads the
+    complete, unfragmented, uncompressed binary frames of a read itself,
+    with autobahn's checks, counts and ping-timeout reset, and hands
+    anything else (control frames, text, fragments, a partial frame, a
+    frame autobahn would refuse) to autobahn.  Check: the names those
+    methods read are the ones they read when this was written (a digest
+    of them, L{read_path_known}).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import attrs
@@ -46,6 +55,7 @@ from .batched import BatchedWebSocket
 
 __all__ = [
     "FastPaths",
+    "read_path_known",
     "data_received_known",
     "install_fast_paths",
     "on_message_end_known",
@@ -87,6 +97,8 @@ class FastPaths:
         rebound to return their argument.
     @ivar no_message_observers: L{TunnelWebSocket} delivers messages
         without autobahn's per-message observer Deferred.
+    @ivar own_frame_reads: L{TunnelWebSocket} reads simple binary frames
+        itself.
     @ivar no_read_debug_line: L{TunnelWebSocket} reads without autobahn's
         per-read debug line.
     """
@@ -94,6 +106,7 @@ class FastPaths:
     plain_debug_arguments: bool
     no_message_observers: bool
     no_read_debug_line: bool
+    own_frame_reads: bool = False
 
 
 def _plain(value: Any, *args: Any, **kwargs: Any) -> Any:
@@ -128,6 +141,42 @@ def data_received_known() -> bool:
     return code is not None and frozenset(code.co_names) == _DATA_RECEIVED_NAMES
 
 
+#: sha256 of the names autobahn's frame-reading methods read (autobahn 26.x).
+_READ_PATH_DIGEST = "79f57b6a89d2c6aaaddbf367ba7431f06f7e74daca60b50d15c38583f3e5b521"
+
+
+def read_path_known() -> bool:
+    """
+    Do autobahn's methods that read a frame read exactly what they did when
+    L{TunnelWebSocket}'s own reading of simple binary frames was written
+    after them?
+    """
+    protocol, adapter = WebSocketProtocol, WebSocketAdapterProtocol
+    functions = [
+        protocol._dataReceived,
+        protocol.consumeData,
+        protocol.processData,
+        protocol.onFrameBegin,
+        protocol.onFrameData,
+        protocol.onFrameEnd,
+        protocol.onMessageBegin,
+        protocol.onMessageFrameBegin,
+        protocol.onMessageFrameData,
+        protocol.onMessageFrameEnd,
+        protocol.onMessageFrame,
+        adapter._onMessageBegin,
+        adapter._onMessageFrameBegin,
+        adapter._onMessageFrameData,
+        adapter._onMessageFrameEnd,
+        adapter._onMessageFrame,
+    ]
+    try:
+        text = "|".join(f.__qualname__ + ":" + ",".join(sorted(f.__code__.co_names)) for f in functions)
+    except AttributeError:
+        return False
+    return hashlib.sha256(text.encode()).hexdigest() == _READ_PATH_DIGEST
+
+
 def _rebind_formatters() -> bool:
     done = True
     for module in _MODULES:
@@ -153,9 +202,14 @@ def install_fast_paths() -> FastPaths:
         plain_debug_arguments=_rebind_formatters(),
         no_message_observers=on_message_end_known(),
         no_read_debug_line=data_received_known(),
+        own_frame_reads=read_path_known(),
     )
     BatchedWebSocket.skip_message_observers = installed.no_message_observers
     BatchedWebSocket.skip_read_debug = installed.no_read_debug_line
+    # (reading frames itself also skips the message observers and the debug line)
+    BatchedWebSocket.read_frames = (
+        installed.own_frame_reads and installed.no_message_observers and installed.no_read_debug_line
+    )
     if not all(attrs.astuple(installed)):
         log.info(
             "autobahn fast paths not all installed ({installed}): autobahn changed; see netbore.websocket.fastpaths",
@@ -174,3 +228,4 @@ def remove_fast_paths() -> None:
                 setattr(module, name, getattr(_util, name))
     BatchedWebSocket.skip_message_observers = False
     BatchedWebSocket.skip_read_debug = False
+    BatchedWebSocket.read_frames = False
