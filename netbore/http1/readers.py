@@ -151,6 +151,12 @@ class MessageReader:
                     self.held = len(self._buf) - self._pos
                     return events
                 events.append(event)
+                if self._state is _END:
+                    # The message is complete: end it here, two calls fewer.
+                    self._state = _DONE
+                    events.append(END_OF_MESSAGE)
+                    self.held = len(self._buf) - self._pos
+                    return events
         except ParseError as e:
             events.append(e)
             return events
