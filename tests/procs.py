@@ -13,8 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["Proc", "free_port", "start_origin", "start_edge", "start_agent", "request", "wait_for"]
 
@@ -59,7 +60,9 @@ class Proc:
         self._log = open(log, "ab")
         full_env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
         full_env.update(env or {})
-        self.popen = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=str(log.parent))
+        self.popen = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=str(log.parent)
+        )
         self.pid = self.popen.pid
 
     def log(self) -> str:
@@ -95,7 +98,9 @@ class Proc:
 class Origin(Proc):
     def __init__(self, tmp: Path) -> None:
         self.port = free_port()
-        super().__init__("origin", [sys.executable, "-m", "netbore.demo.origin", str(self.port)], tmp / f"origin-{self.port}.log")
+        super().__init__(
+            "origin", [sys.executable, "-m", "netbore.demo.origin", str(self.port)], tmp / f"origin-{self.port}.log"
+        )
         wait_for(lambda: _listening(self.port) or not self.alive(), 15, "the origin to listen")
         assert self.alive(), self.log()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -103,17 +108,25 @@ class Origin(Proc):
 
 class Edge(Proc):
     def __init__(
-        self, tmp: Path, *args: str, port: int | None = None, data_dir: Path | None = None,
-        domain: str = "localhost", listen: str | None = None,
+        self,
+        tmp: Path,
+        *args: str,
+        port: int | None = None,
+        data_dir: Path | None = None,
+        domain: str = "localhost",
+        listen: str | None = None,
     ) -> None:
         self.port = port or free_port()
         self.domain = domain
         self.data_dir = data_dir or (tmp / "edge-data")
         cmd = TWISTD + [
             "netbore-edge",
-            "--listen", listen or f"tcp:{self.port}:interface=127.0.0.1",
-            "--domain", domain,
-            "--data-dir", str(self.data_dir),
+            "--listen",
+            listen or f"tcp:{self.port}:interface=127.0.0.1",
+            "--domain",
+            domain,
+            "--data-dir",
+            str(self.data_dir),
             *args,
         ]
         super().__init__("edge", cmd, tmp / f"edge-{self.port}.log")
@@ -124,15 +137,24 @@ class Edge(Proc):
 
 class Agent(Proc):
     def __init__(
-        self, tmp: Path, edge: Edge, origin_url: str, *args: str, state_file: Path | None = None,
-        wait: bool = True, control_url: str | None = None,
+        self,
+        tmp: Path,
+        edge: Edge,
+        origin_url: str,
+        *args: str,
+        state_file: Path | None = None,
+        wait: bool = True,
+        control_url: str | None = None,
     ) -> None:
         self.state_file = state_file or (tmp / f"agent-{free_port()}.json")
         cmd = TWISTD + [
             "netbore-agent",
-            "--control-url", control_url or edge.url,
-            "--origin", origin_url,
-            "--state-file", str(self.state_file),
+            "--control-url",
+            control_url or edge.url,
+            "--origin",
+            origin_url,
+            "--state-file",
+            str(self.state_file),
             *args,
         ]
         super().__init__("agent", cmd, tmp / f"{self.state_file.stem}.log")

@@ -21,7 +21,6 @@ import select
 import socket
 import threading
 import time
-from typing import Optional
 
 __all__ = ["Relay"]
 
@@ -31,14 +30,14 @@ class _Pipe:
     One relayed connection: client (the agent) <-> upstream (the edge).
     """
 
-    def __init__(self, relay: "Relay", client: socket.socket, upstream: socket.socket) -> None:
+    def __init__(self, relay: Relay, client: socket.socket, upstream: socket.socket) -> None:
         self.relay = relay
         self.client = client
         self.upstream = upstream
         self.frozen = False
         self.closed = False
         #: When the client end went away (EOF or reset), monotonic time.
-        self.client_closed_at: Optional[float] = None
+        self.client_closed_at: float | None = None
         self._lock = threading.Lock()
         self._threads = [
             threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True),

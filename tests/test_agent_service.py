@@ -119,7 +119,10 @@ class Attempt:
     protocol: FakeProtocol = attrs.field(factory=FakeProtocol)
 
     def ready(self, public_url: str = "") -> None:
-        self.on_ready(Hello(version=PROTOCOL_VERSION, role="edge", settings=Settings(), public_url=public_url or None), self.protocol)
+        self.on_ready(
+            Hello(version=PROTOCOL_VERSION, role="edge", settings=Settings(), public_url=public_url or None),
+            self.protocol,
+        )
 
     def refuse(self, status: int = 403) -> None:
         self.on_closed(SessionClosed(was_clean=True, code=None, reason="refused", ready=False, http_status=status))
@@ -174,7 +177,12 @@ def make(tmp_path: Path) -> Iterator[Callable[..., World]]:
         state_file = tmp_path / "state.json"
         if state is not None:
             save_state(str(state_file), state)
-        cli = {"origin": "http://127.0.0.1:3000", "state-file": str(state_file), "backoff-base": 1.0, "backoff-cap": 8.0}
+        cli = {
+            "origin": "http://127.0.0.1:3000",
+            "state-file": str(state_file),
+            "backoff-base": 1.0,
+            "backoff-cap": 8.0,
+        }
         cli.update(options)
         clock = Clock()
         clock.advance(NOW)
@@ -182,7 +190,9 @@ def make(tmp_path: Path) -> Iterator[Callable[..., World]]:
         connect = FakeConnect()
         service = AgentService(merge(cli, {}), clock, control=control, connect=connect)
         # The worst case of the jitter, so that the delays are exact.
-        service.backoff = Backoff(service.config.backoff_base, service.config.backoff_cap, uniform=lambda low, high: high)
+        service.backoff = Backoff(
+            service.config.backoff_base, service.config.backoff_cap, uniform=lambda low, high: high
+        )
         services.append(service)
         return World(clock, control, connect, service, state_file)
 
@@ -209,7 +219,12 @@ def test_first_run_creates_connects_and_writes_the_state_file(make: Callable[...
         assert w.state().state == "offline"
         w.connect.last.ready("http://myapp.localhost:8080")
     state = w.state()
-    assert (state.tunnel_id, state.name, state.public_url, state.state) == ("t1", "myapp", "http://myapp.localhost:8080", "ready")
+    assert (state.tunnel_id, state.name, state.public_url, state.state) == (
+        "t1",
+        "myapp",
+        "http://myapp.localhost:8080",
+        "ready",
+    )
     assert state.recreate_token and token_expiry(state.recreate_token) == NOW + 86400
     assert state.recreate_expires_at == iso(NOW + 86400)
     assert stat.S_IMODE(os.stat(w.state_file).st_mode) == 0o600
@@ -353,7 +368,9 @@ def test_restart_with_a_state_file_recreates_the_same_tunnel(make: Callable[...,
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 409])
-def test_refused_recreate_token_creates_afresh_and_says_the_name_changed(make: Callable[..., World], status: int) -> None:
+def test_refused_recreate_token_creates_afresh_and_says_the_name_changed(
+    make: Callable[..., World], status: int
+) -> None:
     old = jwt(NOW - 3600, sub="t1", name="myapp")  # truly expired
     w = make(
         ControlError(status, "unauthorized", "token expired"),

@@ -70,9 +70,7 @@ def test_comment_line_holds_no_key(tmp_path: Path) -> None:
     assert keys.authenticate("carol-key-0123456789") is None
 
 
-@pytest.mark.parametrize(
-    "presented", ["wrong", ALICE_KEY + "x", ALICE_KEY[:-1], " " + ALICE_KEY, "", "alice"]
-)
+@pytest.mark.parametrize("presented", ["wrong", ALICE_KEY + "x", ALICE_KEY[:-1], " " + ALICE_KEY, "", "alice"])
 def test_wrong_key_is_none(tmp_path: Path, presented: str) -> None:
     keys = _load(tmp_path, f"alice {ALICE_KEY}\nbob sha256:{BOB_HASH} admin\n")
     assert keys.authenticate(presented) is None

@@ -17,21 +17,20 @@ from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from netbore.edge.apierrors import ApiError
-from netbore.edge.config import EdgeConfig
-from netbore.edge.apirequest import iso8601, load_schema
-from netbore.edge.control import ControlAPI
-from netbore.edge.ratelimit import AuthFailureLimiter
-from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
-from netbore.names import is_valid_label
 from netbore.auth import (
     EPHEMERAL,
     MANAGEMENT,
     RECREATE,
     TokenAuthority,
-    TokenError,
     load_keyring,
 )
+from netbore.edge.apierrors import ApiError
+from netbore.edge.apirequest import iso8601, load_schema
+from netbore.edge.config import EdgeConfig
+from netbore.edge.control import ControlAPI
+from netbore.edge.ratelimit import AuthFailureLimiter
+from netbore.edge.registry import InMemoryRegistry, Tunnel, TunnelState
+from netbore.names import is_valid_label
 
 NOW = 1_700_000_000.0
 BASE = "http://localhost:8080"
@@ -134,9 +133,7 @@ class Edge:
         if body is not None:
             data = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
-        response = await self.stub.request(
-            method, base + path, data=data, headers=hdrs
-        )
+        response = await self.stub.request(method, base + path, data=data, headers=hdrs)
         content = await response.content()
         assert response.headers.getRawHeaders("content-type") == ["application/json"]
         payload = json.loads(content) if content else None
@@ -160,9 +157,7 @@ def make_edge(tmp_path: Any, authority: TokenAuthority | None = None, **config: 
     registry = InMemoryRegistry(clock, grace=cfg.grace)
     limiter = AuthFailureLimiter(clock, cfg.auth_failures_per_minute)
     deleted: list[Tunnel] = []
-    api = ControlAPI(
-        cfg, registry, authority, KEYS, limiter, clock, on_delete=deleted.append
-    )
+    api = ControlAPI(cfg, registry, authority, KEYS, limiter, clock, on_delete=deleted.append)
     return Edge(api, StubTreq(api.app.resource()), clock, registry, authority, limiter, deleted)
 
 
@@ -281,9 +276,7 @@ async def test_management_token_in_body(closed_edge: Edge) -> None:
     assert status == 201
     assert closed_edge.registry.get(body["tunnel_id"]).owner == "alice"
     other = closed_edge.management("bob")
-    assert error_of(
-        await closed_edge.create({"management_token": token}, token=other)
-    ) == (400, "invalid_request")
+    assert error_of(await closed_edge.create({"management_token": token}, token=other)) == (400, "invalid_request")
 
 
 @pytest_twisted.ensureDeferred
@@ -330,17 +323,16 @@ async def test_held_name_refused_to_others(edge: Edge) -> None:
 @pytest_twisted.ensureDeferred
 async def test_anonymous_name_not_claimable_by_accounts(edge: Edge) -> None:
     await edge.create({"requested_name": "myapp"})
-    assert error_of(
-        await edge.create({"requested_name": "myapp"}, token=edge.management("alice"))
-    ) == (409, "name_taken")
+    assert error_of(await edge.create({"requested_name": "myapp"}, token=edge.management("alice"))) == (
+        409,
+        "name_taken",
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_recreate_token_holds_name_until_it_expires(tmp_path: Any) -> None:
     edge = make_edge(tmp_path, ephemeral_ttl=60)
-    _, _, first = await edge.create(
-        {"requested_name": "myapp", "recreate_token_ttl_seconds": 300}
-    )
+    _, _, first = await edge.create({"requested_name": "myapp", "recreate_token_ttl_seconds": 300})
     edge.clock.advance(299)
     assert error_of(await edge.create({"requested_name": "myapp"})) == (409, "name_taken")
     # the holder gets the same tunnel, asking by name or not
@@ -365,9 +357,7 @@ async def test_recreate_token_holds_name_until_it_expires(tmp_path: Any) -> None
 @pytest_twisted.ensureDeferred
 async def test_active_tunnel_holds_name_past_its_tokens(tmp_path: Any) -> None:
     edge = make_edge(tmp_path, ephemeral_ttl=60, grace=30)
-    _, _, first = await edge.create(
-        {"requested_name": "myapp", "recreate_token_ttl_seconds": 60}
-    )
+    _, _, first = await edge.create({"requested_name": "myapp", "recreate_token_ttl_seconds": 60})
     tunnel = edge.registry.get(first["tunnel_id"])
     session = object()
     edge.registry.attach_session(tunnel, session)
@@ -383,9 +373,10 @@ async def test_active_tunnel_holds_name_past_its_tokens(tmp_path: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_recreate_token_name_mismatch(edge: Edge) -> None:
     _, _, first = await edge.create({"requested_name": "myapp"})
-    assert error_of(
-        await edge.create({"requested_name": "other", "recreate_token": first["recreate_token"]})
-    ) == (400, "invalid_request")
+    assert error_of(await edge.create({"requested_name": "other", "recreate_token": first["recreate_token"]})) == (
+        400,
+        "invalid_request",
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -403,9 +394,7 @@ async def test_recreate_after_restart(tmp_path: Any) -> None:
     # if somebody else took the name meanwhile: 409
     third = make_edge(tmp_path)
     await third.create({"requested_name": "myapp"})
-    assert error_of(
-        await third.create({"recreate_token": first["recreate_token"]})
-    ) == (409, "name_taken")
+    assert error_of(await third.create({"recreate_token": first["recreate_token"]})) == (409, "name_taken")
 
 
 @pytest_twisted.ensureDeferred
@@ -616,9 +605,7 @@ async def test_bad_host_header(edge: Edge) -> None:
 
 
 async def _owned(edge: Edge, account: str, name: str) -> dict[str, Any]:
-    status, _, body = await edge.create(
-        {"requested_name": name}, token=edge.management(account)
-    )
+    status, _, body = await edge.create({"requested_name": name}, token=edge.management(account))
     assert status == 201
     return body  # type: ignore[no-any-return]
 
@@ -635,9 +622,7 @@ async def test_delete_by_owner(edge: Edge) -> None:
     assert [t.tunnel_id for t in edge.deleted] == [body["tunnel_id"]]
     # gone: 404 the second time
     assert error_of(
-        await edge.call(
-            "POST", "/tunnels/delete", {"tunnel_id": body["tunnel_id"]}, token=edge.management("alice")
-        )
+        await edge.call("POST", "/tunnels/delete", {"tunnel_id": body["tunnel_id"]}, token=edge.management("alice"))
     ) == (404, "not_found")
 
 
@@ -669,35 +654,30 @@ async def test_delete_ownership(edge: Edge) -> None:
     _, _, anonymous = await edge.create()
     delete = {"tunnel_id": body["tunnel_id"]}
     assert error_of(await edge.call("POST", "/tunnels/delete", delete)) == (401, "unauthorized")
+    assert error_of(await edge.call("POST", "/tunnels/delete", delete, token="garbage")) == (401, "unauthorized")
+    assert error_of(await edge.call("POST", "/tunnels/delete", delete, token=body["ephemeral_token"])) == (
+        401,
+        "unauthorized",
+    )
+    assert error_of(await edge.call("POST", "/tunnels/delete", delete, token=edge.management("bob"))) == (
+        403,
+        "forbidden",
+    )
     assert error_of(
-        await edge.call("POST", "/tunnels/delete", delete, token="garbage")
-    ) == (401, "unauthorized")
-    assert error_of(
-        await edge.call("POST", "/tunnels/delete", delete, token=body["ephemeral_token"])
-    ) == (401, "unauthorized")
-    assert error_of(
-        await edge.call("POST", "/tunnels/delete", delete, token=edge.management("bob"))
+        await edge.call("POST", "/tunnels/delete", {"tunnel_id": anonymous["tunnel_id"]}, token=edge.management("bob"))
     ) == (403, "forbidden")
     assert error_of(
-        await edge.call(
-            "POST", "/tunnels/delete", {"tunnel_id": anonymous["tunnel_id"]}, token=edge.management("bob")
-        )
-    ) == (403, "forbidden")
-    assert error_of(
-        await edge.call(
-            "POST", "/tunnels/delete", {"tunnel_id": "no-such-id"}, token=edge.management("bob")
-        )
+        await edge.call("POST", "/tunnels/delete", {"tunnel_id": "no-such-id"}, token=edge.management("bob"))
     ) == (404, "not_found")
     assert edge.registry.get(body["tunnel_id"]) is not None
     assert edge.deleted == []
     # an admin may delete anybody's tunnel
-    status, _, _ = await edge.call(
-        "POST", "/tunnels/delete", delete, token=edge.management("root", "admin")
-    )
+    status, _, _ = await edge.call("POST", "/tunnels/delete", delete, token=edge.management("root", "admin"))
     assert status == 200
-    assert error_of(
-        await edge.call("POST", "/tunnels/delete", {}, token=edge.management("bob"))
-    ) == (400, "invalid_request")
+    assert error_of(await edge.call("POST", "/tunnels/delete", {}, token=edge.management("bob"))) == (
+        400,
+        "invalid_request",
+    )
 
 
 @pytest_twisted.ensureDeferred
@@ -816,9 +796,10 @@ async def test_auth_token_errors(edge: Edge) -> None:
         401,
         "unauthorized",
     )
-    assert error_of(
-        await edge.call("POST", "/auth/token", {"api_key": "alice-key"}, token="alice-key")
-    ) == (400, "invalid_request")
+    assert error_of(await edge.call("POST", "/auth/token", {"api_key": "alice-key"}, token="alice-key")) == (
+        400,
+        "invalid_request",
+    )
     assert error_of(await edge.call("POST", "/auth/token", {"key": "alice-key"})) == (
         400,
         "invalid_request",

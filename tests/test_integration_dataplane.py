@@ -20,8 +20,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -73,7 +74,9 @@ def agent(tmp: Path, edge: Edge, origin: Origin) -> Iterator[Agent]:
     proc.stop()
 
 
-def get(edge: Edge, agent: Agent, target: str, method: str = "GET", **kw: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def get(
+    edge: Edge, agent: Agent, target: str, method: str = "GET", **kw: Any
+) -> tuple[int, list[tuple[str, str]], bytes]:
     return request(edge.port, method, target, host=agent.host, **kw)
 
 
@@ -183,10 +186,17 @@ def test_curl(edge: Edge, agent: Agent) -> None:
     url = f"http://{agent.host}/echo/a%2Fb%20c?x=1&y=%41&z"
     out = subprocess.run(
         [
-            "curl", "-sS", "--path-as-is", "--max-time", "10",
-            "--connect-to", f"{agent.host}:127.0.0.1:{edge.port}",
-            "-H", "X-Forwarded-For: 198.51.100.7",
-            "--data-binary", "hello from curl",
+            "curl",
+            "-sS",
+            "--path-as-is",
+            "--max-time",
+            "10",
+            "--connect-to",
+            f"{agent.host}:127.0.0.1:{edge.port}",
+            "-H",
+            "X-Forwarded-For: 198.51.100.7",
+            "--data-binary",
+            "hello from curl",
             url,
         ],
         capture_output=True,
@@ -202,13 +212,26 @@ def test_curl(edge: Edge, agent: Agent) -> None:
     assert headers["host"] == agent.host
 
     head = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-D", "-", "--max-time", "10",
-         "--connect-to", f"{agent.host}:127.0.0.1:{edge.port}", f"http://{agent.host}/cookies"],
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-D",
+            "-",
+            "--max-time",
+            "10",
+            "--connect-to",
+            f"{agent.host}:127.0.0.1:{edge.port}",
+            f"http://{agent.host}/cookies",
+        ],
         capture_output=True,
         timeout=20,
     )
     assert head.returncode == 0, head.stderr
-    cookies = [line.split(b":", 1)[1].strip() for line in head.stdout.splitlines() if line.lower().startswith(b"set-cookie:")]
+    cookies = [
+        line.split(b":", 1)[1].strip() for line in head.stdout.splitlines() if line.lower().startswith(b"set-cookie:")
+    ]
     assert cookies == [b"a=1; Path=/", b"b=2; Path=/", b"c=3; Path=/; HttpOnly"]
 
 
@@ -524,9 +547,12 @@ def heartbeat_edge(tmp: Path) -> Iterator[Edge]:
     proc = procs.start_edge(
         tmp,
         "--allow-anonymous",
-        "--heartbeat-interval", "1",
-        "--heartbeat-timeout", "1",
-        "--response-timeout", "30",
+        "--heartbeat-interval",
+        "1",
+        "--heartbeat-timeout",
+        "1",
+        "--response-timeout",
+        "30",
         data_dir=tmp / "edge-heartbeat",
     )
     yield proc

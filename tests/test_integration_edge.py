@@ -10,7 +10,6 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,9 @@ from . import procs
 pytestmark = pytest.mark.integration
 
 
-def call(edge: procs.Edge, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, dict[str, Any]]:
+def call(
+    edge: procs.Edge, method: str, path: str, body: Any = None, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -29,7 +30,9 @@ def call(edge: procs.Edge, method: str, path: str, body: Any = None, token: str 
     if body is not None:
         data = json.dumps(body).encode()
         headers["Content-Type"] = "application/json"
-    status, _, content = procs.request(edge.port, method, path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers)
+    status, _, content = procs.request(
+        edge.port, method, path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers
+    )
     return status, json.loads(content) if content else {}
 
 
@@ -110,8 +113,12 @@ def test_failed_bind_stops_with_a_clear_message(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run(
-            procs.TWISTD + ["netbore-edge", "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", str(tmp_path / "d")],
-            capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONPATH=str(procs.ROOT)),
+            procs.TWISTD
+            + ["netbore-edge", "--listen", f"tcp:{port}:interface=127.0.0.1", "--data-dir", str(tmp_path / "d")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, PYTHONPATH=str(procs.ROOT)),
         )
     assert result.returncode == 1
     output = result.stdout + result.stderr
@@ -145,13 +152,44 @@ def test_agent_creates_and_reuses_its_state(tmp_path: Path, origin: procs.Origin
 
 def test_options_help_lists_the_contract(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(procs.ROOT))
-    edge = subprocess.run(procs.TWISTD + ["netbore-edge", "--help"], capture_output=True, text=True, env=env, timeout=60)
-    for option in ["--listen", "--domain", "--data-dir", "--allow-anonymous", "--api-keys-file", "--jwt-secret-file",
-                   "--ephemeral-ttl", "--recreate-max-ttl", "--response-timeout", "--heartbeat-interval",
-                   "--heartbeat-timeout", "--grace", "--drain-timeout", "--auth-failures-per-minute", "--advertise-url"]:
+    edge = subprocess.run(
+        procs.TWISTD + ["netbore-edge", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    for option in [
+        "--listen",
+        "--domain",
+        "--data-dir",
+        "--allow-anonymous",
+        "--api-keys-file",
+        "--jwt-secret-file",
+        "--ephemeral-ttl",
+        "--recreate-max-ttl",
+        "--response-timeout",
+        "--heartbeat-interval",
+        "--heartbeat-timeout",
+        "--grace",
+        "--drain-timeout",
+        "--auth-failures-per-minute",
+        "--advertise-url",
+    ]:
         assert option in edge.stdout, option
-    agent = subprocess.run(procs.TWISTD + ["netbore-agent", "--help"], capture_output=True, text=True, env=env, timeout=60)
-    for option in ["--control-url", "--origin", "--name", "--api-key-file", "--state-file", "--config", "--ca-cert",
-                   "--recreate-ttl", "--backoff-base", "--backoff-cap", "--drain-timeout", "--heartbeat-interval",
-                   "--heartbeat-timeout", "--host-header"]:
+    agent = subprocess.run(
+        procs.TWISTD + ["netbore-agent", "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    for option in [
+        "--control-url",
+        "--origin",
+        "--name",
+        "--api-key-file",
+        "--state-file",
+        "--config",
+        "--ca-cert",
+        "--recreate-ttl",
+        "--backoff-base",
+        "--backoff-cap",
+        "--drain-timeout",
+        "--heartbeat-interval",
+        "--heartbeat-timeout",
+        "--host-header",
+    ]:
         assert option in agent.stdout, option

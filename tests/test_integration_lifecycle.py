@@ -20,8 +20,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,9 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         started.close()
 
 
-def _try(port: int, method: str, target: str, host: str, timeout: float = 10, **kw: Any) -> tuple[int, list[tuple[str, str]], bytes]:
+def _try(
+    port: int, method: str, target: str, host: str, timeout: float = 10, **kw: Any
+) -> tuple[int, list[tuple[str, str]], bytes]:
     try:
         return request(port, method, target, host=host, timeout=timeout, **kw)
     except OSError as e:
@@ -146,7 +149,12 @@ def call(edge: Edge, path: str, body: Any = None, token: str | None = None) -> t
     if data is not None:
         headers["Content-Type"] = "application/json"
     status, _, content = request(
-        edge.port, "POST" if body is not None else "GET", path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers
+        edge.port,
+        "POST" if body is not None else "GET",
+        path,
+        host=f"127.0.0.1:{edge.port}",
+        body=data,
+        headers=headers,
     )
     return status, json.loads(content) if content else {}
 
@@ -199,7 +207,9 @@ def test_edge_sigkill_and_restart_the_tunnel_returns_under_its_name(lab: Lab) ->
     origin = lab.origin()
     data_dir = lab.tmp / "edge-data"
     edge = lab.edge("--allow-anonymous", data_dir=data_dir)
-    agent = lab.agent(edge, origin, "--name", "comeback", "--backoff-cap", "2", "--backoff-base", "0.5", "--host-header", "rewrite")
+    agent = lab.agent(
+        edge, origin, "--name", "comeback", "--backoff-cap", "2", "--backoff-base", "0.5", "--host-header", "rewrite"
+    )
     before = agent.state()
     host = f"comeback.localhost:{edge.port}"
     assert served_by(edge, host) == (200, origin_host(origin))
@@ -213,7 +223,11 @@ def test_edge_sigkill_and_restart_the_tunnel_returns_under_its_name(lab: Lab) ->
     print(f"tunnel served again {took:.2f} s after the edge listened again")
     assert took < 10
     after = agent.wait_ready(5)
-    assert (after["name"], after["tunnel_id"]) == (before["name"], before["tunnel_id"]) == ("comeback", before["tunnel_id"])
+    assert (
+        (after["name"], after["tunnel_id"])
+        == (before["name"], before["tunnel_id"])
+        == ("comeback", before["tunnel_id"])
+    )
     assert "Traceback" not in agent.log()
 
 
@@ -241,12 +255,23 @@ def test_relay_freeze_and_drop_reconnect_and_never_cross_tunnels(lab: Lab) -> No
     via_relay = ("--control-url", f"http://127.0.0.1:{relay.port}", "--host-header", "rewrite", *FAST)
     # The edge hands out the relay as the candidate.
     edge = lab.edge(
-        "--allow-anonymous", "--response-timeout", "5", "--heartbeat-interval", "5", "--heartbeat-timeout", "5",
-        "--advertise-url", f"ws://127.0.0.1:{relay.port}/connect", port=port,
+        "--allow-anonymous",
+        "--response-timeout",
+        "5",
+        "--heartbeat-interval",
+        "5",
+        "--heartbeat-timeout",
+        "5",
+        "--advertise-url",
+        f"ws://127.0.0.1:{relay.port}/connect",
+        port=port,
     )
     a = lab.agent(edge, one, "--name", "tunnel-one", *via_relay)
     b = lab.agent(edge, two, "--name", "tunnel-two", *via_relay)
-    hosts = {f"tunnel-one.localhost:{edge.port}": origin_host(one), f"tunnel-two.localhost:{edge.port}": origin_host(two)}
+    hosts = {
+        f"tunnel-one.localhost:{edge.port}": origin_host(one),
+        f"tunnel-two.localhost:{edge.port}": origin_host(two),
+    }
     for host, expected in hosts.items():
         wait_served(edge, host, expected, 10)
     assert len(relay.live()) >= 2
@@ -258,7 +283,11 @@ def test_relay_freeze_and_drop_reconnect_and_never_cross_tunnels(lab: Lab) -> No
         # (interval 1 s + timeout 1 s) and reconnect.
         frozen_at = time.monotonic()
         frozen = relay.freeze()
-        wait_for(lambda: all(p.client_closed_at is not None for p in frozen), 8, "the agents to give up the frozen connections")
+        wait_for(
+            lambda: all(p.client_closed_at is not None for p in frozen),
+            8,
+            "the agents to give up the frozen connections",
+        )
         detection = max(p.client_closed_at or 0 for p in frozen) - frozen_at
         print(f"frozen connections abandoned by the agents after {detection:.2f} s")
         assert detection <= 1 + 1 + 1.0
@@ -458,7 +487,11 @@ def test_two_agents_serve_one_name_and_one_dying_fails_no_request_after_detectio
     host = f"pool.localhost:{edge.port}"
     load = Load(edge, [host], threads_per_host=4)
     try:
-        wait_for(lambda: {r[4] for r in list(load.results) if r[3] == 200} >= {origin_host(one), origin_host(two)}, 10, "both origins to serve")
+        wait_for(
+            lambda: {r[4] for r in list(load.results) if r[3] == 200} >= {origin_host(one), origin_host(two)},
+            10,
+            "both origins to serve",
+        )
         time.sleep(0.5)
         b.kill()
         killed_at = time.monotonic()

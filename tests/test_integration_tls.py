@@ -60,7 +60,11 @@ def make_pki(directory: Path) -> tuple[Path, Path, Path]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("tunnel.localhost"), x509.DNSName("*.tunnel.localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("tunnel.localhost"),
+                    x509.DNSName("*.tunnel.localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
             ),
             critical=False,
         )
@@ -81,12 +85,21 @@ def test_tls_edge_wss_agent_and_verified_viewer(tmp_path: Path, origin: procs.Or
     ca, key, cert = make_pki(tmp_path)
     port = procs.free_port()
     edge = procs.Edge(
-        tmp_path, "--allow-anonymous", port=port, domain="tunnel.localhost",
+        tmp_path,
+        "--allow-anonymous",
+        port=port,
+        domain="tunnel.localhost",
         listen=f"ssl:{port}:interface=127.0.0.1:privateKey={key}:certKey={cert}",
     )
     try:
         agent = procs.Agent(
-            tmp_path, edge, origin.url, "--name", "secure", "--ca-cert", str(ca),
+            tmp_path,
+            edge,
+            origin.url,
+            "--name",
+            "secure",
+            "--ca-cert",
+            str(ca),
             control_url=f"https://127.0.0.1:{port}",
         )
         state = agent.wait_ready()
@@ -112,10 +125,17 @@ def test_tls_edge_wss_agent_and_verified_viewer(tmp_path: Path, origin: procs.Or
         # The agent refuses an edge whose certificate it cannot verify.
         agent.stop()
         untrusting = procs.Agent(
-            tmp_path, edge, origin.url, "--name", "secure2", wait=False,
+            tmp_path,
+            edge,
+            origin.url,
+            "--name",
+            "secure2",
+            wait=False,
             control_url=f"https://127.0.0.1:{port}",
         )
-        procs.wait_for(lambda: "cannot reach the control API" in untrusting.log(), 20, "the agent to refuse the edge's certificate")
+        procs.wait_for(
+            lambda: "cannot reach the control API" in untrusting.log(), 20, "the agent to refuse the edge's certificate"
+        )
         assert untrusting.state().get("state") != "ready"
         untrusting.stop()
     finally:

@@ -21,11 +21,11 @@ from referencing.jsonschema import DRAFT202012
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 
+from netbore.auth import MANAGEMENT, TokenAuthority, load_keyring
 from netbore.edge.config import EdgeConfig
 from netbore.edge.control import ControlAPI
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry
-from netbore.auth import MANAGEMENT, TokenAuthority, load_keyring
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "openapi.yaml"
 DOC: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text("utf-8"))
@@ -73,9 +73,7 @@ def documented_response(path: str, method: str, status: int) -> dict[str, Any]:
 def validator_for(response: dict[str, Any]) -> Draft202012Validator:
     schema = response["content"]["application/json"]["schema"]
     ref = urljoin(DOC_URI, schema["$ref"])
-    return Draft202012Validator(
-        {"$ref": ref}, registry=SCHEMAS, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    return Draft202012Validator({"$ref": ref}, registry=SCHEMAS, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 class Recorder:
@@ -99,9 +97,7 @@ class Recorder:
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         data = json.dumps(body).encode() if body is not None else None
-        response = await stub.request(
-            method, "http://localhost:8080" + path, data=data, headers=headers
-        )
+        response = await stub.request(method, "http://localhost:8080" + path, data=data, headers=headers)
         payload = json.loads(await response.content())
         assert response.code == expected, (method, path, payload)
         documented = documented_response(path, method, response.code)
@@ -172,13 +168,11 @@ def test_document_shape() -> None:
         for method, operation in item.items():
             assert method in METHODS, (path, method)
             assert operation["operationId"]
-            for status, response in operation["responses"].items():
+            for response in operation["responses"].values():
                 if "$ref" in response:
                     response = _pointer(response["$ref"])
                 # every referenced schema file exists and is a valid schema
-                schema = _retrieve(
-                    urljoin(DOC_URI, response["content"]["application/json"]["schema"]["$ref"])
-                ).contents
+                schema = _retrieve(urljoin(DOC_URI, response["content"]["application/json"]["schema"]["$ref"])).contents
                 Draft202012Validator.check_schema(schema)
             body = operation.get("requestBody")
             if body is not None:
@@ -204,12 +198,7 @@ def test_every_route_documented_and_no_more() -> None:
         for method in (rule.methods or ())
         if method not in {"HEAD", "OPTIONS"}
     }
-    documented = {
-        (path, method)
-        for path, item in DOC["paths"].items()
-        for method in item
-        if method in METHODS
-    }
+    documented = {(path, method) for path, item in DOC["paths"].items() for method in item if method in METHODS}
     assert implemented == documented
 
 

@@ -139,9 +139,7 @@ def test_detach_keeps_longer_hold(registry: InMemoryRegistry, clock: Clock) -> N
     assert t.held_until == NOW + 3600
 
 
-def test_remove_frees_name_and_remembers_id(
-    registry: InMemoryRegistry, clock: Clock
-) -> None:
+def test_remove_frees_name_and_remembers_id(registry: InMemoryRegistry, clock: Clock) -> None:
     t = tunnel("myapp", held=100)
     registry.add(t)
     assert not registry.is_deleted("id-myapp")

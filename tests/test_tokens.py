@@ -195,9 +195,7 @@ def test_alg_none_refused(authority: TokenAuthority, rsa_keyring: Keyring) -> No
 
 def test_rsa_public_pem_as_hs256_secret_refused(authority: TokenAuthority, rsa_keyring: Keyring) -> None:
     kid, key = rsa_keyring.signing_key()
-    pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     signing_input = f"{_segment({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{_segment(_claims())}"
     signature = hmac.new(pem, signing_input.encode("ascii"), hashlib.sha256).digest()
     error = _refused(authority, f"{signing_input}.{_b64(signature)}")
@@ -251,7 +249,7 @@ def test_tampered_signature_refused(authority: TokenAuthority) -> None:
     signing_input, signature = token.rsplit(".", 1)
     middle = len(signature) // 2
     flipped = "A" if signature[middle] != "A" else "B"
-    forged = f"{signing_input}.{signature[:middle]}{flipped}{signature[middle + 1:]}"
+    forged = f"{signing_input}.{signature[:middle]}{flipped}{signature[middle + 1 :]}"
     assert _refused(authority, forged).reason == "signature"
 
 
@@ -310,9 +308,7 @@ def test_wrong_issuer_refused(authority: TokenAuthority, rsa_keyring: Keyring, c
     assert _refused(authority, _issue(other, EPHEMERAL)).reason == "issuer"
 
 
-@pytest.mark.parametrize(
-    "issued, expected", [(a, b) for a in KINDS for b in KINDS if a != b]
-)
+@pytest.mark.parametrize("issued, expected", [(a, b) for a in KINDS for b in KINDS if a != b])
 def test_token_use_swap_refused(authority: TokenAuthority, issued: str, expected: str) -> None:
     error = _refused(authority, _issue(authority, issued), expected)
     assert error.reason == "token_use"
@@ -379,7 +375,7 @@ def test_garbage_refused(authority: TokenAuthority, garbage: Any) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.text() | st.lists(st.text(alphabet="AZaz09-_=.{}\"", max_size=40), max_size=4).map(".".join))
+@given(st.text() | st.lists(st.text(alphabet='AZaz09-_=.{}"', max_size=40), max_size=4).map(".".join))
 def test_anything_raises_only_token_error(garbage: str) -> None:
     authority = TokenAuthority(HMACKeyring([SECRET_1]), ISSUER, _clock())
     with pytest.raises(TokenError):
@@ -636,12 +632,6 @@ def test_reading_an_api_key_does_not_import_pyjwt(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
-
-
-def test_old_keys_command_name_runs_the_same_main() -> None:
-    from netbore import keys as old
-
-    assert old.main is keys.main
 
 
 def test_load_keyring_creates_one_key_once(tmp_path: Path) -> None:

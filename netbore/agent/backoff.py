@@ -5,7 +5,7 @@ Reconnect delays: exponential backoff with full jitter.
 from __future__ import annotations
 
 import random
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["Backoff"]
 
@@ -21,10 +21,10 @@ class Backoff:
         self.base = base
         self.cap = cap
         self.attempt = 0
-        self._uniform = uniform
+        self._uniform: Callable[[float, float], float] = uniform
 
     def ceiling(self) -> float:
-        return min(self.cap, self.base * 2 ** min(self.attempt, 64))
+        return min(self.cap, self.base * 2.0 ** min(self.attempt, 64))
 
     def next(self) -> float:
         delay = self._uniform(0, self.ceiling())

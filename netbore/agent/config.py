@@ -9,7 +9,8 @@ agent at start with a message naming the key.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import attrs

@@ -262,9 +262,9 @@ class OriginConnection(Protocol):
             if event.__class__ is bytes:
                 if i < n and events[i] is END_OF_MESSAGE:
                     self._response_done()
-                    exchange.response_data(event, True)  # type: ignore[arg-type]
+                    exchange.response_data(event, True)
                     return
-                exchange.response_data(event, False)  # type: ignore[arg-type]
+                exchange.response_data(event, False)
             elif event is END_OF_MESSAGE:
                 self._response_done()
                 exchange.response_data(b"", True)

@@ -105,7 +105,7 @@ class AgentService(service.Service):
                 self.trust = Certificate.loadPEM(f.read())
         if control is None:
             policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
-            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)  # type: ignore[arg-type]
+            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)
         self.control: TunnelControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
         #: The process's one write batch: the forwarder's origin connections

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from netbore._types import Reactor
 from netbore.agent.forwarder import OriginForwarder, OriginRequests, OriginStream
-from netbore.headers import Header
+from netbore.http1 import Header
 from netbore.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,

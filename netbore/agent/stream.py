@@ -263,8 +263,8 @@ class StreamEnds:
                 if last and sent == len(chunk):
                     self._response_complete()
                     return
-                if self.finished:
-                    return
+                if self.finished:  # the sink's send may have reset the stream
+                    return  # type: ignore[unreachable]  # (mypy keeps the narrowing across the call)
             queued = queue.size
         if self.response is S_COMPLETE:
             if not queued:

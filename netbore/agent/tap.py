@@ -56,13 +56,42 @@ class Options(usage.Options):
         ["state-file", None, None, "Where the tunnel id, name and recreate token are kept between runs."],
         ["config", None, None, "YAML config file (agent_id, origin, control_url, requested_name, any option)."],
         ["ca-cert", None, None, "Trust this CA (PEM) for https/wss to the edge."],
-        ["host-header", None, None, "Host sent to the origin: 'rewrite' (the origin's), a value, or default the public name."],
-        ["recreate-ttl", None, None, "Lifetime to ask for the recreate token, seconds (default 604800).", _coerce("recreate-ttl")],
+        [
+            "host-header",
+            None,
+            None,
+            "Host sent to the origin: 'rewrite' (the origin's), a value, or default the public name.",
+        ],
+        [
+            "recreate-ttl",
+            None,
+            None,
+            "Lifetime to ask for the recreate token, seconds (default 604800).",
+            _coerce("recreate-ttl"),
+        ],
         ["backoff-base", None, None, "First reconnect delay, seconds (default 1).", _coerce("backoff-base")],
         ["backoff-cap", None, None, "Largest reconnect delay, seconds (default 60).", _coerce("backoff-cap")],
-        ["drain-timeout", None, None, "On SIGTERM, time allowed for in-flight requests (default 10).", _coerce("drain-timeout")],
-        ["heartbeat-interval", None, None, "WebSocket ping interval, seconds (default 10).", _coerce("heartbeat-interval")],
-        ["heartbeat-timeout", None, None, "Time to wait for a pong, seconds (default 10).", _coerce("heartbeat-timeout")],
+        [
+            "drain-timeout",
+            None,
+            None,
+            "On SIGTERM, time allowed for in-flight requests (default 10).",
+            _coerce("drain-timeout"),
+        ],
+        [
+            "heartbeat-interval",
+            None,
+            None,
+            "WebSocket ping interval, seconds (default 10).",
+            _coerce("heartbeat-interval"),
+        ],
+        [
+            "heartbeat-timeout",
+            None,
+            None,
+            "Time to wait for a pong, seconds (default 10).",
+            _coerce("heartbeat-timeout"),
+        ],
     ]
 
     def postOptions(self) -> None:

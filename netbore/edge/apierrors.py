@@ -52,9 +52,7 @@ def invalid_request(message: str) -> ApiError:
 
 
 def unauthorized(message: str) -> ApiError:
-    return ApiError(
-        401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="netbore"'}
-    )
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": 'Bearer realm="netbore"'})
 
 
 def forbidden(message: str) -> ApiError:
@@ -80,9 +78,7 @@ def name_taken(message: str) -> ApiError:
 
 
 def payload_too_large(limit: int) -> ApiError:
-    return ApiError(
-        413, "payload_too_large", f"request body is larger than {limit} bytes"
-    )
+    return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
 
 
 def rate_limited(retry_after: float) -> ApiError:
@@ -90,15 +86,12 @@ def rate_limited(retry_after: float) -> ApiError:
     return ApiError(
         429,
         "rate_limited",
-        f"too many failed authentications from your address; "
-        f"retry in {seconds} s",
+        f"too many failed authentications from your address; retry in {seconds} s",
         {"Retry-After": str(seconds)},
     )
 
 
-def json_response(
-    request: Request, status: int, body: Any, *, no_store: bool = False
-) -> bytes:
+def json_response(request: Request, status: int, body: Any, *, no_store: bool = False) -> bytes:
     """
     Set C{status} and JSON headers on C{request}; the encoded C{body}.
     """

@@ -83,7 +83,7 @@ def _describe(error: ValidationError) -> str:
     )
     if where:
         return f"field {where!r}: {error.message}"
-    return error.message
+    return str(error.message)
 
 
 def client_address(request: Request) -> str:
@@ -110,7 +110,7 @@ def _raw_body(request: Request, limit: int) -> bytes:
             raise invalid_request("Content-Length is not a number") from None
         if declared > limit:
             raise payload_too_large(limit)
-    content = request.content  # type: ignore[attr-defined]
+    content = request.content
     raw: bytes = b""
     if content is not None:
         content.seek(0)
@@ -130,18 +130,19 @@ def json_body(request: Request, schema: Draft202012Validator, limit: int) -> dic
     """
     raw = _raw_body(request, limit)
     if not raw.strip():
-        body: Any = {}
+        body: dict[str, Any] = {}
     else:
         ctype = request.getHeader(b"content-type")
         media = (ctype or b"").split(b";", 1)[0].strip().lower()
         if media != b"application/json":
             raise invalid_request("request body must be JSON with Content-Type: application/json")
         try:
-            body = json.loads(raw.decode("utf-8"))
+            parsed = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             raise invalid_request(f"request body is not valid JSON: {e}") from None
-        if not isinstance(body, dict):
+        if not isinstance(parsed, dict):
             raise invalid_request("request body must be a JSON object")
+        body = parsed
     error = best_match(schema.iter_errors(body))
     if error is not None:
         raise invalid_request(_describe(error))

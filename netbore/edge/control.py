@@ -109,7 +109,7 @@ class ControlAPI:
             allowed = sorted(error.valid_methods or [])
             return render_error(request, method_not_allowed(allowed))
         if isinstance(error, NotFound):
-            path = request.path.decode("utf-8", "replace")  # type: ignore[attr-defined]
+            path = request.path.decode("utf-8", "replace")
             return render_error(request, not_found(f"no such path: {path}"))
         assert isinstance(error, HTTPException)
         status = error.code or 400

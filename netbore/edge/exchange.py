@@ -25,7 +25,7 @@ so repeated fields (several C{Set-Cookie}) keep their number and sequence.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
@@ -439,12 +439,3 @@ class AgentEvents:
             else:
                 self.flush()
         return stream_id
-
-
-def __getattr__(name: str) -> Any:
-    # TunnelRouter is in edge/router.py; importable from here until edge/site.py imports it there.
-    if name == "TunnelRouter":
-        from .router import TunnelRouter
-
-        return TunnelRouter
-    raise AttributeError(name)

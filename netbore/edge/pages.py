@@ -38,45 +38,65 @@ class ViewerError:
 
 
 NOT_FOUND = ViewerError(
-    404, "tunnel_not_found", "Tunnel not found",
+    404,
+    "tunnel_not_found",
+    "Tunnel not found",
     "There is no tunnel at this address. Check the name, or start the agent that serves it.",
 )
 OFFLINE = ViewerError(
-    502, "tunnel_offline", "Tunnel offline",
+    502,
+    "tunnel_offline",
+    "Tunnel offline",
     "This tunnel exists but its agent is not connected right now. Try again shortly.",
 )
 UNREACHABLE = ViewerError(
-    502, "origin_unreachable", "Origin unreachable",
+    502,
+    "origin_unreachable",
+    "Origin unreachable",
     "The agent is connected but could not reach the service behind it.",
 )
 ORIGIN_ERROR = ViewerError(
-    502, "origin_error", "Origin error",
+    502,
+    "origin_error",
+    "Origin error",
     "The service behind this tunnel closed the connection before answering.",
 )
 TIMEOUT = ViewerError(
-    504, "origin_timeout", "Origin timeout",
+    504,
+    "origin_timeout",
+    "Origin timeout",
     "The service behind this tunnel did not answer in time.",
 )
 
 HEAD_TOO_LARGE = ViewerError(
-    431, "request_head_too_large", "Request header fields too large",
+    431,
+    "request_head_too_large",
+    "Request header fields too large",
     "The request's headers are too large, or not valid, to pass through the tunnel.",
 )
 
 BAD_REQUEST = ViewerError(
-    400, "bad_request", "Bad request",
+    400,
+    "bad_request",
+    "Bad request",
     "The request is not valid HTTP/1.1 (its framing or headers are malformed or ambiguous).",
 )
 REQUEST_TIMEOUT = ViewerError(
-    408, "request_timeout", "Request timeout",
+    408,
+    "request_timeout",
+    "Request timeout",
     "The request's headers did not arrive in time.",
 )
 NOT_IMPLEMENTED = ViewerError(
-    501, "not_implemented", "Not implemented",
+    501,
+    "not_implemented",
+    "Not implemented",
     "The request uses a transfer coding the edge does not implement.",
 )
 VERSION_NOT_SUPPORTED = ViewerError(
-    505, "http_version_not_supported", "HTTP version not supported",
+    505,
+    "http_version_not_supported",
+    "HTTP version not supported",
     "The edge speaks HTTP/1.0 and HTTP/1.1 on this port.",
 )
 

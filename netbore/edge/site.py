@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.web import http, resource, server
@@ -24,9 +25,9 @@ from ..writes import WriteBatch
 from .agents import AgentEndpoint
 from .config import EdgeConfig
 from .control import ControlAPI
-from .exchange import TunnelRouter
 from .ratelimit import AuthFailureLimiter
-from .registry import InMemoryRegistry
+from .registry import InMemoryRegistry, IRegistry
+from .router import TunnelRouter
 from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "OneRequestChannel", "build_edge"]
@@ -49,10 +50,10 @@ class EdgeRoot(resource.Resource):
         self._connect = connect
 
     def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.IResource:
-        if path == b"connect" and not request.postpath:  # type: ignore[attr-defined]
+        if path == b"connect" and not request.postpath:
             return self._connect
         # Give the segment back: Klein routes on the whole path.
-        request.postpath.insert(0, request.prepath.pop())  # type: ignore[attr-defined]
+        request.postpath.insert(0, request.prepath.pop())
         return self._control
 
 
@@ -108,7 +109,7 @@ class EdgeSite(server.Site):
         """
         # twisted.web writes to the transport directly from now on.
         self.writes.flush(transport)
-        channel: http.HTTPChannel = super().buildProtocol(addr)  # type: ignore[assignment]
+        channel: http.HTTPChannel = super().buildProtocol(addr)
         channel.makeConnection(transport)
         channel.dataReceived(raw)
         return channel
@@ -135,7 +136,7 @@ class EdgeService(service.MultiService):
         self,
         config: EdgeConfig,
         site: EdgeSite,
-        registry: InMemoryRegistry,
+        registry: IRegistry,
         authority: TokenAuthority,
         endpoint: AgentEndpoint,
     ) -> None:
@@ -145,6 +146,8 @@ class EdgeService(service.MultiService):
         self.registry = registry
         self.authority = authority
         self.endpoint = endpoint
+        self._sweep: LoopingCall | None = None
+        self._trim: IDelayedCall | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -170,9 +173,9 @@ class EdgeService(service.MultiService):
         only then does the reactor stop.
         """
         super().stopService()
-        if self._sweep.running:
+        if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
-        if self._trim.active():
+        if self._trim is not None and self._trim.active():
             self._trim.cancel()
         self.site.router.draining = True
         self.endpoint.go_away_all()

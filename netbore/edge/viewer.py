@@ -234,13 +234,13 @@ class ViewerProtocol(Protocol):
                     if event.__class__ is bytes:
                         exchange = self._exchange
                         if exchange is not None:
-                            exchange.body_received(event)  # type: ignore[arg-type]
+                            exchange.body_received(event)
                     elif event is END_OF_MESSAGE:
                         exchange = self._exchange
                         if exchange is not None:
                             exchange.body_complete()
                     elif event.__class__ is ParseError:
-                        self._refuse(event.status)  # type: ignore[union-attr]
+                        self._refuse(event.status)
                         return
                     else:
                         self._request(event)  # type: ignore[arg-type]

@@ -104,10 +104,10 @@ class MessageReader:
         elif buf.__class__ is bytearray:
             if pos:
                 # Cheap: a bytearray drops its front by moving its start.
-                del buf[:pos]  # type: ignore[union-attr]
+                del buf[:pos]
                 self._scan -= pos
                 self._pos = 0
-            buf += data  # type: ignore[operator]
+            buf += data
         else:
             grown = bytearray(buf[pos:] if pos else buf)
             grown += data
@@ -251,7 +251,7 @@ class MessageReader:
                     self._remaining = n
                     if not n:
                         self._state = _END if state is _LENGTH else _CHUNK_END
-                return piece  # type: ignore[return-value]
+                return piece
             if state is _CHUNK_SIZE or state is _TRAILER or state is _CHUNK_END:
                 if not self._chunk_line(state):
                     return NEED_DATA
