@@ -138,6 +138,8 @@ def test_later_http_1_minor_reads_as_1_1() -> None:
         (b"GET a HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET ** HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"GET h:ttp://x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET h0ttp://x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),  # a scheme other than http(s)
+        (b"GET ftp://x/ HTTP/1.1\r\nHost: a\r\n\r\n", 400),
         (b"CONNECT example.com:443 HTTP/1.1\r\nHost: a\r\n\r\n", 400),  # authority-form
         (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host in 1.1
         (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),

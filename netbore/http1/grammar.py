@@ -44,9 +44,11 @@ TOKEN: Final = re.compile(_TCHAR + rb"+")
 
 #: request-line = method SP request-target SP HTTP-version, the target in
 #: one of RFC 9112 §3.2's forms the edge serves: origin (C{/...}), absolute
-#: (C{scheme://...}) or asterisk (C{*}); not authority (CONNECT).
+#: with the scheme the edge serves (C{http://...}, C{https://...}; another
+#: scheme, e.g. C{h0ttp}, is read differently by other parsers: llhttp
+#: refuses digits in it) or asterisk (C{*}); not authority (CONNECT).
 REQUEST_LINE: Final = re.compile(
-    rb"(" + _TCHAR + rb"+) (/[\x21-\x7e]*|\*|[A-Za-z][A-Za-z0-9+\-.]*://[\x21-\x7e]*) HTTP/([0-9])\.([0-9])"
+    rb"(" + _TCHAR + rb"+) (/[\x21-\x7e]*|\*|[Hh][Tt][Tt][Pp][Ss]?://[\x21-\x7e]*) HTTP/([0-9])\.([0-9])"
 )
 
 #: status-line = HTTP-version SP status-code SP [ reason-phrase ] (the SP
