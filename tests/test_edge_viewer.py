@@ -183,6 +183,16 @@ def test_malformed_request_gets_400_and_the_connection_closes() -> None:
     assert h.session.heads == []
 
 
+def test_a_host_with_userinfo_after_the_colon_never_reaches_the_agent() -> None:
+    # "victim:@evil.example" would otherwise be forwarded, and links built
+    # from it would point at evil.example.
+    h = Harness()
+    h.send(b"GET / HTTP/1.1\r\nHost: " + HOST + b":@evil.example\r\n\r\n")
+    assert h.status() == 400
+    assert h.transport.disconnecting
+    assert h.session.heads == []
+
+
 def test_idle_keep_alive_connection_is_closed() -> None:
     h = Harness()
     h.send(GET % 1)

@@ -159,6 +159,36 @@ def test_malformed_heads(data: bytes, status: int) -> None:
     assert refused(data) == status
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        b"victim.localhost:@evil.example",  # userinfo smuggled after the colon
+        b"victim.localhost:80@evil.example",
+        b"a.localhost:0",
+        b"a.localhost:65536",
+        b"a.localhost:99999",
+        b"a.localhost:123456",
+        b"a.localhost:",
+        b"a.localhost:8o",
+        b"a.localhost/x",
+        b"a.localhost?x",
+        b"a.localhost#x",
+        b"a b",
+        b"[::1",
+    ],
+)
+def test_host_must_be_a_host_and_a_port_of_1_to_65535(host: bytes) -> None:
+    assert refused(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n") == 400
+
+
+@pytest.mark.parametrize(
+    "host",
+    [b"a.localhost", b"a.localhost:1", b"a.localhost:65535", b"A.LocalHost.:8080", b"[::1]:80", b"127.0.0.1", b""],
+)
+def test_valid_hosts_are_read(host: bytes) -> None:
+    assert one(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n").host == host
+
+
 def test_head_size_limit() -> None:
     filler = b"X-Filler: " + b"a" * 1000 + b"\r\n"
     fits = b"GET / HTTP/1.1\r\nHost: a\r\n" + filler * 60 + b"\r\n"

@@ -20,6 +20,7 @@ __all__ = [
     "FIELD_SECTION",
     "FIELDS",
     "HOP_BY_HOP",
+    "HOST",
     "Header",
     "LEADING_CRLF",
     "REQUEST_LINE",
@@ -90,6 +91,12 @@ HOP_BY_HOP: Final[frozenset[bytes]] = frozenset(
 )
 
 _DIGITS = re.compile(rb"[0-9]{1,18}")
+
+#: A C{Host} value (RFC 9110 §7.2, RFC 3986 §3.2.2): a reg-name or IPv4
+#: address (unreserved, pct-encoded and sub-delims characters; no C{@},
+#: C{/}, C{?} or C{#}) or a bracketed IP literal, then optionally C{:} and
+#: a port of 1 to 5 digits.  The port's value (1-65535) is checked apart.
+HOST: Final = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[0-9A-Za-z\-._~!$&'()*+,;=%]*)(?::([0-9]{1,5}))?")
 
 
 def split_list(values: Iterable[bytes]) -> list[bytes]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from .events import NEED_DATA, Event, ParseError, RequestHead, ResponseHead
 from .framing import Framing, keep_alive, request_body, response_body
-from .grammar import FIELD_SECTION, FIELDS, LEADING_CRLF, REQUEST_LINE, STATUS_LINE, Header, split_list
+from .grammar import FIELD_SECTION, FIELDS, HOST, LEADING_CRLF, REQUEST_LINE, STATUS_LINE, Header, split_list
 from .head import ORIGIN, VIEWER, Buffer, Policy, first_line, parse_fields
 from .readers import MessageReader, State
 
@@ -82,6 +82,12 @@ def parse_request_head(buf: Buffer, start: int, end: int, policy: Policy) -> Req
         raise ParseError(400, "more than one Host")
     if host is None and not http10:
         raise ParseError(400, "no Host in an HTTP/1.1 request")
+    if host is not None:
+        valid = HOST.fullmatch(host)
+        # A port is digits, 1 to 65535: "victim:@evil.example" must not
+        # reach an origin (or a link built from it).
+        if valid is None or (valid[1] is not None and not 0 < int(valid[1]) < 65536):
+            raise ParseError(400, "bad Host")
     length = request_body(http10, codings, lengths) if codings or lengths else 0
     if connection:
         tokens = frozenset(split_list(connection))
