@@ -193,6 +193,13 @@ def test_a_host_with_userinfo_after_the_colon_never_reaches_the_agent() -> None:
     assert h.session.heads == []
 
 
+def test_a_head_too_large_is_431_with_its_reason_phrase() -> None:
+    h = Harness()
+    h.send(b"GET / HTTP/1.1\r\nHost: " + HOST + b"\r\nX-Filler: " + b"a" * 70000 + b"\r\n\r\n")
+    assert h.output().startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+    assert h.transport.disconnecting
+
+
 def test_idle_keep_alive_connection_is_closed() -> None:
     h = Harness()
     h.send(GET % 1)

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.http import RESPONSES
 from zope.interface import implementer
 
 from .._types import Clock
@@ -96,10 +95,6 @@ _ERROR_STATUSES = {
     501: pages.NOT_IMPLEMENTED,
     505: pages.VERSION_NOT_SUPPORTED,
 }
-
-
-def _reason(status: int) -> bytes:
-    return RESPONSES.get(status, b"Unknown")
 
 
 @implementer(IPushProducer)
@@ -296,7 +291,7 @@ class ViewerProtocol(Protocol):
         self.head = None
         error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
         ctype, body = pages.render(error, b"", b"")
-        self._write_head(error.status, _reason(error.status), pages.headers(ctype, body, error), _NONE)
+        self._write_head(error.status, pages.reason(error.status), pages.headers(ctype, body, error), _NONE)
         self._writes.write(self.transport, body)
         self._close()
 
@@ -354,7 +349,7 @@ class ViewerProtocol(Protocol):
         framing = response_framing(status, head.method == b"HEAD", length, head.version == b"HTTP/1.1")
         if framing is _LENGTH:
             self._remaining = length  # type: ignore[assignment]
-        self._write_head(status, reason or _reason(status), headers, framing)
+        self._write_head(status, reason or pages.reason(status), headers, framing)
 
     def _write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: Framing) -> None:
         self._framing = framing
@@ -428,7 +423,7 @@ class ViewerProtocol(Protocol):
         head = self.head
         assert head is not None
         ctype, body = pages.render(error, head.host or b"", head.header(b"accept") or b"")
-        self.respond(error.status, _reason(error.status), pages.headers(ctype, body, error), len(body))
+        self.respond(error.status, pages.reason(error.status), pages.headers(ctype, body, error), len(body))
         self.write_body(body)
         self.finish()
 
