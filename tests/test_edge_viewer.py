@@ -200,6 +200,15 @@ def test_a_head_too_large_is_431_with_its_reason_phrase() -> None:
     assert h.transport.disconnecting
 
 
+def test_a_content_length_list_is_refused_at_the_edge_as_the_agent_would() -> None:
+    # One rule (netbore.http1.grammar.content_length) for both ends: the
+    # edge no longer forwards what the agent then refuses with a 502.
+    h = Harness()
+    h.send(b"POST / HTTP/1.1\r\nHost: " + HOST + b"\r\nContent-Length: 5, 5\r\n\r\nhello")
+    assert h.status() == 400
+    assert h.session.heads == []
+
+
 def test_idle_keep_alive_connection_is_closed() -> None:
     h = Harness()
     h.send(GET % 1)
