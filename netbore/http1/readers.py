@@ -196,7 +196,9 @@ class MessageReader:
                 limit = j
             else:
                 end, body = i + 2, i + 4
-            k = buf.find(b"\n\r\n", start, limit)
+            # A "\n\r\n" that starts before the "\n\n" ends first (as in
+            # "...\n\r\n\n"): the search may run two bytes past it.
+            k = buf.find(b"\n\r\n", start, limit + 2)
             if k >= 0 and (k < i or i < 0):
                 i, end, body = k, k + 1, k + 3
         else:
