@@ -129,6 +129,10 @@ def parse_response_head(buf: Buffer, start: int, end: int, head_request: bool, p
     status = int(line.group(3))
     if status < 100:
         raise ParseError(policy.error, "bad status code")
+    if status < 200 and line.group(2) == b"0":
+        # HTTP/1.0 has no interim responses (RFC 9110 §15.2); llhttp reads
+        # one as a complete message, so refuse rather than disagree.
+        raise ParseError(policy.error, "interim response in HTTP/1.0")
     if FIELD_SECTION.fullmatch(buf, fields, end) is not None:
         headers: list[Header] = FIELDS.findall(buf, fields, end)
         if len(headers) > policy.max_fields:
