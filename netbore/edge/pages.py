@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-from http import HTTPStatus
 
 __all__ = [
     "ViewerError",
@@ -143,14 +142,3 @@ def headers(ctype: bytes, body: bytes, error: ViewerError) -> list[tuple[bytes, 
         (b"Cache-Control", b"no-store"),
         (b"X-Netbore-Error", error.code.encode()),
     ]
-
-
-#: Reason phrases by status (the stdlib's table: Twisted's lacks 431).
-_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
-
-
-def reason(status: int) -> bytes:
-    """
-    The reason phrase of C{status}; C{Unknown} for one no RFC names.
-    """
-    return _REASONS.get(status, b"Unknown")

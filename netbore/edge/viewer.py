@@ -44,6 +44,7 @@ from ..http1 import (
     RequestHead,
     RequestParser,
     chunk_head,
+    reason_phrase,
     response_framing,
     response_head,
 )
@@ -291,7 +292,7 @@ class ViewerProtocol(Protocol):
         self.head = None
         error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
         ctype, body = pages.render(error, b"", b"")
-        self._write_head(error.status, pages.reason(error.status), pages.headers(ctype, body, error), _NONE)
+        self._write_head(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), _NONE)
         self._writes.write(self.transport, body)
         self._close()
 
@@ -349,7 +350,7 @@ class ViewerProtocol(Protocol):
         framing = response_framing(status, head.method == b"HEAD", length, head.version == b"HTTP/1.1")
         if framing is _LENGTH:
             self._remaining = length  # type: ignore[assignment]
-        self._write_head(status, reason or pages.reason(status), headers, framing)
+        self._write_head(status, reason or reason_phrase(status), headers, framing)
 
     def _write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: Framing) -> None:
         self._framing = framing
@@ -423,7 +424,7 @@ class ViewerProtocol(Protocol):
         head = self.head
         assert head is not None
         ctype, body = pages.render(error, head.host or b"", head.header(b"accept") or b"")
-        self.respond(error.status, pages.reason(error.status), pages.headers(ctype, body, error), len(body))
+        self.respond(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), len(body))
         self.write_body(body)
         self.finish()
 

@@ -34,7 +34,7 @@ from .framing import Framing, keep_alive, response_framing
 from .grammar import HOP_BY_HOP, Header, connection_tokens
 from .head import MAX_HEAD, ORIGIN, VIEWER, Policy
 from .parsers import RequestParser, ResponseParser
-from .writers import CHUNK_END, LAST_CHUNK, chunk_head, request_head, response_head
+from .writers import CHUNK_END, LAST_CHUNK, chunk_head, reason_phrase, request_head, response_head
 
 __all__ = [
     "CHUNK_END",
@@ -61,5 +61,6 @@ __all__ = [
     "keep_alive",
     "request_head",
     "response_framing",
+    "reason_phrase",
     "response_head",
 ]

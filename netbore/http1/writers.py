@@ -10,16 +10,27 @@ batch joins them into one C{send()}.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Final
 
 from .grammar import Header
 
-__all__ = ["CHUNK_END", "LAST_CHUNK", "chunk_head", "request_head", "response_head"]
+__all__ = ["CHUNK_END", "LAST_CHUNK", "chunk_head", "reason_phrase", "request_head", "response_head"]
+
+#: Reason phrases by status (the stdlib's table: Twisted's lacks 431).
+_REASONS: Final = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 #: What follows each chunk's data.
 CHUNK_END: Final = b"\r\n"
 #: The last chunk and the empty trailer section: the end of a chunked body.
 LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+def reason_phrase(status: int) -> bytes:
+    """
+    The reason phrase of C{status}; C{Unknown} for one no RFC names.
+    """
+    return _REASONS.get(status, b"Unknown")
 
 
 def chunk_head(size: int) -> bytes:
