@@ -19,7 +19,8 @@ hop-by-hop fields, and those a C{Connection} field names, never pass; the
 edge sets C{X-Forwarded-For} (appended to the viewer's), C{X-Forwarded-Proto},
 C{X-Forwarded-Host} and C{X-Netbore-Client-IP} (a viewer's own values of the
 last three are dropped); everything else passes byte for byte and in order,
-so repeated fields (several C{Set-Cookie}) keep their number and sequence.
+so repeated fields (several C{Set-Cookie}) keep their number and sequence;
+and the rules of L{netbore.edge.header_rules}.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..writes import WriteBatch
 from . import pages
 from .exchange_ends import ExchangeEnds
 from .exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
+from .header_rules import BAD_TEXT, COOKIE_DOMAIN, FORWARDING, HEAD_NAMES, KEPT, UNDERSCORED, strip_cookie_domain
 
 if TYPE_CHECKING:
     from .registry import Tunnel
@@ -59,12 +61,10 @@ Fields = list[tuple[bytes, bytes]]
 
 # -- the header rules (RFC 9110 §7.6) ------------------------------------------
 
-#: Headers the edge sets itself; a viewer's own values are dropped (except
-#: X-Forwarded-For, which the edge appends to).
-_EDGE_SET = frozenset({b"x-forwarded-proto", b"x-forwarded-host", b"x-netbore-client-ip"})
-
-#: Request fields never forwarded as the viewer sent them.
-_DROP = HOP_BY_HOP | _EDGE_SET
+#: Request fields never forwarded as the viewer sent them: hop-by-hop, the
+#: forwarding fields the edge sets itself (it appends to X-Forwarded-For)
+#: and their spellings with "_".
+_DROP = HOP_BY_HOP | (FORWARDING - {b"x-forwarded-for"}) | UNDERSCORED
 
 
 def request_fields(
@@ -73,13 +73,14 @@ def request_fields(
     """
     The viewer's request fields to send on (names lower-cased, as the
     viewer parser gives them): hop-by-hop fields and those named in
-    C{connection} removed, forwarding fields set.
+    C{connection} removed (never C{Host} or a forwarding field), forwarding
+    fields set.
 
     @param host: the request's C{Host}.
     @param client: the viewer's address.
     @param secure: the viewer came over TLS.
     """
-    drop = _DROP | connection if connection else _DROP
+    drop = _DROP | (connection - KEPT) if connection else _DROP
     headers: Fields = []
     append = headers.append
     forwarded_for: bytes | None = None
@@ -99,11 +100,12 @@ def request_fields(
     return headers
 
 
-def response_fields(headers: Fields) -> tuple[Fields, int | None]:
+def response_fields(headers: Fields, host: str) -> tuple[Fields, int | None]:
     """
     The response fields to send the viewer (hop-by-hop fields and those
-    named in C{Connection} removed, order and repetitions kept) and the
-    body's length by C{Content-Length} (L{None}: not length-delimited).
+    named in C{Connection} removed, order and repetitions kept; a
+    C{Set-Cookie}'s C{Domain} above the tunnel's name C{host} removed) and
+    the body's length by C{Content-Length} (L{None}: not length-delimited).
 
     A C{Content-Length} the viewer could not rely on is dropped so the
     viewer's connection frames the body itself: one that the one rule of
@@ -129,6 +131,8 @@ def response_fields(headers: Fields) -> tuple[Fields, int | None]:
                 lengths = [field[1].strip()]
             else:
                 lengths.append(field[1].strip())
+        elif name == b"set-cookie" and COOKIE_DOMAIN.search(field[1]):
+            field = (field[0], strip_cookie_domain(field[1], host.encode("ascii").lower()))
         append(field)
     drop = frozenset(named) - HOP_BY_HOP if named else None
     if drop:
@@ -259,6 +263,11 @@ class ViewerExchange(ExchangeEnds):
         if self.response is not R_WAITING:
             return
         self._cancel_timeout()
+        names = [f[0] for f in headers]  # (the rules of header_rules.head_problem, inline)
+        if status > 599 or BAD_TEXT.search(reason + b"".join([f[1] for f in headers])) or not all(names):
+            return self._refuse_head(status, reason, headers)
+        if not HEAD_NAMES.fullmatch(b"".join(names)) or (status < 300 and self.viewer.head.method == b"CONNECT"):  # type: ignore[union-attr]
+            return self._refuse_head(status, reason, headers)
         if self.request in BODY_IN:
             self._respond(status, reason, headers)
             if end_stream:
@@ -273,7 +282,7 @@ class ViewerExchange(ExchangeEnds):
     def _respond(self, status: int, reason: bytes, headers: Fields) -> None:
         assert R_STREAMING in RESPONSE_MOVES[self.response]
         self.response = R_STREAMING
-        forwarded, length = response_fields(headers)
+        forwarded, length = response_fields(headers, self.tunnel.public_hostname)
         # The origin's headers as they are; the head goes out now: a streamed
         # response (SSE, long poll) may not have a first byte of body for long.
         self.viewer.respond(status, reason, forwarded, length)

@@ -23,9 +23,11 @@ from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
 from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
+from .header_rules import head_problem
 
 if TYPE_CHECKING:
-    from .router import StreamSession
+    from .registry import Tunnel
+    from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
 __all__ = ["ExchangeEnds"]
@@ -54,6 +56,8 @@ class ExchangeEnds:
     exchange's.
     """
 
+    router: TunnelRouter
+    tunnel: Tunnel
     viewer: ViewerProtocol
     credit: ReceiveCredit
     request: RequestState
@@ -280,6 +284,28 @@ class ExchangeEnds:
         self.response = R_DONE
         self._acknowledge(self.credit.close())
         self.viewer.error_page(error)
+
+    def _refuse_head(self, status: int, reason: bytes, headers: Fields) -> None:
+        """
+        The agent's response head breaks the rules of
+        L{netbore.edge.header_rules}: it is not passed on.  The stream is
+        reset, the viewer gets a 502 page, the router counts it.
+        """
+        head = self.viewer.head
+        why = head_problem(head.method if head is not None else b"", status, reason, headers)
+        self.router.refused_heads += 1
+        log.warn(
+            "response head refused on stream {stream_id} of tunnel {name}: {why}",
+            stream_id=self.stream_id,
+            name=self.tunnel.name,
+            why=why,
+        )
+        session, self.session = self.session, None
+        if session is not None:
+            session.reset(self.stream_id, ErrorCode.PROTOCOL_ERROR)
+        self.early = None
+        self._acknowledge(self.credit.close())
+        self._fail(pages.INVALID_RESPONSE)
 
     def timed_out(self) -> None:
         """

@@ -22,6 +22,10 @@ __all__ = [
     "REQUEST_TIMEOUT",
     "NOT_IMPLEMENTED",
     "VERSION_NOT_SUPPORTED",
+    "INVALID_RESPONSE",
+    "TARGET_NOT_SERVED",
+    "METHOD_NOT_ALLOWED",
+    "ALLOW",
     "headers",
     "render",
 ]
@@ -100,6 +104,29 @@ VERSION_NOT_SUPPORTED = ViewerError(
     "The edge speaks HTTP/1.0 and HTTP/1.1 on this port.",
 )
 
+INVALID_RESPONSE = ViewerError(
+    502,
+    "invalid_response",
+    "Invalid response",
+    "The service behind this tunnel sent a response head that is not valid HTTP; the edge did not pass it on.",
+)
+TARGET_NOT_SERVED = ViewerError(
+    400,
+    "bad_request",
+    "Bad request",
+    "A tunnel serves requests for a path (such as /index.html): not absolute URLs (a proxy's form) or *.",
+)
+METHOD_NOT_ALLOWED = ViewerError(
+    405,
+    "method_not_allowed",
+    "Method not allowed",
+    "A tunnel does not serve CONNECT: the edge is not a forward proxy.",
+)
+
+#: The C{Allow} of a L{METHOD_NOT_ALLOWED} page: what a tunnel forwards
+#: (any method but C{CONNECT}; these are the registered ones).
+ALLOW = b"GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH"
+
 _HTML = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{status} {title}</title></head>
 <body style="font-family:sans-serif;max-width:40em;margin:4em auto">
@@ -136,9 +163,12 @@ def headers(ctype: bytes, body: bytes, error: ViewerError) -> list[tuple[bytes, 
     """
     The response headers of an error page.
     """
-    return [
+    fields = [
         (b"Content-Type", ctype),
         (b"Content-Length", b"%d" % len(body)),
         (b"Cache-Control", b"no-store"),
         (b"X-Netbore-Error", error.code.encode()),
     ]
+    if error.status == 405:
+        fields.append((b"Allow", ALLOW))
+    return fields

@@ -80,6 +80,8 @@ class TunnelRouter:
         self.registry = registry
         self.reactor = reactor
         self.draining = False
+        #: Response heads from agents refused for breaking header_rules (issue 10).
+        self.refused_heads = 0
         #: The response timeouts of the exchanges (one timer for all).
         self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
         #: C{label_for(host)}: the tunnel label C{host} addresses, or L{None}
