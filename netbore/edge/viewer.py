@@ -48,7 +48,7 @@ from ..http1 import (
     response_framing,
     response_head,
 )
-from . import pages
+from .viewer_answers import ViewerAnswers
 
 if TYPE_CHECKING:
     from .exchange import ViewerExchange
@@ -89,17 +89,10 @@ _BODY = 1
 _PIPELINE = 2
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_ERROR_STATUSES = {
-    400: pages.BAD_REQUEST,
-    408: pages.REQUEST_TIMEOUT,
-    431: pages.HEAD_TOO_LARGE,
-    501: pages.NOT_IMPLEMENTED,
-    505: pages.VERSION_NOT_SUPPORTED,
-}
 
 
 @implementer(IPushProducer)
-class ViewerProtocol(Protocol):
+class ViewerProtocol(ViewerAnswers, Protocol):
     """
     One viewer connection (see the module's docstring).
 
@@ -260,10 +253,17 @@ class ViewerProtocol(Protocol):
         self._deadline = None
         self.head = head
         self._keep_alive = head.keep_alive
-        if head.expect_continue and (head.chunked or head.length):
-            self._writes.write(self.transport, _CONTINUE)
+        if head.target[0] != 47 or head.method == b"CONNECT":  # not "/...": see viewer_answers
+            self._not_forwarded(head)
+            return
         exchange = self.router.exchange(self, label, head.length)
         if self.head is head:  # not already answered (finish) within
+            if head.expect_continue and (head.chunked or head.length):
+                # Only once the tunnel is found and its stream open.
+                if exchange.error is not None:
+                    self._refuse_unread(exchange.error)
+                    return
+                self._writes.write(self.transport, _CONTINUE)
             self._exchange = exchange
             if self._write_paused:
                 exchange.pauseProducing()
@@ -283,18 +283,6 @@ class ViewerProtocol(Protocol):
             self._blocked = 0
             transport.resumeProducing()
         self._handed = self.site.hand_over(transport, self.addr, self._parser.take_raw())
-
-    def _refuse(self, status: int) -> None:
-        """
-        Answer a request the parser refused, and close.
-        """
-        self._keep_alive = False
-        self.head = None
-        error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
-        ctype, body = pages.render(error, b"", b"")
-        self._write_head(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), _NONE)
-        self._writes.write(self.transport, body)
-        self._close()
 
     def _set_deadline(self) -> None:
         clock = self.clock
@@ -416,17 +404,6 @@ class ViewerProtocol(Protocol):
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
-
-    def error_page(self, error: pages.ViewerError) -> None:
-        """
-        Answer with the edge's page for C{error}, and finish.
-        """
-        head = self.head
-        assert head is not None
-        ctype, body = pages.render(error, head.host or b"", head.header(b"accept") or b"")
-        self.respond(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), len(body))
-        self.write_body(body)
-        self.finish()
 
     # -- IPushProducer: the transport's write buffer -------------------------
 
