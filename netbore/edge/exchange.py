@@ -264,7 +264,7 @@ class ViewerExchange(ExchangeEnds):
             return
         self._cancel_timeout()
         names = [f[0] for f in headers]  # (the rules of header_rules.head_problem, inline)
-        if status > 599 or BAD_TEXT.search(reason + b"".join([f[1] for f in headers])) or not all(names):
+        if not 99 < status < 600 or BAD_TEXT.search(reason + b"".join([f[1] for f in headers])) or not all(names):
             return self._refuse_head(status, reason, headers)
         if not HEAD_NAMES.fullmatch(b"".join(names)) or (status < 300 and self.viewer.head.method == b"CONNECT"):  # type: ignore[union-attr]
             return self._refuse_head(status, reason, headers)
