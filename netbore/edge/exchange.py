@@ -19,8 +19,8 @@ hop-by-hop fields, and those a C{Connection} field names, never pass; the
 edge sets C{X-Forwarded-For} (appended to the viewer's), C{X-Forwarded-Proto},
 C{X-Forwarded-Host} and C{X-Netbore-Client-IP} (a viewer's own values of the
 last three are dropped); everything else passes byte for byte and in order,
-so repeated fields (several C{Set-Cookie}) keep their number and sequence;
-and the rules of L{netbore.edge.header_rules}.
+so repeated fields (several C{Set-Cookie}) keep their number and sequence
+(but see L{netbore.edge.header_rules}).
 """
 
 from __future__ import annotations
@@ -73,8 +73,7 @@ def request_fields(
     """
     The viewer's request fields to send on (names lower-cased, as the
     viewer parser gives them): hop-by-hop fields and those named in
-    C{connection} removed (never C{Host} or a forwarding field), forwarding
-    fields set.
+    C{connection} (but C{Host} and forwarding fields) removed, forwarding fields set.
 
     @param host: the request's C{Host}.
     @param client: the viewer's address.
