@@ -261,3 +261,12 @@ def test_a_refused_target_is_json_when_asked() -> None:
     h.send(b"CONNECT / HTTP/1.1\r\nHost: " + HOST + b"\r\nAccept: application/json\r\n\r\n")
     assert h.status() == 405
     assert b'"error": "method_not_allowed"' in h.body()
+
+
+@pytest.mark.parametrize(("reason", "refused"), [(b"No Content", 0), (b"No\x00Content", 1)])
+def test_a_head_without_fields_is_checked_too(reason: bytes, refused: int) -> None:
+    h = Harness()
+    h.head()
+    h.exchange.response_head(204, reason, [], True)
+    assert h.status() == (502 if refused else 204)
+    assert h.router.refused_heads == refused

@@ -41,7 +41,7 @@ from ..writes import WriteBatch
 from . import pages
 from .exchange_ends import ExchangeEnds
 from .exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
-from .header_rules import BAD_TEXT, COOKIE_DOMAIN, FORWARDING, HEAD_NAMES, KEPT, UNDERSCORED, strip_cookie_domain
+from .header_rules import CONTROLS, COOKIE_DOMAIN, FORWARDING, KEPT, TCHARS, UNDERSCORED, strip_cookie_domain
 
 if TYPE_CHECKING:
     from .registry import Tunnel
@@ -262,10 +262,11 @@ class ViewerExchange(ExchangeEnds):
         if self.response is not R_WAITING:
             return
         self._cancel_timeout()
-        names = [f[0] for f in headers]  # (the rules of header_rules.head_problem, inline)
-        if not 99 < status < 600 or BAD_TEXT.search(reason + b"".join([f[1] for f in headers])) or not all(names):
+        names, values = zip(*headers, strict=True) if headers else ((), ())  # (header_rules, inline)
+        text = reason + b"".join(values)
+        if b"" in names or b"".join(names).translate(None, TCHARS) or len(text.translate(None, CONTROLS)) != len(text):
             return self._refuse_head(status, reason, headers)
-        if not HEAD_NAMES.fullmatch(b"".join(names)) or (status < 300 and self.viewer.head.method == b"CONNECT"):  # type: ignore[union-attr]
+        if not 99 < status < 600 or (status < 300 and self.viewer.head.method == b"CONNECT"):  # type: ignore[union-attr]
             return self._refuse_head(status, reason, headers)
         if self.request in BODY_IN:
             self._respond(status, reason, headers)
