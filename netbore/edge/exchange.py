@@ -79,7 +79,7 @@ def request_fields(
     @param client: the viewer's address.
     @param secure: the viewer came over TLS.
     """
-    drop = _DROP | (connection - KEPT) if connection else _DROP
+    drop = _DROP if connection <= _DROP else _DROP | (connection - KEPT)
     headers: Fields = []
     append = headers.append
     forwarded_for: bytes | None = None
@@ -262,7 +262,7 @@ class ViewerExchange(ExchangeEnds):
         if self.response is not R_WAITING:
             return
         self._cancel_timeout()
-        names, values = zip(*headers, strict=True) if headers else ((), ())  # (header_rules, inline)
+        names, values = zip(*headers) if headers else ((), ())  # noqa: B905 (header_rules, inline; strict costs)
         text = reason + b"".join(values)
         if b"" in names or b"".join(names).translate(None, TCHARS) or len(text.translate(None, CONTROLS)) != len(text):
             return self._refuse_head(status, reason, headers)
