@@ -131,12 +131,18 @@ def test_valid_heads_pass_with_htab_and_obs_text() -> None:
     assert head_problem(b"GET", 599, b"Custom\tReason", fields) is None
 
 
-def test_a_2xx_to_connect_is_refused_by_the_rule() -> None:
+@pytest.mark.parametrize(("status", "refused"), [(200, 1), (299, 1), (407, 0)])
+def test_a_2xx_to_connect_is_refused_by_the_rule(status: int, refused: int) -> None:
     # CONNECT never reaches an agent (the edge answers it, see below); the
-    # rule stands on its own all the same.
-    assert head_problem(b"CONNECT", 200, b"OK", []) == "2xx answer to CONNECT"
-    assert head_problem(b"CONNECT", 407, b"No", []) is None
-    assert head_problem(b"GET", 200, b"OK", []) is None
+    # rule stands on its own all the same: as if one had been forwarded.
+    h = Harness()
+    h.head()
+    h.channel.head.method = b"CONNECT"
+    h.exchange.response_head(status, b"Whatever", [], True)
+    assert h.router.refused_heads == refused
+    assert h.status() == (502 if refused else status)
+    assert (head_problem(b"CONNECT", status, b"OK", []) == "2xx answer to CONNECT") is bool(refused)
+    assert head_problem(b"GET", status, b"OK", []) is None
 
 
 # -- item 15: fields a viewer may not remove or spoof -----------------------------------
