@@ -195,9 +195,10 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
         session = self.session
         if session is None or self.paused:
             return 0
-        n = min(len(data), session.send_window(stream_id))
+        # (short because of the session's window: the stream is woken by
+        # the session's next update, see Session.send_window)
+        n = session.send_some(stream_id, data) if data else 0
         if n:
-            session.send_data(stream_id, data[:n] if n < len(data) else data)
             if not self.flush_pending:
                 self.flush()
         return n

@@ -244,6 +244,7 @@ class Sending:
     _closed: OrderedDict[int, bool]
     _highest: int
     _send_window: int
+    _session_blocked: dict[int, None]
     _go_away_sent: bool
     _go_away_received: bool
     _error: ProtocolError | None
@@ -412,7 +413,15 @@ class Sending:
         n = len(data)
         if n:
             stream = self._streams.get(stream_id)
-            window = 0 if stream is None or stream.local_closed else min(stream.send_window, self._send_window)
+            if stream is None or stream.local_closed:
+                return 0
+            window = stream.send_window
+            session = self._send_window
+            if session < window:
+                if session < n:
+                    # Short because of the session: woken by its next update.
+                    self._wait_for_session(stream_id)
+                window = session
             if window < n:
                 if window <= 0:
                     return 0
@@ -421,6 +430,18 @@ class Sending:
                 end_stream = False
         self.send_data(stream_id, data, end_stream)
         return n
+
+    def _wait_for_session(self, stream_id: int) -> None:
+        """
+        C{stream_id}'s sender found the session send window shut: wake it
+        (a L{WindowOpened} of its own) at the next session WINDOW_UPDATE.
+        Streams gone meanwhile are dropped when there are many of them.
+        """
+        blocked = self._session_blocked
+        blocked[stream_id] = None
+        if len(blocked) > 2 * len(self._streams) + 64:
+            streams = self._streams
+            self._session_blocked = {sid: None for sid in blocked if sid in streams}
 
     def send_end(self, stream_id: int) -> None:
         """

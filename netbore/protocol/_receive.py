@@ -64,6 +64,7 @@ _bad_token = BAD_TOKEN.search
 _bad_target = BAD_TARGET.search
 _bad_text = BAD_TEXT.search
 _unpack_header = HEADER.unpack_from  # (see _encode's note on CPython 3.11)
+_pack_header = HEADER.pack
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -176,7 +177,8 @@ class Receiving:
     _highest: int
     _send_window: int
     _recv_window: int
-    _recv_unacked: int
+    _session_pending: int
+    _session_threshold: int
     _go_away_sent: bool
     _go_away_last: int
     _go_away_received: bool
@@ -345,7 +347,16 @@ class Receiving:
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
         stream.unacked += size
-        self._recv_unacked += size
+        # The bytes are the stream's now, held under its own window: the
+        # session's credit goes back at once (L{Session._credit_session},
+        # inline), so a stream whose consumer stalls holds only its own.
+        pending = self._session_pending + size
+        if pending >= self._session_threshold:
+            self._recv_window += pending
+            self._session_pending = 0
+            self.outbox.append(_pack_header(FrameType.WINDOW_UPDATE, 0, 0) + U32.pack(pending))
+        else:
+            self._session_pending = pending
         if end_stream:
             stream.remote_closed = True
             if stream.local_closed:

@@ -111,8 +111,10 @@ class Session(Sending, Receiving):
         self._highest = 0
         self._send_window = peer.session_window
         self._recv_window = local.session_window
-        self._recv_unacked = 0
         self._session_pending = 0
+        #: The streams whose sender found the session send window shut, in
+        #: order: a session WINDOW_UPDATE wakes these, and only these.
+        self._session_blocked: dict[int, None] = {}
         self._stream_threshold = max(1, local.stream_window // 2)
         self._session_threshold = max(1, local.session_window // 2)
         self._go_away_sent = False
@@ -188,11 +190,21 @@ class Session(Sending, Receiving):
         How many DATA bytes L{send_data} accepts now on C{stream_id}:
         min(stream send window, session send window); 0 for a stream that is
         unknown, closed, reset or whose body this side already ended.
+
+        A stream told 0 because the session's window is shut (its own is
+        not) is woken by the next session WINDOW_UPDATE (a L{WindowOpened}
+        of its own), as is one that L{send_some} could not take all of
+        because of the session's window.
         """
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_closed:
             return 0
-        return min(stream.send_window, self._send_window)
+        window = self._send_window
+        if window < stream.send_window:
+            if window <= 0:
+                self._wait_for_session(stream_id)
+            return window
+        return stream.send_window
 
     def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
         """
@@ -217,15 +229,17 @@ class Session(Sending, Receiving):
     def acknowledge(self, stream_id: int, n: int) -> None:
         """
         The application consumed (wrote on, or discarded) C{n} bytes
-        delivered on C{stream_id}.  That credit is returned to the peer in
-        batches: a WINDOW_UPDATE for the stream (while the peer's body on it
-        goes on) once half the local C{stream_window} is waiting, and one for
-        the session (stream 0) once half the local C{session_window} is.
-        Acknowledging bytes of a stream that has since closed or been reset
-        still credits the session window.
+        delivered on C{stream_id}.  That is the stream's credit, returned to
+        the peer in batches: a WINDOW_UPDATE for the stream (while the peer's
+        body on it goes on) once half the local C{stream_window} is waiting.
+        The session's credit does not wait for this: it went back as the
+        bytes were delivered (the stream holds them under its own window),
+        in a WINDOW_UPDATE for stream 0 once half the local
+        C{session_window} had come in.  Acknowledging bytes of a stream that
+        has since closed or been reset does nothing.
 
-        @raise StreamError: C{n} is negative or more than was delivered and
-            not yet acknowledged (on the stream, or on the whole session).
+        @raise StreamError: C{n} is negative, or more than was delivered on
+            the (live) stream and not yet acknowledged.
         """
         if n <= 0:
             if n < 0:
@@ -233,8 +247,6 @@ class Session(Sending, Receiving):
             return
         if self._error is not None:
             return
-        if n > self._recv_unacked:
-            raise StreamError(f"acknowledging {n} bytes, only {self._recv_unacked} unacknowledged")
         stream = self._streams.get(stream_id)
         if stream is not None:
             if n > stream.unacked:
@@ -250,8 +262,6 @@ class Session(Sending, Receiving):
                     stream.pending = pending
         elif stream_id > self._highest or stream_id <= 0:
             raise StreamError(f"stream {stream_id} was never opened")
-        self._recv_unacked -= n
-        self._credit_session(n)
 
     def _credit_session(self, n: int) -> None:
         pending = self._session_pending + n
@@ -349,7 +359,14 @@ class Session(Sending, Receiving):
             self._send_window += frame.increment
             if self._send_window > MAX_WINDOW:
                 raise ProtocolError("session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
-            return [WindowOpened(0)]
+            # Only the streams that found the session's window shut are
+            # woken: the work is theirs, not every open stream's.
+            blocked = self._session_blocked
+            if not blocked:
+                return []
+            self._session_blocked = {}
+            streams = self._streams
+            return [WindowOpened(sid) for sid in blocked if sid in streams]
         stream = self._streams.get(stream_id)
         if stream is None:
             if stream_id > self._highest:
