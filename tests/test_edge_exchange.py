@@ -505,6 +505,11 @@ def test_bytes_held_while_the_viewer_is_slow_are_credited_when_the_response_ends
     exchange.data(b"b" * 10, False)
     assert h.session.acked == {1: 10}  # held: the agent must slow down
     exchange.data(b"c" * 10, True)  # ends while still paused
+    # (issue 10, item 1) The bytes wait in the stream's own buffer, not the
+    # connection's, until the connection has written out what it had.
+    assert h.session.acked == {1: 10}
+    assert h.body() == b"a" * 10
+    exchange.resumeProducing()
     assert h.session.acked == {1: 30}
     assert h.body() == b"a" * 10 + b"b" * 10 + b"c" * 10
 

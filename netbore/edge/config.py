@@ -44,3 +44,6 @@ class EdgeConfig:
     stream_window: int = 2 * 1024 * 1024
     session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024
+    #: Seconds a viewer may accept no bytes of its response (its connection
+    #: full) before it is closed and its stream reset (nginx's send_timeout).
+    send_timeout: float = 60.0

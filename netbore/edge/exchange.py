@@ -154,7 +154,9 @@ class ViewerExchange(ExchangeEnds):
         once either side reset it); C{peer}: the one it was opened on,
         which gets the response's credit back.
     @ivar credit: response bytes received and not yet acknowledged;
-        C{backlog}: request body beyond the send window (made if needed).
+        C{backlog}: request body beyond the send window (made if needed);
+        C{waiting}: response bytes the viewer's full connection cannot take
+        yet (the stream's own buffer, bounded by its window).
     """
 
     session: StreamSession | None = None
@@ -290,6 +292,8 @@ class ViewerExchange(ExchangeEnds):
         """
         response = self.response
         if response is R_STREAMING:
+            if self.credit.paused or self.waiting is not None:
+                return self._wait(data, end_stream)  # (the viewer's connection is full)
             self.viewer.write_body(data)
             if end_stream:
                 return self._finish(len(data), False)
@@ -319,6 +323,8 @@ class ViewerExchange(ExchangeEnds):
         self.response = R_DONE
         # The last bytes are in the viewer connection's buffer, bounded by its own backpressure.
         credit = self.credit
+        if credit.paused:
+            self.router.send_timeouts.stop(self)
         if credit.held:
             n = credit.close(n)
         if n and acknowledge:

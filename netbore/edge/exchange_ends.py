@@ -25,7 +25,7 @@ from . import pages
 from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
 
 if TYPE_CHECKING:
-    from .router import StreamSession
+    from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
 __all__ = ["ExchangeEnds"]
@@ -67,6 +67,11 @@ class ExchangeEnds:
     held_head: tuple[int, bytes, Fields] | None
     early: list[bytes] | None
     tried: list[StreamSession] | None
+    router: TunnelRouter
+    #: Response bytes the viewer's connection cannot take yet (it is full),
+    #: and whether the response's end came behind them.
+    waiting: SendQueue | None = None
+    waiting_end = False
 
     # -- the exchange's own (netbore.edge.exchange) ---------------------------
 
@@ -239,7 +244,10 @@ class ExchangeEnds:
     def ended(self) -> None:
         response = self.response
         if response is R_STREAMING:
-            self._finish(0)
+            if self.waiting is not None:
+                self.waiting_end = True  # (finished once the viewer took the rest)
+            else:
+                self._finish(0)
         elif response is R_EARLY:
             self._complete_early()
         # WAITING: an END without a head changes nothing; the timer answers.
@@ -254,7 +262,7 @@ class ExchangeEnds:
         self.session = None
         self.early = self.held_head = None
         self._cancel_timeout()
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
         if response is R_STREAMING:
             # Too late for an error page: cut the connection so the viewer
             # sees a truncated response, never a complete-looking one.
@@ -304,15 +312,78 @@ class ExchangeEnds:
             session.reset(self.stream_id, ErrorCode.CANCEL)
         self.early = self.held_head = None
         self._stop_forwarding()
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
+
+    # -- the viewer's connection is full (downloads) ------------------------------
+
+    def _wait(self, data: bytes, end_stream: bool) -> int:
+        """
+        Response bytes for a viewer whose connection is full: they wait in
+        the stream's own buffer, their credit held (the stream's only: the
+        session's went back as they came in), until the connection resumes
+        the exchange (L{resumeProducing}).
+        """
+        waiting = self.waiting
+        if waiting is None:
+            if not data:  # an end, nothing waiting: the response is complete
+                return self._finish(0, False) if end_stream else 0
+            waiting = self.waiting = SendQueue()
+        if data:
+            waiting.push(data)
+        if end_stream:
+            self.waiting_end = True
+        return 0
+
+    def _drop_waiting(self) -> int:
+        """Forget the waiting response bytes (the stream is over): how many."""
+        self.router.send_timeouts.stop(self)
+        waiting, self.waiting = self.waiting, None
+        return waiting.clear() if waiting is not None else 0
+
+    def send_timed_out(self) -> None:
+        """
+        The viewer took none of its response for the send timeout
+        (L{netbore.edge.send_timeouts}): close it and reset its stream.
+        """
+        if self.response is not R_STREAMING:
+            return
+        log.info(
+            "viewer took no bytes for {timeout} s: stream {stream_id} reset",
+            timeout=self.router.send_timeouts.timeout,
+            stream_id=self.stream_id,
+        )
+        self.viewer_gone()
+        self.viewer.abort()
 
     # -- IPushProducer: the viewer's connection as consumer -----------------
 
     def pauseProducing(self) -> None:
         self.credit.pause()
+        if self.response is not R_DONE:
+            self.router.send_timeouts.start(self)
 
     def resumeProducing(self) -> None:
-        self._acknowledge(self.credit.resume(self.response is R_STREAMING))
+        """
+        The viewer's connection wrote out all it had: what waits goes to
+        it, until it is full again; the stream's credit for what it took
+        goes back.
+        """
+        self.router.send_timeouts.stop(self)
+        credit = self.credit
+        n = credit.resume(self.response is R_STREAMING)
+        waiting = self.waiting
+        if waiting is not None and self.response is R_STREAMING:
+            write_body = self.viewer.write_body
+            while waiting.size and not credit.paused:
+                chunk = waiting.take()
+                n += len(chunk)
+                write_body(chunk)  # type: ignore[arg-type]  # (whole chunks: bytes)
+            if not waiting.size:
+                self.waiting = None
+                if self.waiting_end:
+                    self._finish(n)
+                    return
+        self._acknowledge(n)
 
     def stopProducing(self) -> None:
         self.viewer_gone()

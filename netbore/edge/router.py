@@ -13,6 +13,7 @@ from .._types import Clock
 from ..names import split_host
 from .config import EdgeConfig
 from .exchange import Fields, ResponseTimeouts, ViewerExchange
+from .send_timeouts import SendTimeouts
 
 if TYPE_CHECKING:
     from .registry import IRegistry
@@ -82,6 +83,8 @@ class TunnelRouter:
         self.draining = False
         #: The response timeouts of the exchanges (one timer for all).
         self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
+        #: The send timeouts of the exchanges whose viewer's connection is full.
+        self.send_timeouts = SendTimeouts(reactor, config.send_timeout)
         #: C{label_for(host)}: the tunnel label C{host} addresses, or L{None}
         #: when it is the edge's own (the control API and C{/connect}).  A
         #: dictionary lookup (L{_Labels}): a Host seen before costs no call.

@@ -178,6 +178,13 @@ class Options(usage.Options):
             "Flow-control window per agent session, bytes.",
             _positive(int, "session-window"),
         ],
+        [
+            "send-timeout",
+            None,
+            60.0,
+            "Time a viewer may take no response bytes before it is closed and its stream reset, seconds.",
+            _positive(float, "send-timeout"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -227,6 +234,7 @@ class Options(usage.Options):
             auth_failures_per_minute=self["auth-failures-per-minute"],
             stream_window=self["stream-window"],
             session_window=self["session-window"],
+            send_timeout=self["send-timeout"],
         )
 
 
