@@ -23,7 +23,7 @@ import pytest
 from netbore.demo.origin import pattern
 
 from . import procs
-from .procs import Agent, Edge, Origin, wait_for
+from .procs import Agent, Origin, wait_for
 
 pytestmark = pytest.mark.integration
 
