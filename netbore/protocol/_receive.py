@@ -140,7 +140,8 @@ class StreamReset:
 class WindowOpened:
     """
     A WINDOW_UPDATE grew the send window of C{stream_id}, or of the whole
-    session when C{stream_id} is 0: resume senders paused on it.
+    session while C{stream_id} was waiting on it (see L{Session.send_window}):
+    resume its sender.  (C{stream_id} 0, the whole session, is not reported.)
     """
 
     stream_id: int

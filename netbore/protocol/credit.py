@@ -15,7 +15,7 @@ exactly once.
     bytes to acknowledge now; whatever the order of receive, deliver, pause
     and close, the sum of what it returns is the sum received (once
     closed, every byte is acknowledged as it arrives: a leak here would
-    shrink the session's window for good).
+    shrink the stream's window for good).
 
 Both are plain objects the stream's owner calls (no callbacks, no
 allocation per call beyond a split chunk's view): the caller sends, writes

@@ -22,11 +22,18 @@ Flow control and acknowledgement
 ================================
 Every DATA byte delivered in a L{DataReceived} event must be passed to
 L{Session.acknowledge} exactly once, when the application has written it
-on I{or thrown it away} (after a reset, for instance), even after the
-stream has closed.  Bytes not acknowledged stay charged to the session
-receive window and eventually stall every stream.  DATA the session drops
-itself (late frames on a stream this side reset) is credited back
-automatically and never delivered.
+on I{or thrown it away} (after a reset, for instance).  That returns the
+I{stream's} credit: bytes not acknowledged stall their own stream only.
+The I{session's} credit goes back as the bytes are delivered (the stream
+holds them under its own window, as HTTP/2 servers do), so a stalled
+consumer never holds the window the other streams share.  DATA the
+session drops itself (late frames on a stream this side reset) is
+credited back automatically and never delivered.
+
+A session WINDOW_UPDATE wakes only the streams whose sender found the
+session's window shut (L{Session.send_some} short because of it, or
+L{Session.send_window} 0 because of it): a L{WindowOpened} for each, so
+its cost is theirs, not every open stream's.
 
 The class is split in three modules: the receiving half (events, one
 handler per frame type) is L{netbore.protocol._receive}, the sending half
