@@ -178,3 +178,56 @@ def test_send_timeouts_share_one_timer_in_deadline_order() -> None:
     clock.advance(3)
     assert fired == [2, 1]
     assert clock.getDelayedCalls() == []
+
+
+# -- the whole credit loop, in memory (edge, agent session, origin) -----------------
+
+
+def test_stalled_viewers_hold_only_their_own_streams_in_memory() -> None:
+    """
+    Eight viewers whose connections stay full, on a tunnel whose session
+    window is four stream windows: the old code froze the tunnel (the
+    session's credit waited for them); now a normal viewer's 1 MiB download
+    completes beside them, and the send timeout resets their streams.
+    """
+    import http.client
+
+    import attrs
+    from twisted.internet.testing import MemoryReactorClock
+    from twisted.web import server
+
+    from netbore.demo.origin import Origin, pattern
+    from netbore.testing import InMemoryTunnel
+
+    reactor = MemoryReactorClock()
+    reactor.advance(1_800_000_000.0)
+    origin = server.Site(Origin(reactor), reactor=reactor)
+    config = EdgeConfig(domain="tunnel.test", allow_anonymous=True)
+    config = attrs.evolve(config, stream_window=64 * KiB, session_window=256 * KiB)
+    tunnel = InMemoryTunnel.build(origin=origin, config=config, reactor=reactor)
+    try:
+        edge_sides = []
+        for _ in range(8):
+            viewer = tunnel.viewer()
+            edge_side = tunnel.network.pumps[-1].server
+            edge_side.pauseProducing()  # its socket is full, and stays so
+            edge_sides.append(edge_side)
+            viewer.send(b"GET /bytes/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (1 << 20, tunnel.host.encode()))
+        tunnel.pump()
+        try:
+            response = tunnel.get(f"/bytes/{1 << 20}")
+        except http.client.HTTPException as e:  # (the old code: a head, no body)
+            raise AssertionError(f"the download did not complete: {e!r}") from None
+        assert response.status == 200 and response.body == pattern(1 << 20)
+        # Each stalled stream holds at most its own window.
+        assert all(side._exchange is not None for side in edge_sides)
+        waiting = [side._exchange.waiting for side in edge_sides]
+        assert all(w is not None and 0 < w.size <= 64 * KiB for w in waiting)
+        # After the send timeout they are cut and their streams reset.
+        tunnel.advance(SEND_TIMEOUT)
+        assert all(side._exchange is None or side.phase.name == "CLOSED" for side in edge_sides)
+        assert tunnel.agent is not None and tunnel.agent.current is not None
+        assert tunnel.agent.current.streams == {}
+        assert tunnel.get("/bytes/13").body == pattern(13)
+    finally:
+        tunnel.close()
