@@ -231,3 +231,28 @@ def test_stalled_viewers_hold_only_their_own_streams_in_memory() -> None:
         assert tunnel.get("/bytes/13").body == pattern(13)
     finally:
         tunnel.close()
+
+
+def test_a_viewer_still_full_of_its_last_response_is_timed_out_during_the_next() -> None:
+    """
+    The next (pipelined) request's exchange starts while the connection is
+    still full of the last response: the clock runs from then, whatever the
+    state of the new exchange.
+    """
+    h = Harness()
+    get = b"GET /%d HTTP/1.1\r\nHost: app.localhost:8080\r\n\r\n"
+    h.send(get % 1 + get % 2)
+    first = h.session.exchanges[1]
+    first.response_head(200, b"OK", [(b"content-length", b"2")], False)
+    first.data(b"ok", False)
+    h.channel.pauseProducing()  # full, and it stays so
+    first.data(b"", True)
+    second = h.session.exchanges[2]
+    h.clock.advance(1)  # (within the response timeout)
+    second.response_head(200, b"OK", [(b"content-length", b"9")], False)
+    second.data(b"a" * 9, False)  # (waits: the connection is full)
+    h.clock.advance(SEND_TIMEOUT - 2)
+    assert not h.transport.disconnected
+    h.clock.advance(1)
+    assert h.transport.disconnected
+    assert h.session.resets == [(2, ErrorCode.CANCEL)]

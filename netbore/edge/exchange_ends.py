@@ -286,7 +286,7 @@ class ExchangeEnds:
         assert R_DONE in RESPONSE_MOVES[self.response]
         self.early = self.held_head = None
         self.response = R_DONE
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
         self.viewer.error_page(error)
 
     def timed_out(self) -> None:
@@ -342,10 +342,11 @@ class ExchangeEnds:
 
     def send_timed_out(self) -> None:
         """
-        The viewer took none of its response for the send timeout
+        The viewer's connection took none of what the edge has for it (this
+        response, or the end of the last one) for the send timeout
         (L{netbore.edge.send_timeouts}): close it and reset its stream.
         """
-        if self.response is not R_STREAMING:
+        if self.response is R_DONE:
             return
         log.info(
             "viewer took no bytes for {timeout} s: stream {stream_id} reset",
