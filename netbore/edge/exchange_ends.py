@@ -54,6 +54,7 @@ class ExchangeEnds:
     exchange's.
     """
 
+    router: TunnelRouter
     viewer: ViewerProtocol
     credit: ReceiveCredit
     request: RequestState
@@ -65,13 +66,12 @@ class ExchangeEnds:
     error: pages.ViewerError | None
     backlog: SendQueue | None
     held_head: tuple[int, bytes, Fields] | None
-    early: list[bytes] | None
-    tried: list[StreamSession] | None
-    router: TunnelRouter
     #: Response bytes the viewer's connection cannot take yet (it is full),
     #: and whether the response's end came behind them.
     waiting: SendQueue | None = None
     waiting_end = False
+    early: list[bytes] | None
+    tried: list[StreamSession] | None
 
     # -- the exchange's own (netbore.edge.exchange) ---------------------------
 
