@@ -86,9 +86,7 @@ def test_a_deleted_tunnel_stays_deleted_across_an_edge_restart(tmp_path: Path) -
         recreate = agent.state()["recreate_token"]
         status, body = call(edge, "POST", "/tunnels/create", {"recreate_token": recreate})
         assert (status, body["error"]) == (410, "tunnel_deleted"), body
-        status, body = call(
-            edge, "POST", "/tunnels/create", {"recreate_token": recreate, "requested_name": "doomed"}
-        )
+        status, body = call(edge, "POST", "/tunnels/create", {"recreate_token": recreate, "requested_name": "doomed"})
         assert (status, body["error"]) == (410, "tunnel_deleted"), body
 
         # The agent restarted on its state file hears the same and stops.
