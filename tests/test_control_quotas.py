@@ -138,3 +138,30 @@ async def test_random_name_exhaustion_has_its_own_documented_code(tmp_path: Any)
     assert (status, body["error"]) == (503, "names_exhausted")
     assert headers.getRawHeaders("retry-after") == ["1"]
     assert_valid(load_schema("error.json"), body)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forgotten_tunnel_can_be_deleted_with_its_recreate_token(tmp_path: Any) -> None:
+    """
+    A pending tunnel released when its candidates lapsed (or forgotten by a
+    restart) would come back with its still-valid recreate token: deleting
+    it with that token revokes the token all the same.
+    """
+    edge = make_edge(tmp_path, ephemeral_ttl=60)
+    _, _, first = await edge.create({"requested_name": "myapp"})
+    edge.clock.advance(60)
+    assert edge.registry.get(first["tunnel_id"]) is None
+    gone = {"tunnel_id": first["tunnel_id"]}
+    # without the token it is just unknown
+    assert error_of(await edge.call("POST", "/tunnels/delete", gone, token=edge.management("root", "admin"))) == (
+        404,
+        "not_found",
+    )
+    status, _, body = await edge.call("POST", "/tunnels/delete", {**gone, "recreate_token": first["recreate_token"]})
+    assert (status, body) == (200, {"tunnel_id": first["tunnel_id"], "state": "DELETED"})
+    assert error_of(await edge.create({"recreate_token": first["recreate_token"]})) == (410, "tunnel_deleted")
+    # another tunnel's token does not delete it
+    _, _, other = await edge.create({"requested_name": "other"})
+    assert error_of(
+        await edge.call("POST", "/tunnels/delete", {"tunnel_id": "nope", "recreate_token": other["recreate_token"]})
+    ) == (404, "not_found")

@@ -283,3 +283,10 @@ def test_expire_sweeps(registry: InMemoryRegistry, clock: Clock) -> None:
     registry.expire()
     assert not registry.is_deleted("id-gone")
     assert len(registry.revocations) == 0
+
+
+def test_revoke_a_forgotten_id(registry: InMemoryRegistry, clock: Clock) -> None:
+    registry.revoke("id-forgotten")
+    assert registry.is_deleted("id-forgotten")
+    clock.advance(1000 + TOKEN_LEEWAY)
+    assert not registry.is_deleted("id-forgotten")

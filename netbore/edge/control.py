@@ -312,6 +312,12 @@ class ControlAPI:
             raise unauthorized("deleting a tunnel needs its owner's management token or its recreate token")
         tunnel = self.registry.get(tunnel_id)
         if tunnel is None:
+            if recreate is not None and recreate.sub == tunnel_id:
+                # Forgotten (its hold lapsed, or the edge restarted), but its
+                # recreate token would bring it back: revoke that.
+                self.registry.revoke(tunnel_id)
+                self.log.info("forgotten tunnel {tunnel_id} deleted", tunnel_id=tunnel_id, event="tunnel_deleted")
+                return json_response(request, 200, {"tunnel_id": tunnel_id, "state": "DELETED"})
             raise not_found(f"no tunnel {tunnel_id!r}")
         allowed = (recreate is not None and recreate.sub == tunnel.tunnel_id) or (
             management is not None and (management.role == "admin" or management.sub == tunnel.owner)

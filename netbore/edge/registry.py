@@ -132,6 +132,13 @@ class IRegistry(Interface):
         L{None} if there was none.
         """
 
+    def revoke(tunnel_id: str) -> None:
+        """
+        Refuse tokens for C{tunnel_id} until every token that can have been
+        issued for it has expired, whether or not the tunnel is live (a
+        forgotten tunnel's recreate token could bring it back).
+        """
+
     def is_deleted(tunnel_id: str) -> bool:
         """
         Was C{tunnel_id} deleted while tokens for it may still verify?
@@ -268,14 +275,19 @@ class InMemoryRegistry:
         tunnel = self.get(tunnel_id)
         if tunnel is None:
             return None
+        self._revoke(tunnel_id, max(tunnel.recreate_until, tunnel.expires_at))
+        self._forget(tunnel)
+        return tunnel
+
+    def revoke(self, tunnel_id: str) -> None:
+        self._revoke(tunnel_id, 0.0)
+
+    def _revoke(self, tunnel_id: str, last_exp: float) -> None:
         # Tokens for this id may have been issued before a restart, which
         # this registry has forgotten: revoke for the longest any token can
         # live from now, and at least past every token issued here.
-        now = self._clock.seconds()
-        until = max(now + self._token_lifetime, tunnel.recreate_until, tunnel.expires_at)
+        until = max(self._clock.seconds() + self._token_lifetime, last_exp)
         self.revocations.revoke(tunnel_id, until + TOKEN_LEEWAY)
-        self._forget(tunnel)
-        return tunnel
 
     def is_deleted(self, tunnel_id: str) -> bool:
         return self.revocations.is_revoked(tunnel_id, self._clock.seconds())

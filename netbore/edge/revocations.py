@@ -109,6 +109,7 @@ class SQLiteRevocations:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        self._db.execute("CREATE INDEX IF NOT EXISTS revoked_until ON revoked (until)")
 
     @classmethod
     def in_directory(cls, data_dir: str) -> SQLiteRevocations:
