@@ -35,8 +35,6 @@ from .apierrors import (
     name_taken,
     names_exhausted,
     not_found,
-    quota_exceeded,
-    rate_limited,
     render_error,
     tunnel_deleted,
     unauthorized,
@@ -50,6 +48,7 @@ from .apirequest import (
     validator,
 )
 from .config import EdgeConfig
+from .quotas import CreateLimits
 from .ratelimit import AuthFailureLimiter
 from .registry import IRegistry, NameHeld, Tunnel, TunnelState
 
@@ -94,9 +93,7 @@ class ControlAPI:
         self.clock = clock
         self.on_delete = on_delete
         self.auth = ApiAuth(authority, api_keys, limiter)
-        # The same sliding window as failed authentications, counting every
-        # create call per client address (each costs two signatures).
-        self.creates = AuthFailureLimiter(clock, config.creates_per_minute)
+        self.limits = CreateLimits(config, registry, clock)
         #: Where random names come from (tests replace it).
         self.random_name: Callable[[], str] = random_name
 
@@ -137,10 +134,7 @@ class ControlAPI:
     @app.route("/tunnels/create", methods=["POST"])
     def create(self, request: Request) -> bytes:
         addr = self.auth.check_rate(request)
-        retry_after = self.creates.check(addr)
-        if retry_after is not None:
-            raise rate_limited(retry_after, "tunnel creates")
-        self.creates.failed(addr)  # counts every call, not only failures
+        self.limits.count_create(addr)
         body = self._body(request, _CREATE)
         management = self.auth.management(request, addr, body.get("management_token"))
         recreate: Claims | None = None
@@ -177,23 +171,8 @@ class ControlAPI:
             tunnel = self._new_random(request, owner, addr)
         return self._grant(request, tunnel, body)
 
-    def _quota_key(self, owner: str | None, addr: str) -> str:
-        """
-        What a new tunnel counts against, after checking there is room (403).
-        """
-        if owner is not None:
-            key, limit, whose = f"account:{owner}", self.config.max_tunnels_per_account, f"account {owner!r}"
-        else:
-            key, limit, whose = f"address:{addr}", self.config.max_tunnels_per_address, "your address"
-        if self.registry.held_by(key) >= limit:
-            raise quota_exceeded(
-                f"{whose} already holds {limit} tunnels, the most this edge allows; "
-                "delete one or wait for one to be released"
-            )
-        return key
-
     def _new_tunnel(self, request: Request, tunnel_id: str, name: str, owner: str | None, addr: str) -> Tunnel:
-        quota_key = self._quota_key(owner, addr)
+        quota_key = self.limits.quota_key(owner, addr)
         hostname = f"{name}.{self.config.domain}"
         tunnel = Tunnel(
             tunnel_id=tunnel_id,
