@@ -245,6 +245,7 @@ class Sending:
     _highest: int
     _send_window: int
     _session_blocked: dict[int, None]
+    _wait_for_session: Callable[[int], None]  # (Session's)
     _go_away_sent: bool
     _go_away_received: bool
     _error: ProtocolError | None
@@ -430,18 +431,6 @@ class Sending:
                 end_stream = False
         self.send_data(stream_id, data, end_stream)
         return n
-
-    def _wait_for_session(self, stream_id: int) -> None:
-        """
-        C{stream_id}'s sender found the session send window shut: wake it
-        (a L{WindowOpened} of its own) at the next session WINDOW_UPDATE.
-        Streams gone meanwhile are dropped when there are many of them.
-        """
-        blocked = self._session_blocked
-        blocked[stream_id] = None
-        if len(blocked) > 2 * len(self._streams) + 64:
-            streams = self._streams
-            self._session_blocked = {sid: None for sid in blocked if sid in streams}
 
     def send_end(self, stream_id: int) -> None:
         """

@@ -139,9 +139,8 @@ class StreamReset:
 @attrs.frozen
 class WindowOpened:
     """
-    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the whole
-    session while C{stream_id} was waiting on it (see L{Session.send_window}):
-    resume its sender.  (C{stream_id} 0, the whole session, is not reported.)
+    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the session
+    while C{stream_id} waited on it (L{Session.send_window}): resume its sender.
     """
 
     stream_id: int
@@ -348,9 +347,7 @@ class Receiving:
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
         stream.unacked += size
-        # The bytes are the stream's now, held under its own window: the
-        # session's credit goes back at once (L{Session._credit_session},
-        # inline), so a stream whose consumer stalls holds only its own.
+        # The stream holds them under its own window: the session's credit goes back now (inline).
         pending = self._session_pending + size
         if pending >= self._session_threshold:
             self._recv_window += pending

@@ -213,6 +213,18 @@ class Session(Sending, Receiving):
             return window
         return stream.send_window
 
+    def _wait_for_session(self, stream_id: int) -> None:
+        """
+        C{stream_id}'s sender found the session send window shut: wake it
+        (a L{WindowOpened} of its own) at the next session WINDOW_UPDATE.
+        Streams gone meanwhile are dropped when there are many of them.
+        """
+        blocked = self._session_blocked
+        blocked[stream_id] = None
+        if len(blocked) > 2 * len(self._streams) + 64:
+            streams = self._streams
+            self._session_blocked = {sid: None for sid in blocked if sid in streams}
+
     def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
         """
         Abort C{stream_id} both ways with a C{RESET} frame.  Idempotent: a
