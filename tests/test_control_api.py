@@ -92,6 +92,9 @@ class Keys:
     def authenticate(self, key: str) -> Account | None:
         return self.keys.get(key)
 
+    def account(self, name: str) -> Account | None:
+        return next((a for a in self.keys.values() if a.name == name), None)
+
 
 KEYS = Keys(
     {
