@@ -44,3 +44,6 @@ class EdgeConfig:
     stream_window: int = 2 * 1024 * 1024
     session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024
+    #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
+    #: (C{--trusted-proxy}, CIDR ranges; none by default).
+    trusted_proxies: tuple[str, ...] = ()

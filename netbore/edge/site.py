@@ -6,6 +6,7 @@ request.
 
 from __future__ import annotations
 
+import signal
 import weakref
 from typing import Any
 
@@ -19,12 +20,14 @@ from twisted.web.iweb import IRequest
 
 from .._types import Reactor
 from ..auth import TokenAuthority, load_keyring
-from ..auth.apikeys import ApiKeys
 from ..memory import release_free_heap
 from ..writes import WriteBatch
 from .agents import AgentEndpoint
+from .apiauth import ApiKeysFile
+from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .control import ControlAPI
+from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
 from .router import TunnelRouter
@@ -57,23 +60,6 @@ class EdgeRoot(resource.Resource):
         return self._control
 
 
-class OneRequestChannel(http.HTTPChannel):
-    """
-    twisted.web's channel for a connection a L{ViewerProtocol} handed over:
-    it serves the one request it was handed and closes the connection after
-    its response (C{Connection: close}), so the next request is dispatched
-    by its C{Host} again, on a new connection (DESIGN "Known traps": a
-    handed-over channel would otherwise keep serving the connection, and a
-    tunnel's name would reach the control API).  A WebSocket upgrade
-    (C{/connect}) is unaffected: autobahn takes the transport over before
-    the response would end.
-    """
-
-    def checkPersistence(self, request: Any, version: bytes) -> bool:
-        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        return False
-
-
 class EdgeSite(server.Site):
     """
     The factory of every connection the edge accepts: a L{ViewerProtocol},
@@ -86,7 +72,12 @@ class EdgeSite(server.Site):
     """
 
     protocol = OneRequestChannel  # type: ignore[assignment]
+    requestFactory = ControlRequest
     displayTracebacks = False
+    #: The largest control API request body (L{OneRequestChannel}).
+    body_limit = DEFAULT_BODY_LIMIT
+    #: Whose forwarding fields to believe (C{--trusted-proxy}).
+    proxies = TrustedProxies()
 
     def __init__(
         self, root: resource.IResource, router: TunnelRouter, reactor: Reactor, writes: WriteBatch | None = None
@@ -148,6 +139,10 @@ class EdgeService(service.MultiService):
         self.endpoint = endpoint
         self._sweep: LoopingCall | None = None
         self._trim: IDelayedCall | None = None
+        #: The C{--api-keys-file}, re-read on SIGHUP.
+        self.api_keys = ApiKeysFile()
+        self._sighup_installed = False
+        self._previous_sighup: Any = None
 
     def startService(self) -> None:
         super().startService()
@@ -158,6 +153,7 @@ class EdgeService(service.MultiService):
         self._sweep.start(60, now=False)
         # Once the reactor runs: start-up is over, its freed heap can go.
         self._trim = self.site.reactor.callLater(0, release_free_heap)
+        self._install_sighup()
         log.info(
             "netbore edge ready for *.{domain} (edge {edge_id})",
             domain=self.config.domain,
@@ -173,6 +169,7 @@ class EdgeService(service.MultiService):
         only then does the reactor stop.
         """
         super().stopService()
+        self._restore_sighup()
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         if self._trim is not None and self._trim.active():
@@ -180,6 +177,32 @@ class EdgeService(service.MultiService):
         self.site.router.draining = True
         self.endpoint.go_away_all()
         return Deferred.fromCoroutine(self._drain())
+
+    def _install_sighup(self) -> None:
+        """
+        SIGHUP re-reads the C{--api-keys-file} (in the reactor's thread).
+        """
+        if self.api_keys.path is None or not hasattr(signal, "SIGHUP"):
+            return
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        except ValueError:  # not the main thread: no signals here
+            return
+        self._sighup_installed = True
+
+    def _restore_sighup(self) -> None:
+        if self._sighup_installed:
+            self._sighup_installed = False
+            previous, self._previous_sighup = self._previous_sighup, None
+            signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        log.info("SIGHUP: reloading the API keys file", event="sighup")
+        call = getattr(self.site.reactor, "callFromThread", None)
+        if call is not None:
+            call(self.api_keys.reload)
+        else:
+            self.api_keys.reload()
 
     async def _drain(self) -> None:
         reactor = self.site.reactor
@@ -219,7 +242,7 @@ def build_edge(
     """
     keyring = load_keyring(config.data_dir, jwt_secret_file)
     authority = TokenAuthority(keyring, issuer=f"netbore:{config.edge_id}", clock=reactor)
-    api_keys = ApiKeys.load(api_keys_file) if api_keys_file else ApiKeys.empty()
+    api_keys = ApiKeysFile(api_keys_file)
     registry = InMemoryRegistry(clock=reactor, grace=config.grace)
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
     # One write batch for the process: viewer bytes and tunnel frames that
@@ -238,4 +261,8 @@ def build_edge(
     router = TunnelRouter(config, registry, reactor)
     root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor, writes)
-    return EdgeService(config, site, registry, authority, endpoint)
+    site.body_limit = config.max_control_body
+    site.proxies = TrustedProxies(config.trusted_proxies)
+    edge = EdgeService(config, site, registry, authority, endpoint)
+    edge.api_keys = api_keys
+    return edge
