@@ -138,3 +138,14 @@ class TrustedProxies:
         entries = _entries(forwarded_proto)
         scheme = entries[-1].lower() if entries else ""
         return scheme == "https" if scheme in _SCHEMES else secure
+
+    def forwarded(self, proxy: bytes, fields: Iterable[tuple[bytes, bytes]], tls: bool) -> tuple[bytes, bool]:
+        """
+        C{(client address, secure)} of one request that came through the
+        trusted proxy C{proxy}, from its (lower-cased) C{fields}.
+        """
+        peer = proxy.decode("ascii", "replace")
+        xff = [value for name, value in fields if name == b"x-forwarded-for"]
+        proto = [value for name, value in fields if name == b"x-forwarded-proto"]
+        client = self.client(peer, xff).encode("ascii", "replace")
+        return client, self.secure(peer, proto or None, tls)

@@ -12,7 +12,7 @@ from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.web import http, resource, server
@@ -104,6 +104,26 @@ class EdgeSite(server.Site):
         channel.makeConnection(transport)
         channel.dataReceived(raw)
         return channel
+
+    def peer_of(self, transport: Any) -> tuple[bytes, bool, bytes | None]:
+        """
+        A new connection's C{(client address, over TLS, trusted proxy)}:
+        the last is its peer's address when that peer is a trusted proxy
+        (C{--trusted-proxy}), whose requests then name client and scheme
+        (L{forwarded}), else L{None}.
+        """
+        host = getattr(transport.getPeer(), "host", "")
+        client = host.encode("ascii", "replace") if isinstance(host, str) else b""
+        secure = ISSLTransport(transport, None) is not None
+        proxy = client if self.proxies.networks and self.proxies.trusts(host) else None
+        return client, secure, proxy
+
+    def forwarded(self, proxy: bytes, fields: list[tuple[bytes, bytes]], transport: Any) -> tuple[bytes, bool]:
+        """
+        C{(client address, secure)} of one request that came through the
+        trusted proxy C{proxy}, from its fields.
+        """
+        return self.proxies.forwarded(proxy, fields, ISSLTransport(transport, None) is not None)
 
     def open_channels(self) -> list[ViewerProtocol]:
         """
