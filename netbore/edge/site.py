@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
@@ -105,25 +106,38 @@ class EdgeSite(server.Site):
         channel.dataReceived(raw)
         return channel
 
-    def peer_of(self, transport: Any) -> tuple[bytes, bool, bytes | None]:
+    def peer_of(self, transport: Any, settled: bool = False) -> tuple[bytes, bool, bytes | None]:
         """
-        A new connection's C{(client address, over TLS, trusted proxy)}:
-        the last is its peer's address when that peer is a trusted proxy
+        A connection's C{(client address, over TLS, proxy)}: the proxy is
+        the peer's address when the peer is a trusted proxy
         (C{--trusted-proxy}), whose requests then name client and scheme
-        (L{forwarded}), else L{None}.
+        (L{forwarded}); C{b""} when the peer may not be known yet (unless
+        C{settled}: a wrapping transport such as the C{haproxy:} endpoint's
+        reads its PROXY header after the connection is made); else L{None}.
         """
         host = getattr(transport.getPeer(), "host", "")
         client = host.encode("ascii", "replace") if isinstance(host, str) else b""
         secure = ISSLTransport(transport, None) is not None
+        if not settled and isinstance(transport, ProtocolWrapper):
+            return client, secure, b""
         proxy = client if self.proxies.networks and self.proxies.trusts(host) else None
         return client, secure, proxy
 
-    def forwarded(self, proxy: bytes, fields: list[tuple[bytes, bytes]], transport: Any) -> tuple[bytes, bool]:
+    def forwarded(self, viewer: ViewerProtocol, fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bool, bytes | None]:
         """
-        C{(client address, secure)} of one request that came through the
-        trusted proxy C{proxy}, from its fields.
+        C{(client address, secure, proxy)} of a request with C{fields} on
+        the C{viewer} connection, whose L{peer_of} named a proxy: the client
+        and scheme that trusted proxy names in C{fields}; for C{b""}, first
+        the peer as the connection knows it now (from its first request on).
         """
-        return self.proxies.forwarded(proxy, fields, ISSLTransport(transport, None) is not None)
+        proxy, transport = viewer.proxy_ip, viewer.transport
+        if not proxy:
+            client, secure, known = self.peer_of(transport, settled=True)
+            if known is None:
+                return client, secure, None
+            proxy = known
+        client, secure = self.proxies.forwarded(proxy, fields, ISSLTransport(transport, None) is not None)
+        return client, secure, proxy
 
     def open_channels(self) -> list[ViewerProtocol]:
         """

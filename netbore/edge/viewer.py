@@ -114,7 +114,7 @@ class ViewerProtocol(Protocol):
     head: RequestHead | None = None
     client_ip = b""
     secure = False
-    proxy_ip: bytes | None = None  # a trusted proxy (--trusted-proxy): client and scheme per request
+    proxy_ip: bytes | None = None  # a trusted proxy, or b"": client and scheme per request (site.forwarded)
 
     def __init__(self, site: EdgeSite, addr: Any) -> None:
         self.site = site
@@ -259,7 +259,7 @@ class ViewerProtocol(Protocol):
         self._deadline = None
         self.head = head
         if self.proxy_ip is not None:
-            self.client_ip, self.secure = self.site.forwarded(self.proxy_ip, head.headers, self.transport)
+            self.client_ip, self.secure, self.proxy_ip = self.site.forwarded(self, head.headers)
         self._keep_alive = head.keep_alive
         if head.expect_continue and (head.chunked or head.length):
             self._writes.write(self.transport, _CONTINUE)
