@@ -154,7 +154,8 @@ def test_a_huge_content_length_gets_413_before_the_body_is_sent(edge: procs.Edge
 
 @pytest.mark.parametrize("path", ["/tunnels/create", "/connect"])
 def test_a_chunked_body_past_the_limit_gets_413(edge: procs.Edge, path: str) -> None:
-    head = b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"POST %s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+    head += b"Transfer-Encoding: chunked\r\n\r\n"
     chunk = b"4000\r\n" + b" " * 0x4000 + b"\r\n"  # 16 KiB each; the fifth passes 64 KiB
     status, body, data = exchange(edge.port, head % path.encode(), then=[chunk] * 5, timeout=10)
     assert status == 413, data
@@ -208,9 +209,10 @@ def test_behind_a_trusted_proxy_each_client_has_its_budget(edge: procs.Edge) -> 
     other = b"X-Forwarded-For: 198.51.100.2\r\n"
     assert post(edge.port, "/auth/token", authorization=f"Bearer {ALICE}".encode(), headers=other)[0] == 200
     # ... and from an untrusted peer the field is ignored: its own address counts.
+    spoofing = {"authorization": b"Bearer wrong", "headers": other, "source": "127.0.0.4"}
     for _ in range(3):
-        assert post(edge.port, "/auth/token", authorization=b"Bearer wrong", headers=other, source="127.0.0.4")[0] == 401
-    assert post(edge.port, "/auth/token", authorization=b"Bearer wrong", headers=other, source="127.0.0.4")[0] == 429
+        assert post(edge.port, "/auth/token", **spoofing)[0] == 401  # type: ignore[arg-type]
+    assert post(edge.port, "/auth/token", **spoofing)[0] == 429  # type: ignore[arg-type]
     assert post(edge.port, "/auth/token", authorization=f"Bearer {ALICE}".encode(), headers=other)[0] == 200
 
 
@@ -223,12 +225,12 @@ def test_the_proxy_protocol_gives_the_client_address(tmp_path: Path) -> None:
     """
     proxied = procs.free_port()
     origin = procs.start_origin(tmp_path)
-    edge = procs.start_edge(
-        tmp_path, "--auth-failures-per-minute", "2", "--allow-anonymous",
-        "--listen", f"haproxy:tcp:{proxied}:interface=127.0.0.1",
-    )  # fmt: skip
-    agent = None
+    edge = agent = None
     try:
+        edge = procs.start_edge(
+            tmp_path, "--auth-failures-per-minute", "2", "--allow-anonymous",
+            "--listen", f"haproxy:tcp:{proxied}:interface=127.0.0.1",
+        )  # fmt: skip
         procs.wait_for(lambda: procs._listening(proxied), 10, "the PROXY listener")
         agent = procs.start_agent(tmp_path, edge, origin.url, "--name", "app")
         line = b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 %d\r\n" % proxied
@@ -245,17 +247,16 @@ def test_the_proxy_protocol_gives_the_client_address(tmp_path: Path) -> None:
         assert headers["x-forwarded-for"] == "203.0.113.7"
         assert headers["x-netbore-client-ip"] == "203.0.113.7"
     finally:
-        if agent is not None:
-            agent.stop()
-        edge.stop()
-        origin.stop()
+        for proc in (agent, edge, origin):
+            if proc is not None:
+                proc.stop()
 
 
 def test_a_trusted_proxys_client_and_scheme_reach_the_origin(tmp_path: Path) -> None:
     origin = procs.start_origin(tmp_path)
-    edge = procs.start_edge(tmp_path, "--allow-anonymous", "--trusted-proxy", "127.0.0.0/30")
-    agent = None
+    edge = agent = None
     try:
+        edge = procs.start_edge(tmp_path, "--allow-anonymous", "--trusted-proxy", "127.0.0.0/30")
         agent = procs.start_agent(tmp_path, edge, origin.url, "--name", "app")
         fields = b"X-Forwarded-For: 6.6.6.6, 203.0.113.9\r\nX-Forwarded-Proto: https\r\n"
         for source, client, forwarded_for, proto in [
@@ -270,10 +271,9 @@ def test_a_trusted_proxys_client_and_scheme_reach_the_origin(tmp_path: Path) -> 
             assert headers["x-forwarded-for"] == forwarded_for
             assert headers["x-forwarded-proto"] == proto
     finally:
-        if agent is not None:
-            agent.stop()
-        edge.stop()
-        origin.stop()
+        for proc in (agent, edge, origin):
+            if proc is not None:
+                proc.stop()
 
 
 # -- item 3: refresh re-checks the keys file; SIGHUP re-reads it -------------------
