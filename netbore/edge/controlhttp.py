@@ -21,15 +21,25 @@ import io
 import json
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web import http, server
 
 from .clientaddr import TrustedProxies
 
-__all__ = ["DEFAULT_BODY_LIMIT", "ControlRequest", "OneRequestChannel"]
+__all__ = ["DEFAULT_BODY_LIMIT", "LINGER_BYTES", "LINGER_SECONDS", "ControlRequest", "OneRequestChannel"]
 
 #: The limit when the site names none (L{EdgeConfig.max_control_body}).
 DEFAULT_BODY_LIMIT = 64 * 1024
+
+#: After a 413 on a plain TCP connection: how long, and how many more bytes,
+#: the edge reads (and drops) of a body the client goes on sending before it
+#: closes (nginx's C{lingering_close}).  Closing at once with unread bytes
+#: would send a reset, which can destroy the 413 before the client reads it.
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 1024 * 1024
 
 _NO_PROXIES = TrustedProxies()
 
@@ -69,6 +79,8 @@ class OneRequestChannel(http.HTTPChannel):
     """
 
     refused = False
+    _lingering: Any = None
+    _discarded = 0
 
     @property
     def body_limit(self) -> int:
@@ -98,11 +110,34 @@ class OneRequestChannel(http.HTTPChannel):
         if transport is None:
             return
         transport.write(_too_large(self.body_limit))
-        self.loseConnection()
+        if not isinstance(transport, tcp.Connection):
+            self.loseConnection()
+            return
+        # Half-close once the answer is out; read and drop what still comes
+        # for a while (dataReceived), then close.
+        transport.unregisterProducer()
+        transport.loseWriteConnection()
+        self._lingering = self.callLater(LINGER_SECONDS, self._stop_lingering)
+
+    def _stop_lingering(self) -> None:
+        self._lingering = None
+        if self.transport is not None:
+            self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         if not self.refused:
             super().dataReceived(data)
+        elif self._lingering is not None:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self._lingering.cancel()
+                self._stop_lingering()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        lingering, self._lingering = self._lingering, None
+        if lingering is not None and lingering.active():
+            lingering.cancel()
+        super().connectionLost(reason)
 
     def allContentReceived(self) -> None:
         if not self.refused:
