@@ -91,3 +91,13 @@ def test_sighup_reloads_the_keys_file_of_a_running_edge(tmp_path: Path) -> None:
     finally:
         edge.stopService()
     assert signal.getsignal(signal.SIGHUP) == before
+
+
+def test_sighup_without_a_keys_file_is_logged_and_ignored(tmp_path: Path, events: list[LogEvent]) -> None:
+    edge = build_edge(EdgeConfig(data_dir=str(tmp_path / "data")), reactor=MemoryReactorClock())
+    edge.startService()
+    try:
+        os.kill(os.getpid(), signal.SIGHUP)  # would end the process without the handler
+    finally:
+        edge.stopService()
+    assert [e["log_format"] for e in events if e.get("event") == "sighup"] == ["SIGHUP: no --api-keys-file to reload"]

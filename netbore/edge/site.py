@@ -214,9 +214,11 @@ class EdgeService(service.MultiService):
 
     def _install_sighup(self) -> None:
         """
-        SIGHUP re-reads the C{--api-keys-file} (in the reactor's thread).
+        SIGHUP re-reads the C{--api-keys-file} (in the reactor's thread);
+        without one it is logged and ignored, rather than ending the edge
+        (its default action) when an operator reloads it.
         """
-        if self.api_keys.path is None or not hasattr(signal, "SIGHUP"):
+        if not hasattr(signal, "SIGHUP"):
             return
         try:
             self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
@@ -231,6 +233,9 @@ class EdgeService(service.MultiService):
             signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
 
     def _sighup(self, signum: int, frame: Any) -> None:
+        if self.api_keys.path is None:
+            log.info("SIGHUP: no --api-keys-file to reload", event="sighup")
+            return
         log.info("SIGHUP: reloading the API keys file", event="sighup")
         call = getattr(self.site.reactor, "callFromThread", None)
         if call is not None:
