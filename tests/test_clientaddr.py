@@ -5,9 +5,18 @@ proxies (issue 10 item 13).
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+from autobahn.twisted.websocket import WebSocketClientFactory
+from twisted.internet.address import IPv4Address
+from twisted.test import iosim
 
 from netbore.edge.clientaddr import TrustedProxies, normalise, parse_network
+from netbore.protocol import SUBPROTOCOL
+
+from .test_edge_agents import FakeAgent, Harness
 
 LB = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
 
@@ -79,3 +88,43 @@ def test_networks_are_checked() -> None:
     assert str(parse_network("10.1.2.3/8")) == "10.0.0.0/8"
     with pytest.raises(ValueError, match="'nonsense' is not an IP address or CIDR range"):
         parse_network("nonsense")
+
+
+# -- the agents' /connect counts against the control API's key ------------------
+
+
+def _connect(h: Any, token: str, peer: str, xff: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"}
+    if xff is not None:
+        headers["X-Forwarded-For"] = xff
+    factory = WebSocketClientFactory("ws://tunnel.test/connect", protocols=[SUBPROTOCOL], headers=headers)
+    factory.protocol = FakeAgent
+    factory.agent_id = "agent-1"  # type: ignore[attr-defined]
+    addr = IPv4Address("TCP", peer, 40000)
+    agent = factory.buildProtocol(addr)
+    edge = h.endpoint.factory.buildProtocol(addr)
+    server = iosim.FakeTransport(edge, isServer=True, peerAddress=addr)
+    iosim.connect(edge, server, agent, iosim.makeFakeClient(agent), clock=h.clock).flush()
+    return agent
+
+
+def test_connect_failures_count_against_the_bare_address(tmp_path: Path) -> None:
+    """
+    Item 13: /connect keyed its failures C{tcp4:<address>} and the control
+    API C{<address>}: two budgets for one client.  Now one key.
+    """
+    h = Harness(tmp_path, per_minute=2)
+    for _ in range(2):
+        assert not _connect(h, "bad", "192.0.2.9").opened
+    assert h.limiter.check("192.0.2.9") is not None  # the control API's key for this client
+    assert h.limiter.check("198.51.100.1") is None
+
+
+def test_connect_believes_forwarded_for_from_a_trusted_proxy_only(tmp_path: Path) -> None:
+    h = Harness(tmp_path, per_minute=1)
+    h.endpoint.proxies = TrustedProxies(["10.0.0.0/8"])
+    _connect(h, "bad", "10.0.0.2", xff="6.6.6.6, 203.0.113.4")
+    _connect(h, "bad", "192.0.2.9", xff="203.0.113.5")
+    assert h.limiter.check("203.0.113.4") is not None
+    assert h.limiter.check("192.0.2.9") is not None
+    assert h.limiter.check("203.0.113.5") is None and h.limiter.check("10.0.0.2") is None
