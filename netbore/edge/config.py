@@ -44,6 +44,12 @@ class EdgeConfig:
     stream_window: int = 2 * 1024 * 1024
     session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024
+    #: Live and held tunnels one account may have (403 quota_exceeded).
+    max_tunnels_per_account: int = 100
+    #: Live and held tunnels one client address may have created anonymously.
+    max_tunnels_per_address: int = 10
+    #: POST /tunnels/create calls per client address a minute (429 above).
+    creates_per_minute: int = 30
     #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
     #: (C{--trusted-proxy}, CIDR ranges; none by default).
     trusted_proxies: tuple[str, ...] = ()

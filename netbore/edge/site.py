@@ -31,6 +31,7 @@ from .control import ControlAPI
 from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
+from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .viewer import ViewerProtocol
 
@@ -282,7 +283,12 @@ def build_edge(
     keyring = load_keyring(config.data_dir, jwt_secret_file)
     authority = TokenAuthority(keyring, issuer=f"netbore:{config.edge_id}", clock=reactor)
     api_keys = ApiKeysFile(api_keys_file)
-    registry = InMemoryRegistry(clock=reactor, grace=config.grace)
+    registry = InMemoryRegistry(
+        clock=reactor,
+        grace=config.grace,
+        revocations=SQLiteRevocations.in_directory(config.data_dir),
+        token_lifetime=max(config.recreate_max_ttl, config.ephemeral_ttl),
+    )
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
     # One write batch for the process: viewer bytes and tunnel frames that
     # one event causes leave together.

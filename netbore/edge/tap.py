@@ -152,7 +152,13 @@ class Options(usage.Options):
             "Time to wait for a pong before dropping an agent, seconds.",
             _positive(float, "heartbeat-timeout"),
         ],
-        ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float, "grace")],
+        [
+            "grace",
+            None,
+            30.0,
+            "How long a dropped agent's name stays held (longer while its recreate token is valid), seconds.",
+            _positive(float, "grace"),
+        ],
         [
             "drain-timeout",
             None,
@@ -180,6 +186,27 @@ class Options(usage.Options):
             16 * 1024 * 1024,
             "Flow-control window per agent session, bytes.",
             _positive(int, "session-window"),
+        ],
+        [
+            "max-tunnels-per-account",
+            None,
+            100,
+            "Live and held tunnels one account may have (403 above).",
+            _positive(int, "max-tunnels-per-account"),
+        ],
+        [
+            "max-tunnels-per-address",
+            None,
+            10,
+            "Live and held tunnels one client address may have created anonymously (403 above).",
+            _positive(int, "max-tunnels-per-address"),
+        ],
+        [
+            "creates-per-minute",
+            None,
+            30,
+            "POST /tunnels/create calls per client address a minute before 429.",
+            _positive(int, "creates-per-minute"),
         ],
     ]
 
@@ -243,6 +270,9 @@ class Options(usage.Options):
             auth_failures_per_minute=self["auth-failures-per-minute"],
             stream_window=self["stream-window"],
             session_window=self["session-window"],
+            max_tunnels_per_account=self["max-tunnels-per-account"],
+            max_tunnels_per_address=self["max-tunnels-per-address"],
+            creates_per_minute=self["creates-per-minute"],
             trusted_proxies=tuple(self["trusted-proxy"]),
         )
 
