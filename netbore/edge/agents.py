@@ -35,6 +35,7 @@ from ..protocol import (
 )
 from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
+from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .exchange import AgentEvents
 from .ratelimit import AuthFailureLimiter
@@ -109,7 +110,14 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
 
     def _authenticate(self, request: ConnectionRequest) -> str | None:
         endpoint = self.factory.endpoint
-        self.peer_host = request.peer.rsplit(":", 1)[0].removeprefix("tcp:").strip("[]")
+        # The budget is the control API's too: the same key for one client
+        # (autobahn's request.peer reads "tcp4:..." where twisted.web has the
+        # bare address).
+        peer = getattr(self.transport.getPeer(), "host", None) if self.transport is not None else None
+        forwarded = request.headers.get("x-forwarded-for")
+        self.peer_host = endpoint.proxies.client(
+            peer if isinstance(peer, str) else "unknown", [forwarded] if forwarded is not None else None
+        )
         retry = endpoint.limiter.check(self.peer_host)
         if retry is not None:
             raise ConnectionDeny(429, f"too many failed authentications; retry in {int(retry) + 1} s")
@@ -327,6 +335,7 @@ class AgentEndpoint:
         self.registry = registry
         self.authority = authority
         self.limiter = limiter
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.reactor = reactor
         self.settings = Settings(
             stream_window=config.stream_window,

@@ -53,3 +53,6 @@ class EdgeConfig:
     #: Seconds a viewer may accept no bytes of its response (its connection
     #: full) before it is closed and its stream reset (nginx's send_timeout).
     send_timeout: float = 60.0
+    #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
+    #: (C{--trusted-proxy}, CIDR ranges; none by default).
+    trusted_proxies: tuple[str, ...] = ()

@@ -56,6 +56,7 @@ Q_OPEN, Q_SENDING, Q_ENDING, Q_EMPTY, Q_DONE, Q_DROPPING, Q_DROPPED = RequestSta
 R_WAITING, R_EARLY, R_EARLY_END, R_FAILED, R_STREAMING, R_DONE = ResponseState
 
 Fields = list[tuple[bytes, bytes]]
+Hop = bytes | None
 
 # -- the header rules (RFC 9110 §7.6) ------------------------------------------
 
@@ -68,7 +69,7 @@ _DROP = HOP_BY_HOP | _EDGE_SET
 
 
 def request_fields(
-    fields: Fields, connection: frozenset[bytes], host: bytes | None, client: bytes, secure: bool
+    fields: Fields, connection: frozenset[bytes], host: bytes | None, client: bytes, secure: bool, peer: Hop = None
 ) -> Fields:
     """
     The viewer's request fields to send on (names lower-cased, as the
@@ -78,6 +79,7 @@ def request_fields(
     @param host: the request's C{Host}.
     @param client: the viewer's address.
     @param secure: the viewer came over TLS.
+    @param peer: a trusted proxy's address, appended to X-Forwarded-For.
     """
     drop = _DROP | connection if connection else _DROP
     headers: Fields = []
@@ -92,7 +94,8 @@ def request_fields(
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         append(field)
-    append((b"x-forwarded-for", client if forwarded_for is None else forwarded_for + b", " + client))
+    hop = client if peer is None else peer
+    append((b"x-forwarded-for", hop if forwarded_for is None else forwarded_for + b", " + hop))
     append((b"x-forwarded-proto", b"https" if secure else b"http"))
     append((b"x-forwarded-host", host or b""))
     append((b"x-netbore-client-ip", client))
@@ -207,7 +210,9 @@ class ViewerExchange(ExchangeEnds):
         head = self.viewer.head
         assert head is not None
         viewer = self.viewer
-        fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
+        fields = request_fields(
+            head.headers, head.connection, head.host, viewer.client_ip, viewer.secure, viewer.proxy_ip
+        )
         try:
             self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)
         except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids

@@ -18,7 +18,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .._types import Reactor
+from ..auth.filemodes import loose_permissions
+from ..auth.keystore import key_file_paths
 from ..names import is_valid_label
+from .clientaddr import parse_network
 from .config import EdgeConfig
 
 __all__ = ["Options", "makeService"]
@@ -217,6 +220,7 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["trusted-proxy"] = []
 
     def opt_listen(self, description: str) -> None:
         """
@@ -225,6 +229,18 @@ class Options(usage.Options):
         systemd:domain=INET:index=0.  Default: tcp:8080:interface=127.0.0.1.
         """
         self["listen"].append(description)
+
+    def opt_trusted_proxy(self, cidr: str) -> None:
+        """
+        Believe X-Forwarded-For and X-Forwarded-Proto from peers in this
+        CIDR range (repeatable; default: from no peer).  The client is then
+        the last untrusted hop of X-Forwarded-For.
+        """
+        try:
+            parse_network(cidr)
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["trusted-proxy"].append(cidr)
 
     def postOptions(self) -> None:
         if not self["listen"]:
@@ -265,7 +281,23 @@ class Options(usage.Options):
             max_tunnels_per_address=self["max-tunnels-per-address"],
             creates_per_minute=self["creates-per-minute"],
             send_timeout=self["send-timeout"],
+            trusted_proxies=tuple(self["trusted-proxy"]),
         )
+
+
+def _loose_secret_file(options: Options) -> str | None:
+    """
+    The first key, secret or API-key file that its group or others may
+    use, as one line; L{None} when all are private (OpenSSH's rule).
+    """
+    files = [(options["api-keys-file"], "API keys file"), (options["jwt-secret-file"], "JWT secret file")]
+    if options["jwt-secret-file"] is None:
+        files += [(path, "signing key file") for path in key_file_paths(options["data-dir"])]
+    for path, what in files:
+        problem = loose_permissions(path, what) if path is not None else None
+        if problem is not None:
+            return problem
+    return None
 
 
 def makeService(options: Options, reactor: Reactor | None = None) -> service.MultiService:
@@ -287,6 +319,12 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
 
     install_fast_paths()
 
+    loose = _loose_secret_file(options)
+    if loose is not None:
+        message = f"netbore-edge: refusing to start: {loose}"
+        log.critical(message)
+        sys.stderr.write(message + "\n")
+        raise SystemExit(1)
     try:
         edge = build_edge(
             options.config(),

@@ -29,7 +29,7 @@ import contextlib
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -114,6 +114,7 @@ class ViewerProtocol(Protocol):
     head: RequestHead | None = None
     client_ip = b""
     secure = False
+    proxy_ip: bytes | None = None  # a trusted proxy, or b"": client and scheme per request (site.forwarded)
 
     def __init__(self, site: EdgeSite, addr: Any) -> None:
         self.site = site
@@ -139,9 +140,7 @@ class ViewerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
-        host = getattr(transport.getPeer(), "host", "")
-        self.client_ip = host.encode("ascii", "replace") if isinstance(host, str) else b""
-        self.secure = ISSLTransport(transport, None) is not None
+        self.client_ip, self.secure, self.proxy_ip = self.site.peer_of(transport)
         # A response head and its body may leave in two writes (the body
         # comes in a later frame): never let Nagle hold the second one.
         with contextlib.suppress(AttributeError, OSError):
@@ -259,6 +258,8 @@ class ViewerProtocol(Protocol):
         self.phase = Phase.EXCHANGE
         self._deadline = None
         self.head = head
+        if self.proxy_ip is not None:
+            self.client_ip, self.secure, self.proxy_ip = self.site.forwarded(self, head.headers)
         self._keep_alive = head.keep_alive
         if head.expect_continue and (head.chunked or head.length):
             self._writes.write(self.transport, _CONTINUE)
