@@ -185,6 +185,18 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def stream_lost(self, stream: ViewerExchange) -> None:
         stream.reset(ErrorCode.CANCEL)
 
+    def pause_streams(self) -> None:
+        # The transport toward the agent is over its high-water mark (an
+        # agent that reads slowly, or not at all): the viewers whose bodies
+        # feed it stop being read at once; resume_streams' window broadcast
+        # resumes them once it drains (issue 10, item 2).
+        for stream_id, exchange in list(self.streams.items()):
+            try:
+                exchange.upload_paused()
+            except Exception:
+                log.failure("error pausing stream {stream_id}; it is reset", stream_id=stream_id)
+                self.reset_failed_stream(stream_id)
+
     # -- the stream API the viewer exchanges use -------------------------------
 
     def send_data(self, stream_id: int, data: bytes) -> int:

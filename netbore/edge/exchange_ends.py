@@ -165,6 +165,20 @@ class ExchangeEnds:
             self.request = Q_DONE
             session.send_end(stream_id)
 
+    def upload_paused(self) -> None:
+        """
+        The tunnel's connection to the agent is over its high-water mark:
+        stop reading the viewer's body now, not at its next read
+        (L{window_opened}, called when it drains, resumes the viewer).
+        """
+        if self.request is not Q_SENDING:
+            return
+        backlog = self.backlog
+        if backlog is None:
+            backlog = self.backlog = SendQueue()
+        if backlog.pause_source():
+            self.viewer.pause_reading()
+
     # -- endings ----------------------------------------------------------------
 
     def _acknowledge(self, n: int) -> None:
