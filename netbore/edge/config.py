@@ -44,3 +44,8 @@ class EdgeConfig:
     stream_window: int = 2 * 1024 * 1024
     session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024
+    #: Slowest request body accepted while the edge reads it, bytes a
+    #: second on average (each C{body_min_rate * response_timeout / 2}
+    #: bytes restart the response timeout; a body that times out is 408 and
+    #: its connection closes).
+    body_min_rate: int = 500

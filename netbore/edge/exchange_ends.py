@@ -25,7 +25,7 @@ from . import pages
 from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
 
 if TYPE_CHECKING:
-    from .router import StreamSession
+    from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
 __all__ = ["ExchangeEnds"]
@@ -54,6 +54,7 @@ class ExchangeEnds:
     exchange's.
     """
 
+    router: TunnelRouter
     viewer: ViewerProtocol
     credit: ReceiveCredit
     request: RequestState
@@ -67,6 +68,8 @@ class ExchangeEnds:
     held_head: tuple[int, bytes, Fields] | None
     early: list[bytes] | None
     tried: list[StreamSession] | None
+    #: Request body bytes since the wait for the response last restarted.
+    body_progress = 0
 
     # -- the exchange's own (netbore.edge.exchange) ---------------------------
 
@@ -124,8 +127,15 @@ class ExchangeEnds:
                 return  # dropping (an error page, an early answer): discard
             self.request = Q_SENDING
         if self.response is R_WAITING:
-            # The body is still coming: the wait for the answer has not begun.
-            self._rearm_timeout()
+            # The body is still coming: the wait for the answer has not
+            # begun, as long as the body comes at the minimum rate or faster
+            # (each chunk restarting it would let a body trickled a byte at
+            # a time hold the stream for ever).
+            progress = self.body_progress + len(data)
+            if progress >= self.router.body_quantum:
+                progress = 0
+                self._rearm_timeout()
+            self.body_progress = progress
         backlog = self.backlog
         if backlog is not None and backlog.size:
             backlog.push(data)
@@ -144,12 +154,13 @@ class ExchangeEnds:
         state = self.request
         if state is not Q_SENDING and state is not Q_ENDING:
             return
-        if self.response is R_WAITING:
-            # The origin is taking the body: it is working, not silent.
-            self._rearm_timeout()
         backlog = self.backlog
         if backlog is None:
             return
+        if self.response is R_WAITING and backlog.source_paused:
+            # The origin is taking the body the edge holds the viewer back
+            # for: it is working, not silent (and the viewer is not late).
+            self._rearm_timeout()
         session = self.session
         assert session is not None
         stream_id = self.stream_id
@@ -304,9 +315,21 @@ class ExchangeEnds:
         session, self.session = self.session, None
         if session is not None:
             session.reset(self.stream_id, ErrorCode.TIMEOUT)
-        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
         self.early = None
         self._acknowledge(self.credit.close())
+        state = self.request
+        backlog = self.backlog
+        if (state is Q_SENDING or (state is Q_OPEN and not self.end_stream)) and (
+            backlog is None or not backlog.source_paused
+        ):
+            # The viewer's body came slower than --body-min-rate while the
+            # edge was reading it: the viewer is late, not the origin.
+            log.info("request body on stream {stream_id} too slow: 408", stream_id=self.stream_id)
+            self.response = R_DONE
+            self._stop_forwarding()
+            self.viewer.refuse(408)
+            return
+        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
         self._fail(pages.TIMEOUT)
 
     def viewer_gone(self) -> None:

@@ -178,6 +178,13 @@ class Options(usage.Options):
             "Flow-control window per agent session, bytes.",
             _positive(int, "session-window"),
         ],
+        [
+            "body-min-rate",
+            None,
+            500,
+            "Slowest request body accepted, bytes a second on average; a slower one times out (408).",
+            _positive(int, "body-min-rate"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -227,6 +234,7 @@ class Options(usage.Options):
             auth_failures_per_minute=self["auth-failures-per-minute"],
             stream_window=self["stream-window"],
             session_window=self["session-window"],
+            body_min_rate=self["body-min-rate"],
         )
 
 
