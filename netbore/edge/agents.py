@@ -16,6 +16,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .._types import Reactor
 from ..auth.tokens import EPHEMERAL, TokenAuthority, TokenError
@@ -37,6 +38,7 @@ from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
 from .config import EdgeConfig
 from .exchange import AgentEvents
+from .limits import ConnectionLimits
 from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
@@ -266,6 +268,13 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def peer_name(self) -> str:
         return self.agent_id or self.peer_host
 
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        # The connection was a viewer connection's, counted by the caps.
+        limits = self.factory.endpoint.limits
+        if limits is not None:
+            limits.release(self.transport)
+        super().connectionLost(reason)
+
     def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
             self.attached = False
@@ -346,6 +355,9 @@ class AgentEndpoint:
         )
         self.factory = EdgeSessionFactory(self, reactor, writes)
         self.sessions: set[EdgeSession] = set()
+        #: The site's connection caps (set by the site's builder), released
+        #: by a session whose connection autobahn took over.
+        self.limits: ConnectionLimits | None = None
 
     def resource(self) -> WebSocketResource:
         return _UpgradeResource(self.factory)

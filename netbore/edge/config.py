@@ -49,3 +49,7 @@ class EdgeConfig:
     #: bytes restart the response timeout; a body that times out is 408 and
     #: its connection closes).
     body_min_rate: int = 500
+    #: Connections open at once, in all (cut to the descriptor limit less
+    #: a reserve) and from one address (see L{netbore.edge.limits}).
+    max_connections: int = 10000
+    max_connections_per_ip: int = 256

@@ -25,6 +25,7 @@ from ..writes import WriteBatch
 from .agents import AgentEndpoint
 from .config import EdgeConfig
 from .control import ControlAPI
+from .limits import ConnectionLimits, fd_cap
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
 from .router import TunnelRouter
@@ -87,6 +88,8 @@ class EdgeSite(server.Site):
 
     protocol = OneRequestChannel  # type: ignore[assignment]
     displayTracebacks = False
+    #: The connection caps (L{netbore.edge.limits}); none: no caps.
+    limits: ConnectionLimits | None = None
 
     def __init__(
         self, root: resource.IResource, router: TunnelRouter, reactor: Reactor, writes: WriteBatch | None = None
@@ -97,7 +100,14 @@ class EdgeSite(server.Site):
         self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> Any:
-        viewer = ViewerProtocol(self, addr)
+        limits = self.limits
+        if limits is None:
+            viewer = ViewerProtocol(self, addr)
+        else:
+            built = limits.build(self, addr)
+            if not isinstance(built, ViewerProtocol):
+                return built  # over a cap
+            viewer = built
         self.channels.add(viewer)
         return viewer
 
@@ -238,4 +248,5 @@ def build_edge(
     router = TunnelRouter(config, registry, reactor)
     root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor, writes)
+    site.limits = endpoint.limits = ConnectionLimits(fd_cap(config.max_connections), config.max_connections_per_ip)
     return EdgeService(config, site, registry, authority, endpoint)

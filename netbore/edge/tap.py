@@ -185,6 +185,20 @@ class Options(usage.Options):
             "Slowest request body accepted, bytes a second on average; a slower one times out (408).",
             _positive(int, "body-min-rate"),
         ],
+        [
+            "max-connections",
+            None,
+            10000,
+            "Connections open at once, all addresses (at most the fd limit less 64); over it: closed.",
+            _positive(int, "max-connections"),
+        ],
+        [
+            "max-connections-per-ip",
+            None,
+            256,
+            "Connections open at once from one address; over it: 429 and closed.",
+            _positive(int, "max-connections-per-ip"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -235,6 +249,8 @@ class Options(usage.Options):
             stream_window=self["stream-window"],
             session_window=self["session-window"],
             body_min_rate=self["body-min-rate"],
+            max_connections=self["max-connections"],
+            max_connections_per_ip=self["max-connections-per-ip"],
         )
 
 
