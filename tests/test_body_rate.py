@@ -48,6 +48,40 @@ def test_a_body_at_less_than_half_the_minimum_rate_is_408() -> None:
     assert h.status() == 408
 
 
+def test_a_body_trickled_after_an_early_answer_is_408_too() -> None:
+    # The origin answered (head, no end) while the body still comes: the
+    # answer is held until the body is in, so the body's rate still counts.
+    h = Harness(window=1024 * KiB)
+    h.head(b"POST", b"/upload", length=1000)
+    h.send(b"x")
+    h.exchange.response_head(200, b"OK", [(b"content-length", b"2")], False)
+    elapsed = 0.0
+    while h.output() == b"" and elapsed < 120:
+        h.clock.advance(2)
+        elapsed += 2
+        h.send(b"x")
+    assert elapsed <= TIMEOUT + 2
+    assert h.status() == 408
+    assert h.transport.disconnecting
+    assert h.session.resets == [(1, ErrorCode.TIMEOUT)]
+
+
+def test_an_early_answer_is_sent_once_a_body_at_the_minimum_rate_is_in() -> None:
+    h = Harness(window=1024 * KiB)
+    seconds = int(TIMEOUT * 4)
+    h.head(b"POST", b"/upload", length=MIN_RATE * seconds)
+    h.exchange.response_head(200, b"OK", [(b"content-length", b"2")], False)
+    h.exchange.data(b"ok", True)
+    for _ in range(seconds):
+        h.clock.advance(1)
+        h.send(b"x" * MIN_RATE)
+    assert h.status() == 200
+    assert h.body() == b"ok"
+    assert h.session.resets == [(1, ErrorCode.NO_ERROR)]  # (the stream ended early, the rest of the body dropped)
+    h.clock.advance(TIMEOUT * 3)
+    assert h.output().count(b"HTTP/1.1") == 1
+
+
 def test_a_body_that_never_starts_is_408() -> None:
     h = Harness()
     h.head(b"POST", b"/upload", length=1000)

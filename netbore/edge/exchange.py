@@ -258,16 +258,19 @@ class ViewerExchange(ExchangeEnds):
     def response_head(self, status: int, reason: bytes, headers: Fields, end_stream: bool) -> None:
         if self.response is not R_WAITING:
             return
-        self._cancel_timeout()
         if self.request in BODY_IN:
+            self._cancel_timeout()
             self._respond(status, reason, headers)
             if end_stream:
                 self._finish(0)
             return
         self.held_head = (status, reason, headers)
         if end_stream:
+            self._cancel_timeout()
             self._complete_early()
         else:
+            # Held until the viewer's body is in, which must still come at
+            # the minimum rate: the timer stays (ExchangeEnds.timed_out).
             self.response = R_EARLY
 
     def _respond(self, status: int, reason: bytes, headers: Fields) -> None:

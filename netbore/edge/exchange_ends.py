@@ -88,6 +88,9 @@ class ExchangeEnds:
     def _cancel_timeout(self) -> None:
         raise NotImplementedError
 
+    def _rearm_timeout_always(self) -> None:
+        self.router.timeouts.start(self)  # type: ignore[arg-type]
+
     def _open_among(self, sessions: list[StreamSession]) -> pages.ViewerError | None:
         """
         Open the stream on the least busy of C{sessions} not tried yet;
@@ -126,7 +129,8 @@ class ExchangeEnds:
             if state is not Q_OPEN:
                 return  # dropping (an error page, an early answer): discard
             self.request = Q_SENDING
-        if self.response is R_WAITING:
+        response = self.response
+        if response is R_WAITING or response is R_EARLY:
             # The body is still coming: the wait for the answer has not
             # begun, as long as the body comes at the minimum rate or faster
             # (each chunk restarting it would let a body trickled a byte at
@@ -157,7 +161,8 @@ class ExchangeEnds:
         backlog = self.backlog
         if backlog is None:
             return
-        if self.response is R_WAITING and backlog.source_paused:
+        response = self.response
+        if (response is R_WAITING or response is R_EARLY) and backlog.source_paused:
             # The origin is taking the body the edge holds the viewer back
             # for: it is working, not silent (and the viewer is not late).
             self._rearm_timeout()
@@ -247,6 +252,7 @@ class ExchangeEnds:
 
     def _start_response(self) -> None:
         """The viewer's body is in: send the response held meanwhile."""
+        self._cancel_timeout()
         head, self.held_head = self.held_head, None
         assert head is not None
         complete = self.response is R_EARLY_END
@@ -308,22 +314,29 @@ class ExchangeEnds:
 
     def timed_out(self) -> None:
         """
-        No response head within the response timeout (L{ResponseTimeouts}).
+        No response head within the response timeout (L{ResponseTimeouts}),
+        or (the head came early, L{R_EARLY}) the viewer's body too slow.
         """
-        if self.response is not R_WAITING:
+        response = self.response
+        if response is not R_WAITING and response is not R_EARLY:
+            return
+        state = self.request
+        backlog = self.backlog
+        # The viewer's body came slower than --body-min-rate while the edge
+        # was reading it: the viewer is late, not the origin.
+        body_late = (state is Q_SENDING or (state is Q_OPEN and not self.end_stream)) and (
+            backlog is None or not backlog.source_paused
+        )
+        if response is R_EARLY and not body_late:
+            # Answered, and the edge holds the viewer back: keep watching.
+            self._rearm_timeout_always()
             return
         session, self.session = self.session, None
         if session is not None:
             session.reset(self.stream_id, ErrorCode.TIMEOUT)
-        self.early = None
+        self.early = self.held_head = None
         self._acknowledge(self.credit.close())
-        state = self.request
-        backlog = self.backlog
-        if (state is Q_SENDING or (state is Q_OPEN and not self.end_stream)) and (
-            backlog is None or not backlog.source_paused
-        ):
-            # The viewer's body came slower than --body-min-rate while the
-            # edge was reading it: the viewer is late, not the origin.
+        if body_late:
             log.info("request body on stream {stream_id} too slow: 408", stream_id=self.stream_id)
             self.response = R_DONE
             self._stop_forwarding()
