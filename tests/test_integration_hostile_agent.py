@@ -44,7 +44,11 @@ def origin(tmp_path: Path) -> Iterator[Origin]:
 
 
 def test_hostile_agent_windows_do_not_make_the_edge_buffer(tmp_path: Path, origin: Origin) -> None:
-    edge: Edge = procs.start_edge(tmp_path, "--allow-anonymous", "--response-timeout", "60")
+    # (heartbeats slower than the test: a non-reading agent cannot answer
+    # pings, and is dropped after --heartbeat-interval + --heartbeat-timeout)
+    edge: Edge = procs.start_edge(
+        tmp_path, "--allow-anonymous", "--response-timeout", "60", "--heartbeat-interval", "60"
+    )
     started: list[procs.Proc] = []
     try:
         good = procs.start_agent(tmp_path, edge, origin.url, "--name", "good")
