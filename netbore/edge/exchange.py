@@ -266,11 +266,8 @@ class ViewerExchange(ExchangeEnds):
             return
         self.held_head = (status, reason, headers)
         if end_stream:
-            self._cancel_timeout()
             self._complete_early()
         else:
-            # Held until the viewer's body is in, which must still come at
-            # the minimum rate: the timer stays (ExchangeEnds.timed_out).
             self.response = R_EARLY
 
     def _respond(self, status: int, reason: bytes, headers: Fields) -> None:

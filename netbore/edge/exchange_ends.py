@@ -88,9 +88,6 @@ class ExchangeEnds:
     def _cancel_timeout(self) -> None:
         raise NotImplementedError
 
-    def _rearm_timeout_always(self) -> None:
-        self.router.timeouts.start(self)  # type: ignore[arg-type]
-
     def _open_among(self, sessions: list[StreamSession]) -> pages.ViewerError | None:
         """
         Open the stream on the least busy of C{sessions} not tried yet;
@@ -244,6 +241,8 @@ class ExchangeEnds:
         the viewer paused), and answer when it is in.
         """
         assert R_EARLY_END in RESPONSE_MOVES[self.response]
+        # (in R_EARLY the timer stayed: the body's minimum rate, timed_out)
+        self._cancel_timeout()
         self.response = R_EARLY_END
         session, self.session = self.session, None
         if session is not None:
@@ -329,7 +328,7 @@ class ExchangeEnds:
         )
         if response is R_EARLY and not body_late:
             # Answered, and the edge holds the viewer back: keep watching.
-            self._rearm_timeout_always()
+            self.router.timeouts.start(self)  # type: ignore[arg-type]
             return
         session, self.session = self.session, None
         if session is not None:
