@@ -211,7 +211,9 @@ async def test_create_anonymous(edge: Edge) -> None:
     assert tunnel.state is TunnelState.PENDING
     assert tunnel.owner is None
     assert tunnel.name == name
-    assert tunnel.held_until == recreate.exp
+    # pending: held while its candidates are usable (issue 10 item 9)
+    assert tunnel.held_until == ephemeral.exp
+    assert tunnel.recreate_until == recreate.exp
     assert tunnel.expires_at == ephemeral.exp
     assert edge.registry.by_name(name) is tunnel
 
@@ -331,8 +333,13 @@ async def test_anonymous_name_not_claimable_by_accounts(edge: Edge) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_recreate_token_holds_name_until_it_expires(tmp_path: Any) -> None:
-    edge = make_edge(tmp_path, ephemeral_ttl=60)
+    edge = make_edge(tmp_path, ephemeral_ttl=60, grace=3)
     _, _, first = await edge.create({"requested_name": "myapp", "recreate_token_ttl_seconds": 300})
+    # an agent came and went: from then on the recreate token holds the name
+    tunnel = edge.registry.get(first["tunnel_id"])
+    session = object()
+    edge.registry.attach_session(tunnel, session)
+    edge.registry.detach_session(tunnel, session)
     edge.clock.advance(299)
     assert error_of(await edge.create({"requested_name": "myapp"})) == (409, "name_taken")
     # the holder gets the same tunnel, asking by name or not
@@ -409,10 +416,12 @@ async def test_recreate_for_deleted_tunnel_refused(edge: Edge) -> None:
     # the name is free at once
     status, _, other = await edge.create({"requested_name": "myapp"})
     assert status == 201 and other["tunnel_id"] != first["tunnel_id"]
+    # final, and not counted as a failed authentication (a genuine token)
     assert error_of(await edge.create({"recreate_token": first["recreate_token"]})) == (
-        401,
-        "unauthorized",
+        410,
+        "tunnel_deleted",
     )
+    assert edge.limiter.check("127.0.0.1") is None and len(edge.limiter) == 0
     # even once the name is free again
     await edge.call(
         "POST",
@@ -420,8 +429,8 @@ async def test_recreate_for_deleted_tunnel_refused(edge: Edge) -> None:
         {"tunnel_id": other["tunnel_id"], "recreate_token": other["recreate_token"]},
     )
     assert error_of(await edge.create({"recreate_token": first["recreate_token"]})) == (
-        401,
-        "unauthorized",
+        410,
+        "tunnel_deleted",
     )
 
 

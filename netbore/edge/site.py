@@ -28,6 +28,7 @@ from .control import ControlAPI
 from .limits import ConnectionLimits, fd_cap
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
+from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .viewer import ViewerProtocol
 
@@ -230,7 +231,12 @@ def build_edge(
     keyring = load_keyring(config.data_dir, jwt_secret_file)
     authority = TokenAuthority(keyring, issuer=f"netbore:{config.edge_id}", clock=reactor)
     api_keys = ApiKeys.load(api_keys_file) if api_keys_file else ApiKeys.empty()
-    registry = InMemoryRegistry(clock=reactor, grace=config.grace)
+    registry = InMemoryRegistry(
+        clock=reactor,
+        grace=config.grace,
+        revocations=SQLiteRevocations.in_directory(config.data_dir),
+        token_lifetime=max(config.recreate_max_ttl, config.ephemeral_ttl),
+    )
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
     # One write batch for the process: viewer bytes and tunnel frames that
     # one event causes leave together.
