@@ -388,11 +388,12 @@ def test_timeout_is_504_and_resets_the_stream() -> None:
 
 
 def test_timeout_waits_for_a_slow_body() -> None:
+    # (slow, but above the minimum rate: 4 KiB every 3 s; see test_body_rate.py)
     h = Harness(window=1024 * KiB)
-    h.head(b"POST", b"/upload", length=10 * KiB)
+    h.head(b"POST", b"/upload", length=40 * KiB)
     for _ in range(10):
         h.clock.advance(TIMEOUT * 0.6)
-        h.send(b"x" * KiB)
+        h.send(b"x" * 4 * KiB)
     assert h.session.ended == [1]
     assert h.session.resets == []
     h.clock.advance(TIMEOUT - 0.1)

@@ -67,6 +67,11 @@ class Exchange:
     def window_opened(self) -> None:
         self._record("window")
 
+    def upload_paused(self) -> None:
+        # (the transport toward the agent is full; not recorded: these
+        # tests are about the other calls)
+        pass
+
 
 def _closed(agent: FakeAgent) -> tuple[bool, int | None, str | None] | None:
     # (read through a call: mypy would keep an earlier narrowing)

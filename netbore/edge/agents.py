@@ -16,6 +16,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .._types import Reactor
 from ..auth.tokens import EPHEMERAL, TokenAuthority, TokenError
@@ -38,6 +39,7 @@ from ..writes import WriteBatch
 from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .exchange import AgentEvents
+from .limits import ConnectionLimits
 from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
@@ -193,6 +195,18 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def stream_lost(self, stream: ViewerExchange) -> None:
         stream.reset(ErrorCode.CANCEL)
 
+    def pause_streams(self) -> None:
+        # The transport toward the agent is over its high-water mark (an
+        # agent that reads slowly, or not at all): the viewers whose bodies
+        # feed it stop being read at once; resume_streams' window broadcast
+        # resumes them once it drains (issue 10, item 2).
+        for stream_id, exchange in list(self.streams.items()):
+            try:
+                exchange.upload_paused()
+            except Exception:
+                log.failure("error pausing stream {stream_id}; it is reset", stream_id=stream_id)
+                self.reset_failed_stream(stream_id)
+
     # -- the stream API the viewer exchanges use -------------------------------
 
     def send_data(self, stream_id: int, data: bytes) -> int:
@@ -262,6 +276,13 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
 
     def peer_name(self) -> str:
         return self.agent_id or self.peer_host
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        # The connection was a viewer connection's, counted by the caps.
+        limits = self.factory.endpoint.limits
+        if limits is not None:
+            limits.release(self.transport)
+        super().connectionLost(reason)
 
     def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
@@ -344,6 +365,9 @@ class AgentEndpoint:
         )
         self.factory = EdgeSessionFactory(self, reactor, writes)
         self.sessions: set[EdgeSession] = set()
+        #: The site's connection caps (set by the site's builder), released
+        #: by a session whose connection autobahn took over.
+        self.limits: ConnectionLimits | None = None
 
     def resource(self) -> WebSocketResource:
         return _UpgradeResource(self.factory)

@@ -56,3 +56,12 @@ class EdgeConfig:
     #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
     #: (C{--trusted-proxy}, CIDR ranges; none by default).
     trusted_proxies: tuple[str, ...] = ()
+    #: Slowest request body accepted while the edge reads it, bytes a
+    #: second on average (each C{body_min_rate * response_timeout / 2}
+    #: bytes restart the response timeout; a body that times out is 408 and
+    #: its connection closes).
+    body_min_rate: int = 500
+    #: Connections open at once, in all (cut to the descriptor limit less
+    #: a reserve) and from one address (see L{netbore.edge.limits}).
+    max_connections: int = 10000
+    max_connections_per_ip: int = 256

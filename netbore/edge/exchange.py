@@ -265,8 +265,8 @@ class ViewerExchange(ExchangeEnds):
     def response_head(self, status: int, reason: bytes, headers: Fields, end_stream: bool) -> None:
         if self.response is not R_WAITING:
             return
-        self._cancel_timeout()
         if self.request in BODY_IN:
+            self._cancel_timeout()
             self._respond(status, reason, headers)
             if end_stream:
                 self._finish(0)

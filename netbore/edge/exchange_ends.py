@@ -72,6 +72,8 @@ class ExchangeEnds:
     waiting_end = False
     early: list[bytes] | None
     tried: list[StreamSession] | None
+    #: Request body bytes since the wait for the response last restarted.
+    body_progress = 0
 
     # -- the exchange's own (netbore.edge.exchange) ---------------------------
 
@@ -128,9 +130,17 @@ class ExchangeEnds:
             if state is not Q_OPEN:
                 return  # dropping (an error page, an early answer): discard
             self.request = Q_SENDING
-        if self.response is R_WAITING:
-            # The body is still coming: the wait for the answer has not begun.
-            self._rearm_timeout()
+        response = self.response
+        if response is R_WAITING or response is R_EARLY:
+            # The body is still coming: the wait for the answer has not
+            # begun, as long as the body comes at the minimum rate or faster
+            # (each chunk restarting it would let a body trickled a byte at
+            # a time hold the stream for ever).
+            progress = self.body_progress + len(data)
+            if progress >= self.router.body_quantum:
+                progress = 0
+                self._rearm_timeout()
+            self.body_progress = progress
         backlog = self.backlog
         if backlog is not None and backlog.size:
             backlog.push(data)
@@ -149,12 +159,14 @@ class ExchangeEnds:
         state = self.request
         if state is not Q_SENDING and state is not Q_ENDING:
             return
-        if self.response is R_WAITING:
-            # The origin is taking the body: it is working, not silent.
-            self._rearm_timeout()
         backlog = self.backlog
         if backlog is None:
             return
+        response = self.response
+        if (response is R_WAITING or response is R_EARLY) and backlog.source_paused:
+            # The origin is taking the body the edge holds the viewer back
+            # for: it is working, not silent (and the viewer is not late).
+            self._rearm_timeout()
         session = self.session
         assert session is not None
         stream_id = self.stream_id
@@ -169,6 +181,20 @@ class ExchangeEnds:
         if state is Q_ENDING:
             self.request = Q_DONE
             session.send_end(stream_id)
+
+    def upload_paused(self) -> None:
+        """
+        The tunnel's connection to the agent is over its high-water mark:
+        stop reading the viewer's body now, not at its next read
+        (L{window_opened}, called when it drains, resumes the viewer).
+        """
+        if self.request is not Q_SENDING:
+            return
+        backlog = self.backlog
+        if backlog is None:
+            backlog = self.backlog = SendQueue()
+        if backlog.pause_source():
+            self.viewer.pause_reading()
 
     # -- endings ----------------------------------------------------------------
 
@@ -219,6 +245,8 @@ class ExchangeEnds:
         the viewer paused), and answer when it is in.
         """
         assert R_EARLY_END in RESPONSE_MOVES[self.response]
+        # (in R_EARLY the timer stayed: the body's minimum rate, timed_out)
+        self._cancel_timeout()
         self.response = R_EARLY_END
         session, self.session = self.session, None
         if session is not None:
@@ -227,6 +255,7 @@ class ExchangeEnds:
 
     def _start_response(self) -> None:
         """The viewer's body is in: send the response held meanwhile."""
+        self._cancel_timeout()
         head, self.held_head = self.held_head, None
         assert head is not None
         complete = self.response is R_EARLY_END
@@ -291,16 +320,35 @@ class ExchangeEnds:
 
     def timed_out(self) -> None:
         """
-        No response head within the response timeout (L{ResponseTimeouts}).
+        No response head within the response timeout (L{ResponseTimeouts}),
+        or (the head came early, L{R_EARLY}) the viewer's body too slow.
         """
-        if self.response is not R_WAITING:
+        response = self.response
+        if response is not R_WAITING and response is not R_EARLY:
+            return
+        state = self.request
+        backlog = self.backlog
+        # The viewer's body came slower than --body-min-rate while the edge
+        # was reading it: the viewer is late, not the origin.
+        body_late = (state is Q_SENDING or (state is Q_OPEN and not self.end_stream)) and (
+            backlog is None or not backlog.source_paused
+        )
+        if response is R_EARLY and not body_late:
+            # Answered, and the edge holds the viewer back: keep watching.
+            self.router.timeouts.start(self)  # type: ignore[arg-type]
             return
         session, self.session = self.session, None
         if session is not None:
             session.reset(self.stream_id, ErrorCode.TIMEOUT)
-        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
-        self.early = None
+        self.early = self.held_head = None
         self._acknowledge(self.credit.close())
+        if body_late:
+            log.info("request body on stream {stream_id} too slow: 408", stream_id=self.stream_id)
+            self.response = R_DONE
+            self._stop_forwarding()
+            self.viewer.refuse(408)
+            return
+        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
         self._fail(pages.TIMEOUT)
 
     def viewer_gone(self) -> None:

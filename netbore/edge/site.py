@@ -29,6 +29,7 @@ from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .control import ControlAPI
 from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
+from .limits import ConnectionLimits, fd_cap
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
 from .revocations import SQLiteRevocations
@@ -80,6 +81,8 @@ class EdgeSite(server.Site):
     body_limit = DEFAULT_BODY_LIMIT
     #: Whose forwarding fields to believe (C{--trusted-proxy}).
     proxies = TrustedProxies()
+    #: The connection caps (L{netbore.edge.limits}); none: no caps.
+    limits: ConnectionLimits | None = None
 
     def __init__(
         self, root: resource.IResource, router: TunnelRouter, reactor: Reactor, writes: WriteBatch | None = None
@@ -90,7 +93,14 @@ class EdgeSite(server.Site):
         self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> Any:
-        viewer = ViewerProtocol(self, addr)
+        limits = self.limits
+        if limits is None:
+            viewer = ViewerProtocol(self, addr)
+        else:
+            built = limits.build(self, addr)
+            if not isinstance(built, ViewerProtocol):
+                return built  # over a cap
+            viewer = built
         self.channels.add(viewer)
         return viewer
 
@@ -308,6 +318,7 @@ def build_edge(
     site = EdgeSite(root, router, reactor, writes)
     site.body_limit = config.max_control_body
     site.proxies = TrustedProxies(config.trusted_proxies)
+    site.limits = endpoint.limits = ConnectionLimits(fd_cap(config.max_connections), config.max_connections_per_ip)
     edge = EdgeService(config, site, registry, authority, endpoint)
     edge.api_keys = api_keys
     return edge

@@ -215,6 +215,27 @@ class Options(usage.Options):
             "Time a viewer may take no response bytes before it is closed and its stream reset, seconds.",
             _positive(float, "send-timeout"),
         ],
+        [
+            "body-min-rate",
+            None,
+            500,
+            "Slowest request body accepted, bytes a second on average; a slower one times out (408).",
+            _positive(int, "body-min-rate"),
+        ],
+        [
+            "max-connections",
+            None,
+            10000,
+            "Connections open at once, all addresses (at most the fd limit less 64); over it: closed.",
+            _positive(int, "max-connections"),
+        ],
+        [
+            "max-connections-per-ip",
+            None,
+            256,
+            "Connections open at once from one address; over it: 429 and closed.",
+            _positive(int, "max-connections-per-ip"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -282,6 +303,9 @@ class Options(usage.Options):
             creates_per_minute=self["creates-per-minute"],
             send_timeout=self["send-timeout"],
             trusted_proxies=tuple(self["trusted-proxy"]),
+            body_min_rate=self["body-min-rate"],
+            max_connections=self["max-connections"],
+            max_connections_per_ip=self["max-connections-per-ip"],
         )
 
 

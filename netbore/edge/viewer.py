@@ -297,6 +297,9 @@ class ViewerProtocol(Protocol):
         self._writes.write(self.transport, body)
         self._close()
 
+    #: Answer the request in flight with the page for a status and close (408: its body is too slow).
+    refuse = _refuse
+
     def _set_deadline(self) -> None:
         clock = self.clock
         self._deadline = clock.seconds() + IDLE_TIMEOUT

@@ -61,6 +61,19 @@ class SendQueue:
         self.source_paused = True
         return True
 
+    def pause_source(self) -> bool:
+        """
+        The source must stop although nothing may be queued (the way toward
+        the destination is full for another reason, e.g. its connection's
+        buffer); L{drained} resumes it as if the queue had held bytes.
+
+        @return: C{True} when the source must be paused now (it was not).
+        """
+        if self.source_paused:
+            return False
+        self.source_paused = True
+        return True
+
     def take(self, room: int = -1) -> Chunk:
         """
         Take up to C{room} bytes (all of the first chunk when C{room} is
