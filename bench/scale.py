@@ -182,6 +182,12 @@ class Edge:
             "--data-dir",
             str(workdir / "edge-data"),
             "--allow-anonymous",
+            # Every agent and viewer comes from 127.0.0.1: no caps here
+            # (the total stays cut to the descriptor limit).
+            "--max-connections",
+            "1000000",
+            "--max-connections-per-ip",
+            "1000000",
             *extra,
         ]
         self.log = open(workdir / "edge.log", "wb")

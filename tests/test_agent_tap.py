@@ -216,6 +216,7 @@ def test_starting_reaches_for_the_control_api_only(tmp_path: Path) -> None:
 def test_unusable_files_stop_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     key = tmp_path / "api-key"
     key.write_text("two words\n")
+    key.chmod(0o600)
     parsed = options("--origin", ORIGIN, "--api-key-file", str(key))
     with pytest.raises(SystemExit) as stopped:
         makeService(parsed, reactor=MemoryReactorClock())
@@ -246,3 +247,34 @@ def test_make_service_installs_autobahn_fast_paths(tmp_path: Path) -> None:
     assert not BatchedWebSocket.skip_message_observers
     makeService(options("--origin", ORIGIN), reactor=MemoryReactorClock())
     assert BatchedWebSocket.skip_message_observers
+
+
+@pytest.mark.parametrize("which", ["api-key-file", "state-file"])
+def test_a_credential_file_others_may_read_is_warned_about_and_the_agent_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str
+) -> None:
+    """
+    Issue 10: like OpenSSH's client, the agent warns about an API key or
+    state file that its group or others may read, and starts all the same.
+    """
+    key = tmp_path / "api-key"
+    key.write_text("k-123\n")
+    key.chmod(0o600)
+    state = tmp_path / "state.json"
+    state.write_text("{}\n")
+    state.chmod(0o600)
+    loose = {"api-key-file": key, "state-file": state}[which]
+    loose.chmod(0o644)
+    parsed = options("--origin", ORIGIN, "--api-key-file", str(key), "--state-file", str(state))
+    agent = makeService(parsed, reactor=MemoryReactorClock())
+    assert isinstance(agent, AgentService) and agent.api_key == "k-123"
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "netbore-agent: WARNING: "
+        + (f"API key file {key}" if which == "api-key-file" else f"state file (it holds the recreate token) {state}")
+        + f" is accessible by group or others (mode 0644); run: chmod 600 {loose}\n"
+    )
+    loose.chmod(0o600)
+    makeService(parsed, reactor=MemoryReactorClock())
+    assert capsys.readouterr().err == ""

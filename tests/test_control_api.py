@@ -92,6 +92,9 @@ class Keys:
     def authenticate(self, key: str) -> Account | None:
         return self.keys.get(key)
 
+    def account(self, name: str) -> Account | None:
+        return next((a for a in self.keys.values() if a.name == name), None)
+
 
 KEYS = Keys(
     {
@@ -211,7 +214,9 @@ async def test_create_anonymous(edge: Edge) -> None:
     assert tunnel.state is TunnelState.PENDING
     assert tunnel.owner is None
     assert tunnel.name == name
-    assert tunnel.held_until == recreate.exp
+    # pending: held while its candidates are usable (issue 10 item 9)
+    assert tunnel.held_until == ephemeral.exp
+    assert tunnel.recreate_until == recreate.exp
     assert tunnel.expires_at == ephemeral.exp
     assert edge.registry.by_name(name) is tunnel
 
@@ -331,8 +336,13 @@ async def test_anonymous_name_not_claimable_by_accounts(edge: Edge) -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_recreate_token_holds_name_until_it_expires(tmp_path: Any) -> None:
-    edge = make_edge(tmp_path, ephemeral_ttl=60)
+    edge = make_edge(tmp_path, ephemeral_ttl=60, grace=3)
     _, _, first = await edge.create({"requested_name": "myapp", "recreate_token_ttl_seconds": 300})
+    # an agent came and went: from then on the recreate token holds the name
+    tunnel = edge.registry.get(first["tunnel_id"])
+    session = object()
+    edge.registry.attach_session(tunnel, session)
+    edge.registry.detach_session(tunnel, session)
     edge.clock.advance(299)
     assert error_of(await edge.create({"requested_name": "myapp"})) == (409, "name_taken")
     # the holder gets the same tunnel, asking by name or not
@@ -409,10 +419,12 @@ async def test_recreate_for_deleted_tunnel_refused(edge: Edge) -> None:
     # the name is free at once
     status, _, other = await edge.create({"requested_name": "myapp"})
     assert status == 201 and other["tunnel_id"] != first["tunnel_id"]
+    # final, and not counted as a failed authentication (a genuine token)
     assert error_of(await edge.create({"recreate_token": first["recreate_token"]})) == (
-        401,
-        "unauthorized",
+        410,
+        "tunnel_deleted",
     )
+    assert edge.limiter.check("127.0.0.1") is None and len(edge.limiter) == 0
     # even once the name is free again
     await edge.call(
         "POST",
@@ -420,8 +432,8 @@ async def test_recreate_for_deleted_tunnel_refused(edge: Edge) -> None:
         {"tunnel_id": other["tunnel_id"], "recreate_token": other["recreate_token"]},
     )
     assert error_of(await edge.create({"recreate_token": first["recreate_token"]})) == (
-        401,
-        "unauthorized",
+        410,
+        "tunnel_deleted",
     )
 
 
@@ -899,3 +911,53 @@ async def test_swapped_tokens_count_as_failures(tmp_path: Any) -> None:
     await edge.create(token=body["ephemeral_token"])
     await edge.create({"recreate_token": edge.management("alice")})
     assert error_of(await edge.create()) == (429, "rate_limited")
+
+
+# -- issue 10 item 12: bad input is a 4xx, always ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (b"[" * 30_000 + b"]" * 30_000, "nested more than 32 levels deep"),
+        (b'{"region_hint": ' + b"[" * 40 + b"]" * 40 + b"}", "nested more than 32 levels deep"),
+        (b'{"recreate_token_ttl_seconds": 1' + b"0" * 399 + b"}", "is out of range"),
+        (b'{"recreate_token_ttl_seconds": 1e400}', "is out of range"),
+        (b'{"recreate_token_ttl_seconds": NaN}', "NaN is not a JSON number"),
+        (b'{"recreate_token_ttl_seconds": Infinity}', "Infinity is not a JSON number"),
+        (b'{"requested_name": "\xff"}', "not valid JSON"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_bad_json_is_a_400(edge: Edge, raw: bytes, message: str) -> None:
+    status, _, body = await edge.call("POST", "/tunnels/create", raw=raw, headers={"Content-Type": "application/json"})
+    assert (status, body["error"]) == (400, "invalid_request"), body
+    assert message in body["message"]
+    assert list(edge.registry.all()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_big_ttl_within_range_is_clamped(edge: Edge) -> None:
+    status, _, body = await edge.create({"recreate_token_ttl_seconds": 2**53})
+    assert status == 201, body
+    assert "clamped to the maximum" in body["note"]
+
+
+@pytest.mark.parametrize(
+    "method, path, data",
+    [
+        ("GET", "/tunnels/list", b""),
+        ("POST", "/tunnels/create", b"{}"),
+        ("POST", "/tunnels/delete", b'{"tunnel_id": "t1"}'),
+        ("POST", "/auth/token", b"{}"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_an_authorization_header_that_is_not_utf8_is_a_401(
+    edge: Edge, method: str, path: str, data: bytes
+) -> None:
+    headers = {b"Authorization": [b"Bearer \xff\xfe\xfd"], b"Content-Type": [b"application/json"]}
+    response = await edge.stub.request(method, BASE + path, headers=headers, data=data)
+    body = json.loads(await response.content())
+    assert (response.code, body["error"]) == (401, "unauthorized"), body
+    assert body["message"] == "Authorization is not UTF-8 text"

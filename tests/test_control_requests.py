@@ -115,12 +115,43 @@ def test_refused_credentials_count_until_429(auth: ApiAuth) -> None:
 def test_api_key_account(auth: ApiAuth) -> None:
     assert auth.api_key_account(request(authorization="Bearer k-alice"), "a", None) == ("alice", "admin")
     assert auth.api_key_account(request(), "a", "k-bob") == ("bob", "user")
-    token, _ = auth.authority.issue(MANAGEMENT, "carol", 60, role="user")
-    assert auth.api_key_account(request(authorization=f"Bearer {token}"), "a", None) == ("carol", "user")
+    token, _ = auth.authority.issue(MANAGEMENT, "bob", 60, role="user")
+    assert auth.api_key_account(request(authorization=f"Bearer {token}"), "a", None) == ("bob", "user")
     assert status_of(lambda: auth.api_key_account(request(authorization="Bearer k-bob"), "a", "k-bob"))[0] == 400
     assert status_of(lambda: auth.api_key_account(request(), "a", None))[0] == 401
     assert status_of(lambda: auth.api_key_account(request(), "a", "nope"))[0] == 401
     assert len(auth.limiter) == 1  # only the unknown key counted
+
+
+def test_refresh_checks_the_account_against_the_keys_file_as_it_is_now(tmp_path: Any, auth: ApiAuth) -> None:
+    """
+    Issue 10 item 3: a management token refreshes only for an account the
+    keys file still has, with the role the file gives it now.
+    """
+    gone, _ = auth.authority.issue(MANAGEMENT, "carol", 60, role="admin")
+    assert status_of(lambda: auth.api_key_account(request(authorization=f"Bearer {gone}"), "a", None)) == (
+        401,
+        "unauthorized",
+    )
+    demoted, _ = auth.authority.issue(MANAGEMENT, "bob", 60, role="admin")
+    assert auth.api_key_account(request(authorization=f"Bearer {demoted}"), "a", None) == ("bob", "user")
+    promoted, _ = auth.authority.issue(MANAGEMENT, "alice", 60, role="user")
+    assert auth.api_key_account(request(authorization=f"Bearer {promoted}"), "a", None) == ("alice", "admin")
+
+
+def test_a_non_utf8_authorization_header_is_a_401() -> None:
+    """
+    Issue 10 item 12: bytes that are not UTF-8 in Authorization are refused
+    (401, counted), not a 500.
+    """
+    clock = Clock()
+    auth = ApiAuth(
+        TokenAuthority(HMACKeyring([b"s" * 40]), "netbore:test", clock), ApiKeys.empty(), AuthFailureLimiter(clock, 2)
+    )
+    req = request()
+    req.requestHeaders.setRawHeaders(b"authorization", [b"Bearer \xff\xfe"])
+    assert status_of(lambda: auth.bearer(req, "a")) == (401, "unauthorized")
+    assert len(auth.limiter) == 1
 
 
 def test_one_management_token_as_bearer_or_in_the_body(auth: ApiAuth) -> None:

@@ -252,10 +252,15 @@ def test_ssl_listener(tmp_path: Path) -> None:
 def test_hs256_with_a_secret_file(tmp_path: Path) -> None:
     secret = tmp_path / "secret"
     secret.write_text(SECRET)
+    secret.chmod(0o600)
     options = parse("--data-dir", str(tmp_path / "data"), "--jwt-secret-file", str(secret))
     edge = children(makeService(options, reactor=MemoryReactorClock()))[0]
     assert edge.authority.algorithm == "HS256"
-    assert not (tmp_path / "data").exists()  # HS256 leaves --data-dir alone
+    # HS256 makes no signing keys; --data-dir holds only the revocations
+    # of deleted tunnels, which must survive a restart whatever signs tokens.
+    assert sorted(p.name for p in (tmp_path / "data").iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
+        "revocations.sqlite3"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -282,6 +287,7 @@ def test_bad_listen_stops_with_one_line(
 def test_unusable_keys_stop_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     secret = tmp_path / "secret"
     secret.write_text("short\n")
+    secret.chmod(0o600)
     with pytest.raises(SystemExit) as stopped:
         makeService(parse("--jwt-secret-file", str(secret)), reactor=MemoryReactorClock())
     assert stopped.value.code == 1
@@ -325,3 +331,44 @@ def test_make_service_installs_autobahn_fast_paths(tmp_path: Path) -> None:
     assert not BatchedWebSocket.skip_message_observers
     makeService(parse("--data-dir", str(tmp_path)), reactor=MemoryReactorClock())
     assert BatchedWebSocket.skip_message_observers
+
+
+# -- issue 10: secret files private to their owner; --trusted-proxy ---------------
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+@pytest.mark.parametrize("which", ["api-keys-file", "jwt-secret-file", "signing key"])
+def test_a_secret_file_others_may_read_stops_the_edge_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], which: str, mode: int
+) -> None:
+    keys = tmp_path / "api-keys"
+    keys.write_text("alice k-1\n")
+    keys.chmod(0o600)
+    secret = tmp_path / "jwt-secret"
+    secret.write_text(SECRET + "\n")
+    secret.chmod(0o600)
+    data = tmp_path / "data"
+    makeService(parse("--data-dir", str(data)), reactor=MemoryReactorClock())  # creates a key, 0600
+    (key_file,) = (data / "keys").iterdir()
+    argv = ["--data-dir", str(data), "--api-keys-file", str(keys)]
+    if which == "jwt-secret-file":
+        argv += ["--jwt-secret-file", str(secret)]
+    loose = {"api-keys-file": keys, "jwt-secret-file": secret, "signing key": key_file}[which]
+    loose.chmod(mode)
+    with pytest.raises(SystemExit) as stopped:
+        makeService(parse(*argv), reactor=MemoryReactorClock())
+    assert stopped.value.code == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("netbore-edge: refusing to start: "), err
+    assert f"{loose} is accessible by group or others (mode {mode:04o}); run: chmod 600 {loose}" in err
+    loose.chmod(0o600)  # and with the mode fixed it starts
+    makeService(parse(*argv), reactor=MemoryReactorClock())
+
+
+def test_trusted_proxy_is_repeatable_and_checked() -> None:
+    options = parse("--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "2001:db8::/32", "--trusted-proxy", "127.0.0.1")
+    assert options.config().trusted_proxies == ("10.0.0.0/8", "2001:db8::/32", "127.0.0.1")
+    assert parse().config().trusted_proxies == ()
+    with pytest.raises(usage.UsageError, match="--trusted-proxy: 'nonsense' is not an IP address or CIDR range"):
+        parse("--trusted-proxy", "nonsense")

@@ -40,6 +40,7 @@ def call(
 def keys_file(tmp_path: Path) -> Path:
     path = tmp_path / "api-keys"
     path.write_text("# account key [admin]\nalice alice-key-0123456789\nroot root-key-0123456789 admin\n")
+    path.chmod(0o600)  # the edge refuses a keys file others may read
     return path
 
 

@@ -467,6 +467,7 @@ def test_sigterm_during_a_20_mib_download_lets_it_finish_then_exits(lab: Lab, wh
 def test_two_agents_serve_one_name_and_one_dying_fails_no_request_after_detection(lab: Lab) -> None:
     keys = lab.tmp / "api-keys"
     keys.write_text("alice alice-key-0123456789\n")
+    keys.chmod(0o600)
     key_file = lab.tmp / "alice.key"
     key_file.write_text("alice-key-0123456789\n")
     one, two = lab.origin(), lab.origin()

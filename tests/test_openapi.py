@@ -7,6 +7,7 @@ and errors) validate against the document's schema for it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -114,7 +115,12 @@ class Recorder:
         return payload
 
 
-def make(tmp_path: Path, authority: TokenAuthority | None = None, **config: Any) -> tuple[StubTreq, TokenAuthority]:
+def make(
+    tmp_path: Path,
+    authority: TokenAuthority | None = None,
+    random_name: Callable[[], str] | None = None,
+    **config: Any,
+) -> tuple[StubTreq, TokenAuthority]:
     clock = Clock()
     clock.advance(NOW)
     cfg = EdgeConfig(**{"data_dir": str(tmp_path), **config})
@@ -137,6 +143,8 @@ def make(tmp_path: Path, authority: TokenAuthority | None = None, **config: Any)
         AuthFailureLimiter(clock, cfg.auth_failures_per_minute),
         clock,
     )
+    if random_name is not None:
+        api.random_name = random_name
     return StubTreq(api.app.resource()), authority
 
 
@@ -230,6 +238,9 @@ async def test_real_responses_match_document(tmp_path: Path) -> None:
     await r.call(stub, "POST", "/tunnels/create", 401, {}, "not-a-token")
     await r.call(stub, "GET", "/tunnels/create", 405)
     await r.call(stub, "POST", "/tunnels/create", 409, {"requested_name": "myapp"}, bob)
+    full, _ = make(tmp_path / "q", authority=authority, allow_anonymous=True, max_tunnels_per_address=1)
+    await r.call(full, "POST", "/tunnels/create", 201, {"requested_name": "anon"})
+    await r.call(full, "POST", "/tunnels/create", 403, {})
 
     # list
     listed = await r.call(stub, "GET", "/tunnels/list", 200, token=alice)
@@ -254,6 +265,7 @@ async def test_real_responses_match_document(tmp_path: Path) -> None:
     await r.call(stub, "POST", "/tunnels/delete", 403, gone, bob)
     await r.call(stub, "POST", "/tunnels/delete", 200, gone, alice)
     await r.call(stub, "POST", "/tunnels/delete", 404, gone, alice)
+    await r.call(stub, "POST", "/tunnels/create", 410, {"recreate_token": created["recreate_token"]})
     await r.call(stub, "GET", "/tunnels/delete", 405)
 
     # 413 on every route with a body
@@ -271,6 +283,11 @@ async def test_real_responses_match_document(tmp_path: Path) -> None:
         ("POST", "/auth/token"),
     ]:
         await r.call(limited, method, path, 429, {"tunnel_id": "x"} if method == "POST" else None)
+
+    # 503 when no random name is free
+    taken, _ = make(tmp_path / "e", allow_anonymous=True, random_name=lambda: "taken-name")
+    await r.call(taken, "POST", "/tunnels/create", 201, {"requested_name": "taken-name"})
+    await r.call(taken, "POST", "/tunnels/create", 503, {})
 
     # 500 on every route when the edge itself fails
     broken_dir = tmp_path / "d"

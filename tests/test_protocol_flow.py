@@ -97,19 +97,52 @@ def test_session_window_shared_across_streams() -> None:
     with pytest.raises(FlowControlError):
         edge.send_data(a, b"x")
     pump(edge, agent)
-    # Stream a acknowledges 4000 (under its 4096 threshold): no stream update,
-    # but stream b's 1000 more reach the session's 5000 threshold.
-    agent.acknowledge(a, 4000)
-    assert agent.data_to_send() == []
-    agent.acknowledge(b, 1000)
+    # The session's credit went back as the bytes came in (once half the
+    # window had), before any of them was acknowledged.
     updates = window_updates(agent.data_to_send())
-    assert updates == [WindowUpdate(0, 5000)]
-    assert feed(edge, *updates) == [WindowOpened(0)]
+    assert updates == [WindowUpdate(0, 6000)]
+    # Both streams were told 0 because of the session: both are woken.
+    assert feed(edge, *updates) == [WindowOpened(a), WindowOpened(b)]
     assert edge.send_window(a) == 2192
     assert edge.send_window(b) == 8192 - 4000
+    # Acknowledging returns stream credit only (under the 4096 threshold: none yet).
+    agent.acknowledge(a, 4000)
+    agent.acknowledge(b, 1000)
+    assert agent.data_to_send() == []
 
 
-def test_acknowledge_after_close_credits_session() -> None:
+def test_a_stalled_stream_holds_only_its_own_window() -> None:
+    """
+    Issue 10, item 1: a consumer that never acknowledges keeps its stream's
+    window shut, never the session's; the other streams go on.
+    """
+    s = Settings(stream_window=4096, session_window=8192)
+    edge, agent = make_pair(edge_settings=s)
+    stalled = [edge.send_request_head(*GET, end_stream=True) for _ in range(4)]
+    other = edge.send_request_head(*GET, end_stream=True)
+    pump(edge, agent)
+    for sid in [*stalled, other]:
+        agent.send_response_head(sid, 200, b"OK", [])
+    for sid in stalled:
+        # (never acknowledged by the edge: its viewer does not read)
+        assert agent.send_some(sid, b"s" * 10000) == 4096
+        pump(agent, edge)
+        pump(edge, agent)
+    # Four stream windows (twice the session window) went out, and the
+    # session still has room for the other stream.
+    received = 0
+    for _ in range(10):
+        n = agent.send_some(other, b"o" * 4096)
+        assert n > 0
+        events = pump(agent, edge)
+        got = sum(len(e.data) for e in events if isinstance(e, DataReceived))
+        edge.acknowledge(other, got)
+        received += got
+        pump(edge, agent)
+    assert received == 10 * 4096
+
+
+def test_acknowledge_after_close_does_nothing() -> None:
     s = Settings(stream_window=4096, session_window=4096)
     edge, agent = make_pair(edge_settings=s)
     sid = edge.send_request_head(*GET, end_stream=True)
@@ -119,9 +152,10 @@ def test_acknowledge_after_close_credits_session() -> None:
     pump(agent, edge)
     assert not edge.is_open(sid)
     assert agent.send_window(sid) == 0
-    edge.acknowledge(sid, 4096)
-    # The stream is closed: only the session window is reopened.
+    # The session's credit went back on receipt.
     assert window_updates(edge.data_to_send()) == [WindowUpdate(0, 4096)]
+    edge.acknowledge(sid, 4096)
+    assert edge.data_to_send() == []
 
 
 def test_acknowledge_misuse() -> None:
@@ -150,12 +184,12 @@ def test_data_beyond_stream_window_is_flow_control_error() -> None:
 
 
 def test_data_beyond_session_window_is_flow_control_error() -> None:
-    edge, agent = make_pair(agent_settings=Settings(stream_window=1000, session_window=1500))
+    edge, agent = make_pair(agent_settings=Settings(stream_window=2000, session_window=1500))
     a = edge.send_request_head(b"POST", b"/", [])
     b = edge.send_request_head(b"POST", b"/", [])
     pump(edge, agent)
-    feed(agent, Data(a, b"x" * 1000))
-    assert refused(agent, Data(b, b"x" * 501)) == ErrorCode.FLOW_CONTROL_ERROR
+    feed(agent, Data(a, b"x" * 1000))  # (its session credit goes back at once)
+    assert refused(agent, Data(b, b"x" * 1501)) == ErrorCode.FLOW_CONTROL_ERROR
 
 
 def test_data_larger_than_max_frame_payload() -> None:
@@ -230,7 +264,8 @@ def test_window_of_one_byte() -> None:
         assert edge.send_window(sid) == 0
         assert pump(edge, agent) == [DataReceived(sid, bytes([byte]), False)]
         agent.acknowledge(sid, 1)
-        assert [e for e in pump(agent, edge)] == [WindowOpened(sid), WindowOpened(0)]
+        # (the session's update wakes nobody: no stream waits on it)
+        assert [e for e in pump(agent, edge)] == [WindowOpened(sid)]
 
 
 def test_send_some_takes_what_the_window_allows_and_ends_only_with_all() -> None:
@@ -263,3 +298,37 @@ def test_the_outbox_shows_whether_there_is_anything_to_send() -> None:
     assert edge.data_to_send() == []
     assert [type(e).__name__ for m in messages for e in agent.receive(m)] == ["RequestReceived"]
     assert agent.is_open(sid)
+
+
+# --------------------------------------------------------------------------
+# Issue 10, item 16: a session WINDOW_UPDATE costs what waits on it
+
+
+def test_a_session_window_update_wakes_only_the_streams_waiting_on_it() -> None:
+    s = Settings(stream_window=4096, session_window=4096)
+    edge, agent = make_pair(agent_settings=s)
+    idle = [edge.send_request_head(b"POST", b"/", []) for _ in range(200)]
+    pump(edge, agent)
+    # None waits: an update of the session window wakes none of the 200.
+    assert feed(edge, WindowUpdate(0, 1000)) == []
+    a, b = idle[10], idle[20]
+    assert edge.send_some(a, b"x" * 5000) == 4096  # short by its own window, not the session's
+    assert edge.send_some(b, b"x" * 100) == 100
+    assert feed(edge, WindowUpdate(0, 1)) == []  # nobody found the session's window shut
+    # Two streams do: one by send_some, one by asking send_window.
+    assert edge.send_some(b, b"z" * 5000) == 5097 - 4096 - 100
+    assert edge.send_window(idle[30]) == 0  # told 0 because of the session
+    assert feed(edge, WindowUpdate(0, 10)) == [WindowOpened(b), WindowOpened(idle[30])]
+    # Woken once: the next update finds nobody waiting.
+    assert feed(edge, WindowUpdate(0, 10)) == []
+
+
+def test_streams_waiting_on_the_session_that_close_are_not_woken() -> None:
+    s = Settings(stream_window=4096, session_window=100)
+    edge, agent = make_pair(agent_settings=s)
+    a = edge.send_request_head(b"POST", b"/", [])
+    b = edge.send_request_head(b"POST", b"/", [])
+    assert edge.send_some(a, b"x" * 200) == 100
+    assert edge.send_window(b) == 0
+    edge.reset_stream(a)
+    assert feed(edge, WindowUpdate(0, 50)) == [WindowOpened(b)]

@@ -1,6 +1,6 @@
 """
 The in-memory registry: names held by live tunnels and by their holds, lazy
-expiry, sessions, deleted ids.
+expiry, sessions, deleted ids, quota counts.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from netbore.edge.registry import (
     Tunnel,
     TunnelState,
 )
+from netbore.edge.revocations import SQLiteRevocations
 
 NOW = 1_700_000_000.0
 
 
-def tunnel(name: str, tunnel_id: str | None = None, held: float = 100.0) -> Tunnel:
+def tunnel(name: str, tunnel_id: str | None = None, held: float = 100.0, quota_key: str | None = None) -> Tunnel:
     return Tunnel(
         tunnel_id=tunnel_id or f"id-{name}",
         name=name,
@@ -32,6 +33,7 @@ def tunnel(name: str, tunnel_id: str | None = None, held: float = 100.0) -> Tunn
         created_at=NOW,
         expires_at=NOW + 60,
         held_until=NOW + held,
+        quota_key=quota_key,
     )
 
 
@@ -44,7 +46,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def registry(clock: Clock) -> InMemoryRegistry:
-    return InMemoryRegistry(clock, grace=30)
+    return InMemoryRegistry(clock, grace=30, token_lifetime=1000)
 
 
 def test_provides_iregistry(registry: InMemoryRegistry) -> None:
@@ -92,14 +94,89 @@ def test_hold_lapses_lazily(registry: InMemoryRegistry, clock: Clock) -> None:
     assert registry.by_name("myapp").tunnel_id == "id-new"  # type: ignore[union-attr]
 
 
-def test_extend_hold_only_grows(registry: InMemoryRegistry, clock: Clock) -> None:
-    t = tunnel("myapp", held=100)
+def test_pending_tunnel_is_held_until_its_ephemeral_token_lapses(registry: InMemoryRegistry, clock: Clock) -> None:
+    """
+    Issue 10 item 9: a tunnel whose agent never connected releases its name
+    when its (latest) ephemeral token lapses, however long its recreate
+    token is valid.
+    """
+    t = tunnel("myapp", held=0)
     registry.add(t)
-    registry.extend_hold(t, NOW + 500)
-    registry.extend_hold(t, NOW + 200)
-    assert t.held_until == NOW + 500
-    clock.advance(499)
+    registry.tokens_issued(t, NOW + 600, NOW + 30 * 86400)
+    assert (t.expires_at, t.held_until, t.recreate_until) == (NOW + 600, NOW + 600, NOW + 30 * 86400)
+    clock.advance(300)
+    registry.tokens_issued(t, NOW + 900, NOW + 86400)  # asked again: new candidates
+    assert t.held_until == NOW + 900
+    assert t.recreate_until == NOW + 30 * 86400  # the latest-expiring one counts
+    clock.advance(599)
     assert registry.by_name("myapp") is t
+    clock.advance(1)
+    assert registry.by_name("myapp") is None
+
+
+def test_dropped_tunnel_is_held_for_grace_or_its_recreate_token_whichever_longer(clock: Clock) -> None:
+    """
+    Issue 10 item 9: after the agent drops, the name is held for --grace or
+    while the recreate token is valid, whichever is longer, and no longer:
+    the ephemeral token's lifetime does not extend it (--grace 3 with a 60 s
+    recreate token used to hold the name 600 s).
+    """
+    registry = InMemoryRegistry(clock, grace=3)
+    t = tunnel("myapp", held=0)
+    registry.add(t)
+    registry.tokens_issued(t, NOW + 600, NOW + 60)
+    session = object()
+    registry.attach_session(t, session)
+    clock.advance(10)
+    registry.detach_session(t, session)
+    assert t.held_until == NOW + 60
+    clock.advance(49.9)
+    assert registry.by_name("myapp") is t
+    clock.advance(0.1)
+    assert registry.by_name("myapp") is None
+
+    # Past its recreate token, the grace alone holds it.
+    late = tunnel("late", held=0)
+    registry.add(late)
+    registry.tokens_issued(late, clock.seconds() + 600, clock.seconds() + 60)
+    registry.attach_session(late, session)
+    clock.advance(100)
+    registry.detach_session(late, session)
+    assert late.held_until == clock.seconds() + 3
+    clock.advance(3)
+    assert registry.by_name("late") is None
+
+
+def test_new_tokens_for_a_down_tunnel_hold_it_by_the_recreate_token_only(
+    registry: InMemoryRegistry, clock: Clock
+) -> None:
+    t = tunnel("myapp", held=0)
+    registry.add(t)
+    registry.tokens_issued(t, NOW + 600, NOW + 60)
+    session = object()
+    registry.attach_session(t, session)
+    registry.detach_session(t, session)
+    assert t.held_until == NOW + 60  # grace 30 is shorter
+    registry.tokens_issued(t, NOW + 600, NOW + 120)
+    assert t.held_until == NOW + 120  # not the ephemeral token's NOW + 600
+    clock.advance(120)
+    assert registry.by_name("myapp") is None
+
+
+def test_held_by_counts_live_tunnels_per_quota_key(registry: InMemoryRegistry, clock: Clock) -> None:
+    registry.add(tunnel("a1", held=10, quota_key="account:alice"))
+    registry.add(tunnel("a2", held=100, quota_key="account:alice"))
+    registry.add(tunnel("b1", held=100, quota_key="address:10.0.0.1"))
+    registry.add(tunnel("free", held=100))
+    assert registry.held_by("account:alice") == 2
+    assert registry.held_by("address:10.0.0.1") == 1
+    assert registry.held_by("account:bob") == 0
+    clock.advance(10)  # a1's hold lapses
+    assert registry.held_by("account:alice") == 1
+    registry.remove("id-a2")
+    assert registry.held_by("account:alice") == 0
+    registry.remove("id-b1")
+    assert registry.held_by("address:10.0.0.1") == 0
 
 
 def test_active_tunnel_never_lapses(registry: InMemoryRegistry, clock: Clock) -> None:
@@ -130,8 +207,9 @@ def test_active_tunnel_never_lapses(registry: InMemoryRegistry, clock: Clock) ->
     assert registry.by_name("myapp") is None
 
 
-def test_detach_keeps_longer_hold(registry: InMemoryRegistry, clock: Clock) -> None:
+def test_detach_keeps_the_recreate_token_hold(registry: InMemoryRegistry, clock: Clock) -> None:
     t = tunnel("myapp", held=3600)
+    t.recreate_until = NOW + 3600
     registry.add(t)
     s = object()
     registry.attach_session(t, s)
@@ -149,31 +227,46 @@ def test_remove_frees_name_and_remembers_id(registry: InMemoryRegistry, clock: C
     assert registry.all() == []
     assert registry.is_deleted("id-myapp")
     registry.add(tunnel("myapp", "id-new"))
-    clock.advance(100 + TOKEN_LEEWAY - 1)
+    # Revoked for the longest a token can live (token_lifetime=1000), from
+    # the delete on, whatever tokens this registry saw issued.
+    clock.advance(1000 + TOKEN_LEEWAY - 1)
     assert registry.is_deleted("id-myapp")
     clock.advance(1)
     assert not registry.is_deleted("id-myapp")
 
 
-def test_deleted_ids_bounded(clock: Clock) -> None:
-    registry = InMemoryRegistry(clock, grace=30, max_deleted=3)
-    for i in range(5):
-        registry.add(tunnel(f"t{i}"))
-        registry.remove(f"id-t{i}")
-    assert [registry.is_deleted(f"id-t{i}") for i in range(5)] == [
-        False,
-        False,
-        True,
-        True,
-        True,
-    ]
+def test_revocation_outlives_the_tokens_issued_here(registry: InMemoryRegistry, clock: Clock) -> None:
+    t = tunnel("myapp")
+    registry.add(t)
+    registry.tokens_issued(t, NOW + 600, NOW + 5000)
+    registry.remove("id-myapp")
+    clock.advance(5000 + TOKEN_LEEWAY - 1)
+    assert registry.is_deleted("id-myapp")
+    clock.advance(1)
+    assert not registry.is_deleted("id-myapp")
 
 
-def test_readding_a_deleted_id_clears_it(registry: InMemoryRegistry) -> None:
+def test_deleted_ids_are_never_evicted_by_many_deletes(clock: Clock) -> None:
+    """
+    Issue 10 item 4: 100,000 create+delete pairs by anyone do not push a
+    victim's revocation out (there used to be a cap, oldest forgotten first).
+    """
+    registry = InMemoryRegistry(clock, grace=30, revocations=SQLiteRevocations(":memory:"))
+    registry.add(tunnel("victim"))
+    registry.remove("id-victim")
+    for i in range(100_000):
+        registry.add(tunnel("squat", f"id-{i}"))
+        registry.remove(f"id-{i}")
+    assert registry.is_deleted("id-victim")
+    assert registry.is_deleted("id-99999")
+    assert len(registry.revocations) == 100_001
+
+
+def test_readding_a_deleted_id_does_not_clear_it(registry: InMemoryRegistry) -> None:
     registry.add(tunnel("myapp"))
     registry.remove("id-myapp")
     registry.add(tunnel("myapp"))
-    assert not registry.is_deleted("id-myapp")
+    assert registry.is_deleted("id-myapp")
 
 
 def test_expire_sweeps(registry: InMemoryRegistry, clock: Clock) -> None:
@@ -181,7 +274,19 @@ def test_expire_sweeps(registry: InMemoryRegistry, clock: Clock) -> None:
     registry.add(tunnel("long", held=1000))
     registry.add(tunnel("gone", held=10))
     registry.remove("id-gone")
-    clock.advance(10 + TOKEN_LEEWAY)
+    clock.advance(10)
     assert registry.expire() == 1
     assert [t.name for t in registry.all()] == ["long"]
+    assert registry.is_deleted("id-gone")
+    assert len(registry.revocations) == 1
+    clock.advance(1000 + TOKEN_LEEWAY - 10)
+    registry.expire()
     assert not registry.is_deleted("id-gone")
+    assert len(registry.revocations) == 0
+
+
+def test_revoke_a_forgotten_id(registry: InMemoryRegistry, clock: Clock) -> None:
+    registry.revoke("id-forgotten")
+    assert registry.is_deleted("id-forgotten")
+    clock.advance(1000 + TOKEN_LEEWAY)
+    assert not registry.is_deleted("id-forgotten")

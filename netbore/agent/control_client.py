@@ -8,13 +8,13 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import treq
 from treq.client import HTTPClient
 
-__all__ = ["ControlClient", "ControlError", "Created", "iso8601", "parse_time", "token_expiry"]
+__all__ = ["ControlClient", "ControlError", "Created", "TunnelControl", "iso8601", "parse_time", "token_expiry"]
 
 
 def parse_time(text: str) -> float:
@@ -77,6 +77,24 @@ class Created:
     candidates_expires_at: str
     note: str | None
     raw: dict[str, Any] = attrs.field(eq=False, repr=False)
+
+
+class TunnelControl(Protocol):
+    """
+    What the agent's service needs of the control API client
+    (L{ControlClient}); tests give it a fake.
+    """
+
+    async def management_token(self, api_key: str) -> str: ...
+
+    async def create(
+        self,
+        *,
+        requested_name: str | None = None,
+        recreate_token: str | None = None,
+        management_token: str | None = None,
+        recreate_ttl: int | None = None,
+    ) -> Created: ...
 
 
 class ControlClient:

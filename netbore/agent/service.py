@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from treq.client import HTTPClient
@@ -25,7 +25,7 @@ from ..protocol.handshake import Hello, Settings
 from ..writes import WriteBatch
 from .backoff import Backoff
 from .config import AgentConfig
-from .control_client import ControlClient, ControlError, Created, iso8601, parse_time, token_expiry
+from .control_client import ControlClient, ControlError, Created, TunnelControl, iso8601, parse_time, token_expiry
 from .forwarder import OriginForwarder
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
@@ -49,6 +49,11 @@ REFRESH_RETRY_MAX = 60.0
 #: work": bad request, bad or expired signature, not allowed, and the name
 #: taken by another tunnel.
 RECREATE_REFUSED = (400, 401, 403, 409)
+#: The edge's ways of saying "this tunnel was deleted, do not bring it
+#: back": the control API's error code (410) and the WebSocket close code
+#: of a deleted tunnel's sessions (docs/protocol.rst).
+TUNNEL_DELETED = "tunnel_deleted"
+CLOSE_TUNNEL_DELETED = 4100
 
 #: How a session attempt ended (see L{AgentService._session}).
 UNREACHABLE = "unreachable"
@@ -56,23 +61,7 @@ REFUSED = "refused"
 DROPPED = "dropped"
 STABLE = "stable"
 NO_TUNNEL = "no-tunnel"
-
-
-class TunnelControl(Protocol):
-    """
-    What the service needs of the control API client (L{ControlClient}).
-    """
-
-    async def management_token(self, api_key: str) -> str: ...
-
-    async def create(
-        self,
-        *,
-        requested_name: str | None = None,
-        recreate_token: str | None = None,
-        management_token: str | None = None,
-        recreate_ttl: int | None = None,
-    ) -> Created: ...
+DELETED = "deleted"
 
 
 #: Opens one session: C{(url, token, on_ready, on_closed)}; the result
@@ -120,6 +109,8 @@ class AgentService(service.Service):
         self._sleep: IDelayedCall | None = None
         self._sleeping: defer.Deferred[None] = defer.Deferred()
         self._refresh: IDelayedCall | None = None  # the next recreate-token refresh
+        #: The edge deleted the tunnel: the loop ends, nothing is re-created.
+        self.deleted = False
 
     # -- state ------------------------------------------------------------------
 
@@ -158,7 +149,7 @@ class AgentService(service.Service):
         refused_in_a_row = 0
         while self.running:
             outcome = await self._attempt()
-            if not self.running:
+            if not self.running or self.deleted:
                 return
             if outcome == REFUSED:
                 # The token is no good here (expired, or the edge restarted
@@ -184,6 +175,9 @@ class AgentService(service.Service):
         try:
             created = await self._ensure_created()
         except ControlError as e:
+            if e.code == TUNNEL_DELETED:
+                self._tunnel_deleted(e.message)
+                return DELETED
             log.error("control API refused the tunnel: {error}", error=str(e))
             return NO_TUNNEL
         except Exception as e:
@@ -266,6 +260,25 @@ class AgentService(service.Service):
         )
         return created
 
+    def _tunnel_deleted(self, why: str) -> None:
+        """
+        The edge deleted the tunnel (its owner or an admin did): say so and
+        stop; bringing it back with its revoked recreate token is refused,
+        and creating the name afresh would undo the delete.
+        """
+        if self.deleted:
+            return
+        self.deleted = True
+        log.error(
+            "TUNNEL DELETED: {name} ({tunnel_id}) was deleted on the edge ({why}); not re-creating it. "
+            "Run the agent with another --name, or without its state file, for a new tunnel",
+            name=self.state.name,
+            tunnel_id=self.state.tunnel_id,
+            why=why,
+        )
+        self.created = None
+        self._save(state="deleted")
+
     # -- data plane ----------------------------------------------------------------
 
     async def _session(self, url: str, token: str) -> str:
@@ -298,6 +311,10 @@ class AgentService(service.Service):
             self._cancel_refresh()
             if ended.called:
                 return
+            if closed.code == CLOSE_TUNNEL_DELETED:
+                self._tunnel_deleted(closed.reason or "the edge closed the session: tunnel deleted")
+                ended.callback(DELETED)
+                return
             if not closed.ready:
                 if closed.http_status is not None:
                     log.warn(
@@ -309,7 +326,7 @@ class AgentService(service.Service):
                     ended.callback(UNREACHABLE)
                 return
             up = self.reactor.seconds() - opened_at[0] if opened_at else 0.0
-            if self.running:
+            if self.running and not self.deleted:
                 self._save(state="offline")
                 log.warn("session to {url} closed after {up:.1f} s: {reason}", url=url, up=up, reason=closed.reason)
             else:
@@ -397,6 +414,11 @@ class AgentService(service.Service):
                 recreate_ttl=self.config.recreate_ttl,
             )
         except Exception as e:
+            if isinstance(e, ControlError) and e.code == TUNNEL_DELETED:
+                self._tunnel_deleted(e.message)
+                if self.protocol is not None:
+                    self.protocol.close("tunnel deleted")
+                return
             exp = token_expiry(self.state.recreate_token) or 0.0
             retry = min(REFRESH_RETRY_MAX, max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT))
             log.warn(

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from .._types import Reactor
+from ..auth.filemodes import loose_permissions
 from .config import OPTION_TYPES, AgentConfig, ConfigError, load_config_file, merge
 
 __all__ = ["Options", "makeService"]
@@ -20,6 +22,11 @@ __all__ = ["Options", "makeService"]
 #: Options naming files that must exist (checked once the config file is
 #: merged, so that a missing file stops twistd with a usage error).
 _FILES = ("api-key-file", "ca-cert")
+
+#: The agent's files that hold a credential, and what to call each.
+_SECRET_FILES = (("api_key_file", "API key file"), ("state_file", "state file (it holds the recreate token)"))
+
+log = Logger()
 
 
 def _coerce(name: str) -> Callable[[str], Any]:
@@ -127,6 +134,7 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
 
     install_fast_paths()
 
+    warn_about_loose_files(options.agent_config)
     try:
         agent = AgentService(options.agent_config, reactor)
     except Exception as e:
@@ -134,3 +142,20 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
         raise SystemExit(1) from None
     agent.setName("agent")
     return agent
+
+
+def warn_about_loose_files(config: AgentConfig) -> list[str]:
+    """
+    Warn (log and stderr) about each credential file its group or others
+    may use, and go on, as OpenSSH's client does; the warnings.
+    """
+    warnings = []
+    for attribute, what in _SECRET_FILES:
+        path = getattr(config, attribute)
+        problem = loose_permissions(path, what) if path is not None else None
+        if problem is not None:
+            message = f"netbore-agent: WARNING: {problem}"
+            log.warn(message)
+            sys.stderr.write(message + "\n")
+            warnings.append(message)
+    return warnings

@@ -152,6 +152,16 @@ class ApiKeys:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def account(self, name: str) -> Account | None:
+        """
+        The account called C{name} as the file has it now (its C{admin}
+        column included), or L{None} when no line names it.
+        """
+        for entry in self._entries:
+            if entry.account.name == name:
+                return entry.account
+        return None
+
     def authenticate(self, presented: str) -> Account | None:
         """
         The account whose key is C{presented}, or L{None}.

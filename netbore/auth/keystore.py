@@ -29,6 +29,7 @@ __all__ = [
     "KeyFile",
     "KeyringError",
     "generate_key",
+    "key_file_paths",
     "load_or_create_keys",
     "read_keys",
     "retire_key",
@@ -145,6 +146,19 @@ def _key_file_names(directory: str) -> list[str]:
     except OSError as e:
         raise KeyringError(f"cannot list key directory {directory}: {e.strerror}") from e
     return [n for n in names if n.endswith(".pem") and not n.startswith(".")]
+
+
+def key_file_paths(data_dir: str) -> list[str]:
+    """
+    The paths of the key files in C{<data_dir>/keys/}, reading none of them
+    (an unreadable or missing directory: none).
+    """
+    directory = _keys_dir(data_dir)
+    try:
+        names = _key_file_names(directory)
+    except KeyringError:
+        return []
+    return [os.path.join(directory, n) for n in sorted(names)]
 
 
 def _created_ns(file_name: str) -> int:

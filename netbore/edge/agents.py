@@ -16,6 +16,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from .._types import Reactor
 from ..auth.tokens import EPHEMERAL, TokenAuthority, TokenError
@@ -35,8 +36,10 @@ from ..protocol import (
 )
 from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
+from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .exchange import AgentEvents
+from .limits import ConnectionLimits
 from .ratelimit import AuthFailureLimiter
 
 if TYPE_CHECKING:
@@ -109,7 +112,14 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
 
     def _authenticate(self, request: ConnectionRequest) -> str | None:
         endpoint = self.factory.endpoint
-        self.peer_host = request.peer.rsplit(":", 1)[0].removeprefix("tcp:").strip("[]")
+        # The budget is the control API's too: the same key for one client
+        # (autobahn's request.peer reads "tcp4:..." where twisted.web has the
+        # bare address).
+        peer = getattr(self.transport.getPeer(), "host", None) if self.transport is not None else None
+        forwarded = request.headers.get("x-forwarded-for")
+        self.peer_host = endpoint.proxies.client(
+            peer if isinstance(peer, str) else "unknown", [forwarded] if forwarded is not None else None
+        )
         retry = endpoint.limiter.check(self.peer_host)
         if retry is not None:
             raise ConnectionDeny(429, f"too many failed authentications; retry in {int(retry) + 1} s")
@@ -185,6 +195,18 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def stream_lost(self, stream: ViewerExchange) -> None:
         stream.reset(ErrorCode.CANCEL)
 
+    def pause_streams(self) -> None:
+        # The transport toward the agent is over its high-water mark (an
+        # agent that reads slowly, or not at all): the viewers whose bodies
+        # feed it stop being read at once; resume_streams' window broadcast
+        # resumes them once it drains (issue 10, item 2).
+        for stream_id, exchange in list(self.streams.items()):
+            try:
+                exchange.upload_paused()
+            except Exception:
+                log.failure("error pausing stream {stream_id}; it is reset", stream_id=stream_id)
+                self.reset_failed_stream(stream_id)
+
     # -- the stream API the viewer exchanges use -------------------------------
 
     def send_data(self, stream_id: int, data: bytes) -> int:
@@ -195,9 +217,10 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
         session = self.session
         if session is None or self.paused:
             return 0
-        n = min(len(data), session.send_window(stream_id))
+        # (short because of the session's window: the stream is woken by
+        # the session's next update, see Session.send_window)
+        n = session.send_some(stream_id, data) if data else 0
         if n:
-            session.send_data(stream_id, data[:n] if n < len(data) else data)
             if not self.flush_pending:
                 self.flush()
         return n
@@ -253,6 +276,13 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
 
     def peer_name(self) -> str:
         return self.agent_id or self.peer_host
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        # The connection was a viewer connection's, counted by the caps.
+        limits = self.factory.endpoint.limits
+        if limits is not None:
+            limits.release(self.transport)
+        super().connectionLost(reason)
 
     def connection_closed(self, was_clean: bool, code: int | None, reason: str | None) -> None:
         if self.attached:
@@ -326,6 +356,7 @@ class AgentEndpoint:
         self.registry = registry
         self.authority = authority
         self.limiter = limiter
+        self.proxies = TrustedProxies(config.trusted_proxies)
         self.reactor = reactor
         self.settings = Settings(
             stream_window=config.stream_window,
@@ -334,6 +365,9 @@ class AgentEndpoint:
         )
         self.factory = EdgeSessionFactory(self, reactor, writes)
         self.sessions: set[EdgeSession] = set()
+        #: The site's connection caps (set by the site's builder), released
+        #: by a session whose connection autobahn took over.
+        self.limits: ConnectionLimits | None = None
 
     def resource(self) -> WebSocketResource:
         return _UpgradeResource(self.factory)

@@ -14,12 +14,14 @@ from typing import Protocol
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from ..auth.apikeys import Account, ApiKeys, ApiKeysError
+from ..auth.filemodes import loose_permissions
 from ..auth.tokens import MANAGEMENT, Claims, TokenAuthority, TokenError
 from .apierrors import ApiError, invalid_request, rate_limited, unauthorized
 from .apirequest import client_address
 from .ratelimit import AuthFailureLimiter
 
-__all__ = ["ApiAuth", "ApiKeyStore"]
+__all__ = ["ApiAuth", "ApiKeyStore", "ApiKeysFile"]
 
 
 class _Account(Protocol):
@@ -36,6 +38,61 @@ class ApiKeyStore(Protocol):
     """
 
     def authenticate(self, key: str) -> _Account | None: ...
+
+    def account(self, name: str) -> _Account | None: ...
+
+
+class ApiKeysFile:
+    """
+    The edge's C{--api-keys-file} as last loaded: L{reload} (on SIGHUP)
+    reads it again, and keeps the keys it had when the file cannot be used.
+
+    @ivar path: the file; L{None} for an edge without one (no keys).
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._keys = ApiKeys.load(path) if path is not None else ApiKeys.empty()
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def authenticate(self, key: str) -> Account | None:
+        return self._keys.authenticate(key)
+
+    def account(self, name: str) -> Account | None:
+        return self._keys.account(name)
+
+    def reload(self) -> bool:
+        """
+        Read the file again; whether its keys replaced the old ones (a file
+        that cannot be used is logged and the old keys stay).
+        """
+        if self.path is None:
+            return False
+        try:
+            problem = loose_permissions(self.path, "API keys file")
+            if problem is not None:
+                raise ApiKeysError(problem)
+            keys = ApiKeys.load(self.path)
+        except ApiKeysError as e:
+            self.log.error(
+                "API keys file not reloaded; keeping the {count} keys loaded before: {why}",
+                count=len(self._keys),
+                why=str(e),
+                event="api_keys_reload_failed",
+            )
+            return False
+        self._keys = keys
+        self.log.info(
+            "API keys file {path} reloaded: {count} keys",
+            path=self.path,
+            count=len(keys),
+            event="api_keys_reloaded",
+        )
+        return True
 
 
 class ApiAuth:
@@ -74,9 +131,13 @@ class ApiAuth:
         The credential in C{Authorization: Bearer}, or L{None} without the
         header; any other scheme is refused.
         """
-        header = request.getHeader("authorization")
-        if header is None:
+        raw = request.getHeader(b"authorization")
+        if raw is None:
             return None
+        try:
+            header = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.refuse(addr, "Authorization is not UTF-8 text") from None
         scheme, _, token = header.strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
@@ -120,6 +181,11 @@ class ApiAuth:
         if account is not None:
             return account.name, ("admin" if account.admin else "user")
         if bearer is not None and credential.count(".") == 2:
+            # A refresh: the account must still be in the keys file as it is
+            # now, and its role is the file's, not the old token's.
             claims = self.verify(addr, credential, MANAGEMENT)
-            return claims.sub, (claims.role or "user")
+            current = self.api_keys.account(claims.sub)
+            if current is None:
+                raise self.refuse(addr, f"account {claims.sub!r} has no API key on this edge any more")
+            return current.name, ("admin" if current.admin else "user")
         raise self.refuse(addr, "unknown API key")

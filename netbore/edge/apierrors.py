@@ -20,10 +20,13 @@ __all__ = [
     "json_response",
     "method_not_allowed",
     "name_taken",
+    "names_exhausted",
     "not_found",
     "payload_too_large",
+    "quota_exceeded",
     "rate_limited",
     "render_error",
+    "tunnel_deleted",
     "unauthorized",
 ]
 
@@ -81,14 +84,26 @@ def payload_too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"request body is larger than {limit} bytes")
 
 
-def rate_limited(retry_after: float) -> ApiError:
+def rate_limited(retry_after: float, what: str = "failed authentications") -> ApiError:
     seconds = max(1, math.ceil(retry_after))
     return ApiError(
         429,
         "rate_limited",
-        f"too many failed authentications from your address; retry in {seconds} s",
+        f"too many {what} from your address; retry in {seconds} s",
         {"Retry-After": str(seconds)},
     )
+
+
+def quota_exceeded(message: str) -> ApiError:
+    return ApiError(403, "quota_exceeded", message)
+
+
+def tunnel_deleted(message: str) -> ApiError:
+    return ApiError(410, "tunnel_deleted", message)
+
+
+def names_exhausted(message: str) -> ApiError:
+    return ApiError(503, "names_exhausted", message, {"Retry-After": "1"})
 
 
 def json_response(request: Request, status: int, body: Any, *, no_store: bool = False) -> bytes:

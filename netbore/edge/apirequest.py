@@ -20,6 +20,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from twisted.web.server import Request
 
 from .apierrors import invalid_request, payload_too_large
+from .clientaddr import normalise
 
 __all__ = [
     "client_address",
@@ -27,6 +28,7 @@ __all__ = [
     "iso8601",
     "json_body",
     "load_schema",
+    "parse_json",
     "public_url",
     "request_host",
     "seconds_text",
@@ -77,6 +79,71 @@ def seconds_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:.3f}".rstrip("0")
 
 
+#: Deepest nesting of arrays and objects accepted in a request body (the
+#: shipped schemas need 2).
+MAX_JSON_DEPTH = 32
+
+#: Largest magnitude of a JSON number accepted: 2**53, the I-JSON limit
+#: (RFC 7493 §2.2), beyond which numbers do not round-trip through a float.
+MAX_JSON_NUMBER = 2**53
+
+
+def _parse_int(text: str) -> int:
+    value = int(text)  # ValueError beyond Python's 4300 digits
+    if abs(value) > MAX_JSON_NUMBER:
+        raise ValueError(f"number {text[:20]}{'...' if len(text) > 20 else ''} is out of range")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not (abs(value) <= MAX_JSON_NUMBER):  # also refuses inf and nan
+        raise ValueError(f"number {text[:20]}{'...' if len(text) > 20 else ''} is out of range")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise ValueError(f"{text} is not a JSON number")
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """
+    Does C{value} nest arrays and objects more than C{limit} deep?  (No
+    recursion: the parser's own limit is far larger than ours.)
+    """
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        children: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                children.extend(item.values())
+            elif isinstance(item, list):
+                children.extend(item)
+        if not children:
+            return False
+        level = children
+    return True
+
+
+def parse_json(raw: bytes) -> Any:
+    """
+    The JSON text C{raw} (UTF-8), with numbers in the I-JSON range and
+    nesting at most L{MAX_JSON_DEPTH} deep.
+
+    @raise ValueError: naming what is wrong, for a 400.
+    """
+    try:
+        text = raw.decode("utf-8")
+        value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+    except RecursionError:
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(str(e)) from None
+    if _too_deep(value, MAX_JSON_DEPTH):
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
 def _describe(error: ValidationError) -> str:
     where = "".join(
         f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(error.absolute_path)
@@ -88,13 +155,16 @@ def _describe(error: ValidationError) -> str:
 
 def client_address(request: Request) -> str:
     """
-    The peer's address, or C{"unknown"} for transports without a host (a
-    UNIX socket, some test transports).
+    The client's address (the peer's, or the one a trusted proxy names:
+    L{netbore.edge.controlhttp.ControlRequest}), normalised
+    (L{netbore.edge.clientaddr.normalise}) so that one client has one
+    failed-authentication budget; C{"unknown"} for transports without a
+    host (a UNIX socket, some test transports).
     """
     get = getattr(request, "getClientAddress", None)
     address = get() if get is not None else None
     host = getattr(address, "host", None)
-    return host if isinstance(host, str) and host else "unknown"
+    return normalise(host) if isinstance(host, str) and host else "unknown"
 
 
 def _raw_body(request: Request, limit: int) -> bytes:
@@ -137,8 +207,8 @@ def json_body(request: Request, schema: Draft202012Validator, limit: int) -> dic
         if media != b"application/json":
             raise invalid_request("request body must be JSON with Content-Type: application/json")
         try:
-            parsed = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
+            parsed = parse_json(raw)
+        except ValueError as e:
             raise invalid_request(f"request body is not valid JSON: {e}") from None
         if not isinstance(parsed, dict):
             raise invalid_request("request body must be a JSON object")
@@ -156,12 +226,12 @@ def request_host(request: Request) -> tuple[str, int | None]:
 
     @raise ApiError: 400 for a C{Host} that is not a host name.
     """
-    raw = request.getHeader("host")
+    raw = request.getHeader(b"host")
     if raw is None:
         address = request.getHost()
         host = getattr(address, "host", "localhost")
         return (host, getattr(address, "port", None))
-    match = _HOST.match(raw.strip())
+    match = _HOST.match(raw.strip().decode("latin-1"))
     if match is None:
         raise invalid_request("the Host header is not a host name")
     host = (match.group("name") or match.group("v6")).lower()

@@ -44,3 +44,24 @@ class EdgeConfig:
     stream_window: int = 2 * 1024 * 1024
     session_window: int = 16 * 1024 * 1024
     max_frame_payload: int = 64 * 1024
+    #: Live and held tunnels one account may have (403 quota_exceeded).
+    max_tunnels_per_account: int = 100
+    #: Live and held tunnels one client address may have created anonymously.
+    max_tunnels_per_address: int = 10
+    #: POST /tunnels/create calls per client address a minute (429 above).
+    creates_per_minute: int = 30
+    #: Seconds a viewer may accept no bytes of its response (its connection
+    #: full) before it is closed and its stream reset (nginx's send_timeout).
+    send_timeout: float = 60.0
+    #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
+    #: (C{--trusted-proxy}, CIDR ranges; none by default).
+    trusted_proxies: tuple[str, ...] = ()
+    #: Slowest request body accepted while the edge reads it, bytes a
+    #: second on average (each C{body_min_rate * response_timeout / 2}
+    #: bytes restart the response timeout; a body that times out is 408 and
+    #: its connection closes).
+    body_min_rate: int = 500
+    #: Connections open at once, in all (cut to the descriptor limit less
+    #: a reserve) and from one address (see L{netbore.edge.limits}).
+    max_connections: int = 10000
+    max_connections_per_ip: int = 256

@@ -33,8 +33,10 @@ from .apierrors import (
     json_response,
     method_not_allowed,
     name_taken,
+    names_exhausted,
     not_found,
     render_error,
+    tunnel_deleted,
     unauthorized,
 )
 from .apirequest import (
@@ -46,6 +48,7 @@ from .apirequest import (
     validator,
 )
 from .config import EdgeConfig
+from .quotas import CreateLimits
 from .ratelimit import AuthFailureLimiter
 from .registry import IRegistry, NameHeld, Tunnel, TunnelState
 
@@ -90,6 +93,9 @@ class ControlAPI:
         self.clock = clock
         self.on_delete = on_delete
         self.auth = ApiAuth(authority, api_keys, limiter)
+        self.limits = CreateLimits(config, registry, clock)
+        #: Where random names come from (tests replace it).
+        self.random_name: Callable[[], str] = random_name
 
     def _body(self, request: Request, schema: Draft202012Validator) -> dict[str, Any]:
         return json_body(request, schema, self.config.max_control_body)
@@ -128,6 +134,7 @@ class ControlAPI:
     @app.route("/tunnels/create", methods=["POST"])
     def create(self, request: Request) -> bytes:
         addr = self.auth.check_rate(request)
+        self.limits.count_create(addr)
         body = self._body(request, _CREATE)
         management = self.auth.management(request, addr, body.get("management_token"))
         recreate: Claims | None = None
@@ -136,7 +143,11 @@ class ControlAPI:
             if recreate.name is None:
                 raise self.auth.refuse(addr, "invalid recreate token: it names no tunnel")
             if self.registry.is_deleted(recreate.sub):
-                raise self.auth.refuse(addr, "the recreate token's tunnel was deleted")
+                # A genuine token of a tunnel its owner or an admin deleted:
+                # not a guess (not counted), and final (410).
+                raise tunnel_deleted(
+                    f"tunnel {recreate.sub} ({recreate.name}) was deleted; its recreate tokens are revoked"
+                )
         if management is None and recreate is None and not self.config.allow_anonymous:
             raise unauthorized(
                 "this edge needs a management token (POST /auth/token) or a recreate token to create tunnels"
@@ -153,14 +164,15 @@ class ControlAPI:
 
         owner = management.sub if management is not None else None
         if recreate is not None:
-            tunnel = self._recreate(request, recreate, owner)
+            tunnel = self._recreate(request, recreate, owner, addr)
         elif requested is not None:
-            tunnel = self._claim(request, requested, management)
+            tunnel = self._claim(request, requested, management, addr)
         else:
-            tunnel = self._new_random(request, owner)
+            tunnel = self._new_random(request, owner, addr)
         return self._grant(request, tunnel, body)
 
-    def _new_tunnel(self, request: Request, tunnel_id: str, name: str, owner: str | None) -> Tunnel:
+    def _new_tunnel(self, request: Request, tunnel_id: str, name: str, owner: str | None, addr: str) -> Tunnel:
+        quota_key = self.limits.quota_key(owner, addr)
         hostname = f"{name}.{self.config.domain}"
         tunnel = Tunnel(
             tunnel_id=tunnel_id,
@@ -171,6 +183,7 @@ class ControlAPI:
             edge_id=self.config.edge_id,
             state=TunnelState.PENDING,
             created_at=self.clock.seconds(),
+            quota_key=quota_key,
         )
         try:
             self.registry.add(tunnel)
@@ -185,7 +198,7 @@ class ControlAPI:
         )
         return tunnel
 
-    def _recreate(self, request: Request, claims: Claims, owner: str | None) -> Tunnel:
+    def _recreate(self, request: Request, claims: Claims, owner: str | None, addr: str) -> Tunnel:
         tunnel = self.registry.get(claims.sub)
         if tunnel is not None:
             return tunnel
@@ -195,25 +208,25 @@ class ControlAPI:
         holder = self.registry.by_name(claims.name)
         if holder is not None:
             raise name_taken(f"the name {claims.name!r} is held by another tunnel")
-        return self._new_tunnel(request, claims.sub, claims.name, owner)
+        return self._new_tunnel(request, claims.sub, claims.name, owner, addr)
 
-    def _claim(self, request: Request, name: str, management: Claims | None) -> Tunnel:
+    def _claim(self, request: Request, name: str, management: Claims | None, addr: str) -> Tunnel:
         holder = self.registry.by_name(name)
         if holder is None:
             owner = management.sub if management is not None else None
-            return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner)
+            return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr)
         # Only the owning account may take over a held name: not an admin of
         # another account, not anonymous callers.
         if management is not None and holder.owner == management.sub:
             return holder
         raise name_taken(f"the name {name!r} is held by another tunnel")
 
-    def _new_random(self, request: Request, owner: str | None) -> Tunnel:
+    def _new_random(self, request: Request, owner: str | None, addr: str) -> Tunnel:
         for _ in range(_RANDOM_NAME_ATTEMPTS):
-            name = random_name()
+            name = self.random_name()
             if self.registry.by_name(name) is None:
-                return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner)
-        raise ApiError(503, "internal_error", "could not find a free name; try again")
+                return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr)
+        raise names_exhausted(f"no free random name found in {_RANDOM_NAME_ATTEMPTS} tries; try again")
 
     def _grant(self, request: Request, tunnel: Tunnel, body: dict[str, Any]) -> bytes:
         config = self.config
@@ -224,10 +237,9 @@ class ControlAPI:
             EPHEMERAL, tunnel.tunnel_id, config.ephemeral_ttl, name=tunnel.name
         )
         recreate, recreate_exp = self.authority.issue(RECREATE, tunnel.tunnel_id, recreate_ttl, name=tunnel.name)
-        tunnel.expires_at = ephemeral_exp
-        # Held while any token handed out for it is valid, so that neither a
-        # recreate token nor the candidates just given are empty promises.
-        self.registry.extend_hold(tunnel, max(recreate_exp, ephemeral_exp))
+        # Pending: held while the candidates just given are usable; down:
+        # while the recreate token is (IRegistry.tokens_issued).
+        self.registry.tokens_issued(tunnel, ephemeral_exp, recreate_exp)
 
         maximum = seconds_text(config.recreate_max_ttl)
         note = (
@@ -279,6 +291,12 @@ class ControlAPI:
             raise unauthorized("deleting a tunnel needs its owner's management token or its recreate token")
         tunnel = self.registry.get(tunnel_id)
         if tunnel is None:
+            if recreate is not None and recreate.sub == tunnel_id:
+                # Forgotten (its hold lapsed, or the edge restarted), but its
+                # recreate token would bring it back: revoke that.
+                self.registry.revoke(tunnel_id)
+                self.log.info("forgotten tunnel {tunnel_id} deleted", tunnel_id=tunnel_id, event="tunnel_deleted")
+                return json_response(request, 200, {"tunnel_id": tunnel_id, "state": "DELETED"})
             raise not_found(f"no tunnel {tunnel_id!r}")
         allowed = (recreate is not None and recreate.sub == tunnel.tunnel_id) or (
             management is not None and (management.role == "admin" or management.sub == tunnel.owner)
@@ -306,6 +324,7 @@ class ControlAPI:
         if management is None:
             raise unauthorized("listing tunnels needs a management token")
         admin = management.role == "admin"
+        now = self.clock.seconds()
         tunnels = [
             {
                 "tunnel_id": t.tunnel_id,
@@ -315,7 +334,13 @@ class ControlAPI:
                 "state": t.state.value,
                 "created_at": iso8601(t.created_at),
                 "expires_at": iso8601(t.expires_at),
-                "held_until": iso8601(t.held_until),
+                # For a tunnel that is up: how long its name would be held
+                # if its agent left now.
+                "held_until": iso8601(
+                    t.held_until
+                    if t.state is not TunnelState.ACTIVE
+                    else max(t.recreate_until, now + self.config.grace)
+                ),
                 "owner": t.owner,
                 "edge_id": t.edge_id,
                 "sessions": len(t.sessions),

@@ -14,13 +14,10 @@ ordinary path, its L{ResponseTimeouts} and the agent session's handlers of
 its streams' events (L{AgentEvents}); the rest is
 L{netbore.edge.exchange_ends}.
 
-The header rules (RFC 9110 §7.6; L{request_fields}, L{response_fields}):
-hop-by-hop fields, and those a C{Connection} field names, never pass; the
-edge sets C{X-Forwarded-For} (appended to the viewer's), C{X-Forwarded-Proto},
-C{X-Forwarded-Host} and C{X-Netbore-Client-IP} (a viewer's own values of the
-last three are dropped); everything else passes byte for byte and in order,
-so repeated fields (several C{Set-Cookie}) keep their number and sequence
-(but see L{netbore.edge.header_rules}).
+The header rules (L{request_fields}, L{response_fields}; RFC 9110 §7.6 and
+L{netbore.edge.header_rules}, whose constants they apply inline): hop-by-hop
+fields never pass, the edge sets the forwarding fields, everything else
+passes byte for byte and in order (several C{Set-Cookie} keep theirs).
 """
 
 from __future__ import annotations
@@ -39,7 +36,7 @@ from ..protocol.credit import ReceiveCredit, SendQueue
 from ..protocol.errors import StreamClosedError, StreamError
 from ..writes import WriteBatch
 from . import pages
-from .exchange_ends import ExchangeEnds
+from .exchange_checks import CheckedExchange
 from .exchange_states import BODY_IN, REQUEST_MOVES, RESPONSE_MOVES, RequestState, ResponseState
 from .header_rules import CONTROLS, COOKIE_DOMAIN, FORWARDING, KEPT, TCHARS, UNDERSCORED, strip_cookie_domain
 
@@ -58,17 +55,17 @@ Q_OPEN, Q_SENDING, Q_ENDING, Q_EMPTY, Q_DONE, Q_DROPPING, Q_DROPPED = RequestSta
 R_WAITING, R_EARLY, R_EARLY_END, R_FAILED, R_STREAMING, R_DONE = ResponseState
 
 Fields = list[tuple[bytes, bytes]]
+Hop = bytes | None
 
 # -- the header rules (RFC 9110 §7.6) ------------------------------------------
 
-#: Request fields never forwarded as the viewer sent them: hop-by-hop, the
-#: forwarding fields the edge sets itself (it appends to X-Forwarded-For)
-#: and their spellings with "_".
+#: Request fields never forwarded as sent: hop-by-hop, the forwarding fields
+#: the edge sets (it appends to X-Forwarded-For) and their spellings with "_".
 _DROP = HOP_BY_HOP | (FORWARDING - {b"x-forwarded-for"}) | UNDERSCORED
 
 
 def request_fields(
-    fields: Fields, connection: frozenset[bytes], host: bytes | None, client: bytes, secure: bool
+    fields: Fields, connection: frozenset[bytes], host: bytes | None, client: bytes, secure: bool, peer: Hop = None
 ) -> Fields:
     """
     The viewer's request fields to send on (names lower-cased, as the
@@ -78,6 +75,7 @@ def request_fields(
     @param host: the request's C{Host}.
     @param client: the viewer's address.
     @param secure: the viewer came over TLS.
+    @param peer: a trusted proxy's address, appended to X-Forwarded-For.
     """
     drop = _DROP if connection <= _DROP else _DROP | (connection - KEPT)
     headers: Fields = []
@@ -92,7 +90,8 @@ def request_fields(
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
             continue
         append(field)
-    append((b"x-forwarded-for", client if forwarded_for is None else forwarded_for + b", " + client))
+    hop = client if peer is None else peer
+    append((b"x-forwarded-for", hop if forwarded_for is None else forwarded_for + b", " + hop))
     append((b"x-forwarded-proto", b"https" if secure else b"http"))
     append((b"x-forwarded-host", host or b""))
     append((b"x-netbore-client-ip", client))
@@ -147,7 +146,7 @@ def response_fields(headers: Fields, host: str) -> tuple[Fields, int | None]:
 
 
 @implementer(IPushProducer)
-class ViewerExchange(ExchangeEnds):
+class ViewerExchange(CheckedExchange):
     """
     One viewer request and its response, carried by one tunnel stream.
 
@@ -157,7 +156,9 @@ class ViewerExchange(ExchangeEnds):
         once either side reset it); C{peer}: the one it was opened on,
         which gets the response's credit back.
     @ivar credit: response bytes received and not yet acknowledged;
-        C{backlog}: request body beyond the send window (made if needed).
+        C{backlog}: request body beyond the send window (made if needed);
+        C{waiting}: response bytes the viewer's full connection cannot take
+        yet (the stream's own buffer, bounded by its window).
     """
 
     session: StreamSession | None = None
@@ -208,7 +209,9 @@ class ViewerExchange(ExchangeEnds):
         head = self.viewer.head
         assert head is not None
         viewer = self.viewer
-        fields = request_fields(head.headers, head.connection, head.host, viewer.client_ip, viewer.secure)
+        fields = request_fields(
+            head.headers, head.connection, head.host, viewer.client_ip, viewer.secure, viewer.proxy_ip
+        )
         try:
             self.stream_id = session.open_stream(self, head.method, head.target, fields, self.end_stream)
         except StreamClosedError:  # the session is going away (GOAWAY) or out of stream ids
@@ -261,7 +264,6 @@ class ViewerExchange(ExchangeEnds):
     def response_head(self, status: int, reason: bytes, headers: Fields, end_stream: bool) -> None:
         if self.response is not R_WAITING:
             return
-        self._cancel_timeout()
         names, values = zip(*headers) if headers else ((), ())  # noqa: B905 (header_rules, inline; strict costs)
         text = reason + b"".join(values)
         if b"" in names or b"".join(names).translate(None, TCHARS) or len(text.translate(None, CONTROLS)) != len(text):
@@ -269,6 +271,7 @@ class ViewerExchange(ExchangeEnds):
         if not 99 < status < 600 or (status < 300 and self.viewer.head.method == b"CONNECT"):  # type: ignore[union-attr]
             return self._refuse_head(status, reason, headers)
         if self.request in BODY_IN:
+            self._cancel_timeout()
             self._respond(status, reason, headers)
             if end_stream:
                 self._finish(0)
@@ -299,6 +302,8 @@ class ViewerExchange(ExchangeEnds):
         """
         response = self.response
         if response is R_STREAMING:
+            if self.credit.paused or self.waiting is not None:
+                return self._wait(data, end_stream)  # (the viewer's connection is full)
             self.viewer.write_body(data)
             if end_stream:
                 return self._finish(len(data), False)
@@ -328,6 +333,8 @@ class ViewerExchange(ExchangeEnds):
         self.response = R_DONE
         # The last bytes are in the viewer connection's buffer, bounded by its own backpressure.
         credit = self.credit
+        if credit.paused:
+            self.router.send_timeouts.stop(self)
         if credit.held:
             n = credit.close(n)
         if n and acknowledge:

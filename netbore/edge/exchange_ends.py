@@ -23,10 +23,8 @@ from ..protocol.errors import StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
 from .exchange_states import RESPONSE_MOVES, RequestState, ResponseState
-from .header_rules import head_problem
 
 if TYPE_CHECKING:
-    from .registry import Tunnel
     from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
@@ -57,7 +55,6 @@ class ExchangeEnds:
     """
 
     router: TunnelRouter
-    tunnel: Tunnel
     viewer: ViewerProtocol
     credit: ReceiveCredit
     request: RequestState
@@ -69,8 +66,14 @@ class ExchangeEnds:
     error: pages.ViewerError | None
     backlog: SendQueue | None
     held_head: tuple[int, bytes, Fields] | None
+    #: Response bytes the viewer's connection cannot take yet (it is full),
+    #: and whether the response's end came behind them.
+    waiting: SendQueue | None = None
+    waiting_end = False
     early: list[bytes] | None
     tried: list[StreamSession] | None
+    #: Request body bytes since the wait for the response last restarted.
+    body_progress = 0
 
     # -- the exchange's own (netbore.edge.exchange) ---------------------------
 
@@ -127,9 +130,17 @@ class ExchangeEnds:
             if state is not Q_OPEN:
                 return  # dropping (an error page, an early answer): discard
             self.request = Q_SENDING
-        if self.response is R_WAITING:
-            # The body is still coming: the wait for the answer has not begun.
-            self._rearm_timeout()
+        response = self.response
+        if response is R_WAITING or response is R_EARLY:
+            # The body is still coming: the wait for the answer has not
+            # begun, as long as the body comes at the minimum rate or faster
+            # (each chunk restarting it would let a body trickled a byte at
+            # a time hold the stream for ever).
+            progress = self.body_progress + len(data)
+            if progress >= self.router.body_quantum:
+                progress = 0
+                self._rearm_timeout()
+            self.body_progress = progress
         backlog = self.backlog
         if backlog is not None and backlog.size:
             backlog.push(data)
@@ -148,12 +159,14 @@ class ExchangeEnds:
         state = self.request
         if state is not Q_SENDING and state is not Q_ENDING:
             return
-        if self.response is R_WAITING:
-            # The origin is taking the body: it is working, not silent.
-            self._rearm_timeout()
         backlog = self.backlog
         if backlog is None:
             return
+        response = self.response
+        if (response is R_WAITING or response is R_EARLY) and backlog.source_paused:
+            # The origin is taking the body the edge holds the viewer back
+            # for: it is working, not silent (and the viewer is not late).
+            self._rearm_timeout()
         session = self.session
         assert session is not None
         stream_id = self.stream_id
@@ -168,6 +181,20 @@ class ExchangeEnds:
         if state is Q_ENDING:
             self.request = Q_DONE
             session.send_end(stream_id)
+
+    def upload_paused(self) -> None:
+        """
+        The tunnel's connection to the agent is over its high-water mark:
+        stop reading the viewer's body now, not at its next read
+        (L{window_opened}, called when it drains, resumes the viewer).
+        """
+        if self.request is not Q_SENDING:
+            return
+        backlog = self.backlog
+        if backlog is None:
+            backlog = self.backlog = SendQueue()
+        if backlog.pause_source():
+            self.viewer.pause_reading()
 
     # -- endings ----------------------------------------------------------------
 
@@ -218,6 +245,8 @@ class ExchangeEnds:
         the viewer paused), and answer when it is in.
         """
         assert R_EARLY_END in RESPONSE_MOVES[self.response]
+        # (in R_EARLY the timer stayed: the body's minimum rate, timed_out)
+        self._cancel_timeout()
         self.response = R_EARLY_END
         session, self.session = self.session, None
         if session is not None:
@@ -226,6 +255,7 @@ class ExchangeEnds:
 
     def _start_response(self) -> None:
         """The viewer's body is in: send the response held meanwhile."""
+        self._cancel_timeout()
         head, self.held_head = self.held_head, None
         assert head is not None
         complete = self.response is R_EARLY_END
@@ -243,7 +273,10 @@ class ExchangeEnds:
     def ended(self) -> None:
         response = self.response
         if response is R_STREAMING:
-            self._finish(0)
+            if self.waiting is not None:
+                self.waiting_end = True  # (finished once the viewer took the rest)
+            else:
+                self._finish(0)
         elif response is R_EARLY:
             self._complete_early()
         # WAITING: an END without a head changes nothing; the timer answers.
@@ -258,7 +291,7 @@ class ExchangeEnds:
         self.session = None
         self.early = self.held_head = None
         self._cancel_timeout()
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
         if response is R_STREAMING:
             # Too late for an error page: cut the connection so the viewer
             # sees a truncated response, never a complete-looking one.
@@ -282,43 +315,40 @@ class ExchangeEnds:
         assert R_DONE in RESPONSE_MOVES[self.response]
         self.early = self.held_head = None
         self.response = R_DONE
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
         self.viewer.error_page(error)
-
-    def _refuse_head(self, status: int, reason: bytes, headers: Fields) -> None:
-        """
-        The agent's response head breaks the rules of
-        L{netbore.edge.header_rules}: it is not passed on.  The stream is
-        reset, the viewer gets a 502 page, the router counts it.
-        """
-        head = self.viewer.head
-        why = head_problem(head.method if head is not None else b"", status, reason, headers)
-        self.router.refused_heads += 1
-        log.warn(
-            "response head refused on stream {stream_id} of tunnel {name}: {why}",
-            stream_id=self.stream_id,
-            name=self.tunnel.name,
-            why=why,
-        )
-        session, self.session = self.session, None
-        if session is not None:
-            session.reset(self.stream_id, ErrorCode.PROTOCOL_ERROR)
-        self.early = None
-        self._acknowledge(self.credit.close())
-        self._fail(pages.INVALID_RESPONSE)
 
     def timed_out(self) -> None:
         """
-        No response head within the response timeout (L{ResponseTimeouts}).
+        No response head within the response timeout (L{ResponseTimeouts}),
+        or (the head came early, L{R_EARLY}) the viewer's body too slow.
         """
-        if self.response is not R_WAITING:
+        response = self.response
+        if response is not R_WAITING and response is not R_EARLY:
+            return
+        state = self.request
+        backlog = self.backlog
+        # The viewer's body came slower than --body-min-rate while the edge
+        # was reading it: the viewer is late, not the origin.
+        body_late = (state is Q_SENDING or (state is Q_OPEN and not self.end_stream)) and (
+            backlog is None or not backlog.source_paused
+        )
+        if response is R_EARLY and not body_late:
+            # Answered, and the edge holds the viewer back: keep watching.
+            self.router.timeouts.start(self)  # type: ignore[arg-type]
             return
         session, self.session = self.session, None
         if session is not None:
             session.reset(self.stream_id, ErrorCode.TIMEOUT)
-        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
-        self.early = None
+        self.early = self.held_head = None
         self._acknowledge(self.credit.close())
+        if body_late:
+            log.info("request body on stream {stream_id} too slow: 408", stream_id=self.stream_id)
+            self.response = R_DONE
+            self._stop_forwarding()
+            self.viewer.refuse(408)
+            return
+        log.info("origin timed out on stream {stream_id}", stream_id=self.stream_id)
         self._fail(pages.TIMEOUT)
 
     def viewer_gone(self) -> None:
@@ -330,15 +360,79 @@ class ExchangeEnds:
             session.reset(self.stream_id, ErrorCode.CANCEL)
         self.early = self.held_head = None
         self._stop_forwarding()
-        self._acknowledge(self.credit.close())
+        self._acknowledge(self.credit.close() + self._drop_waiting())
+
+    # -- the viewer's connection is full (downloads) ------------------------------
+
+    def _wait(self, data: bytes, end_stream: bool) -> int:
+        """
+        Response bytes for a viewer whose connection is full: they wait in
+        the stream's own buffer, their credit held (the stream's only: the
+        session's went back as they came in), until the connection resumes
+        the exchange (L{resumeProducing}).
+        """
+        waiting = self.waiting
+        if waiting is None:
+            if not data:  # an end, nothing waiting: the response is complete
+                return self._finish(0, False) if end_stream else 0
+            waiting = self.waiting = SendQueue()
+        if data:
+            waiting.push(data)
+        if end_stream:
+            self.waiting_end = True
+        return 0
+
+    def _drop_waiting(self) -> int:
+        """Forget the waiting response bytes (the stream is over): how many."""
+        self.router.send_timeouts.stop(self)
+        waiting, self.waiting = self.waiting, None
+        return waiting.clear() if waiting is not None else 0
+
+    def send_timed_out(self) -> None:
+        """
+        The viewer's connection took none of what the edge has for it (this
+        response, or the end of the last one) for the send timeout
+        (L{netbore.edge.send_timeouts}): close it and reset its stream.
+        """
+        if self.response is R_DONE:
+            return
+        log.info(
+            "viewer took no bytes for {timeout} s: stream {stream_id} reset",
+            timeout=self.router.send_timeouts.timeout,
+            stream_id=self.stream_id,
+        )
+        self.viewer_gone()
+        self.viewer.abort()
 
     # -- IPushProducer: the viewer's connection as consumer -----------------
 
     def pauseProducing(self) -> None:
         self.credit.pause()
+        if self.response is not R_DONE:
+            self.router.send_timeouts.start(self)
 
     def resumeProducing(self) -> None:
-        self._acknowledge(self.credit.resume(self.response is R_STREAMING))
+        """
+        The viewer's connection wrote out all it had: what waits goes to
+        it, until it is full again; the stream's credit for what it took
+        goes back.
+        """
+        self.router.send_timeouts.stop(self)
+        credit = self.credit
+        n = credit.resume(self.response is R_STREAMING)
+        waiting = self.waiting
+        if waiting is not None and self.response is R_STREAMING:
+            write_body = self.viewer.write_body
+            while waiting.size and not credit.paused:
+                chunk = waiting.take()
+                n += len(chunk)
+                write_body(chunk)  # type: ignore[arg-type]  # (whole chunks: bytes)
+            if not waiting.size:
+                self.waiting = None
+                if self.waiting_end:
+                    self._finish(n)
+                    return
+        self._acknowledge(n)
 
     def stopProducing(self) -> None:
         self.viewer_gone()

@@ -89,7 +89,7 @@ REQUEST_TIMEOUT = ViewerError(
     408,
     "request_timeout",
     "Request timeout",
-    "The request's headers did not arrive in time.",
+    "The request (its headers or its body) did not arrive in time.",
 )
 NOT_IMPLEMENTED = ViewerError(
     501,

@@ -8,31 +8,39 @@ Holding a name
 ==============
 
 A tunnel holds its name while it has an agent session (C{ACTIVE}) or while
-C{held_until} has not passed.  C{held_until} only ever grows: the control API
-pushes it to the expiry of every token it issues for the tunnel (so the name
-stays held while a recreate token is outstanding), and an agent leaving
-pushes it to C{now + grace}.  A tunnel that is not C{ACTIVE} and whose hold
-has passed is gone: lookups forget it lazily.
+C{held_until} has not passed:
+
+- C{PENDING} (no agent has connected yet): until its latest ephemeral token
+  lapses (the candidates it was given are no longer usable);
+- C{DOWN} (its last agent left): for C{grace} seconds after the agent left,
+  or while its latest recreate token is valid, whichever is longer, and no
+  longer (the ephemeral token's lifetime does not count).
+
+A tunnel that is not C{ACTIVE} and whose hold has passed is gone: lookups
+forget it lazily.  Each tunnel counts against its C{quota_key} (its owning
+account, or the address that created it anonymously) while it is held.
 
 Deleted tunnels
 ===============
 
 Recreate tokens are stateless JWTs, so deleting a tunnel cannot revoke them.
-The registry therefore remembers deleted tunnel ids until the last recreate
-token issued for them would have expired anyway (bounded; oldest forgotten
-first), and the control API refuses recreate tokens for those ids.
+The registry therefore revokes the deleted tunnel's id in an
+L{IRevocations} store (persistent, in C{--data-dir}, for the edge) until
+every token that can have been issued for it has expired, and the control
+API refuses recreate tokens for revoked ids.  Revocations are never evicted
+early, however many there are.
 """
 
 from __future__ import annotations
 
 import enum
-from collections import OrderedDict
 from typing import Any
 
 import attrs
 from zope.interface import Interface, implementer
 
 from .._types import Clock
+from .revocations import IRevocations, MemoryRevocations
 
 __all__ = [
     "IRegistry",
@@ -46,8 +54,9 @@ __all__ = [
 #: deleted tunnel is remembered that much longer than its last token.
 TOKEN_LEEWAY = 60.0
 
-#: Deleted tunnel ids remembered at most.
-MAX_DELETED = 100_000
+#: The longest a token issued for a tunnel can live, by default (the
+#: edge's C{--recreate-max-ttl} default); a revocation lasts that long.
+TOKEN_LIFETIME = 30 * 86400.0
 
 
 class TunnelState(enum.Enum):
@@ -79,8 +88,13 @@ class Tunnel:
     created_at: float = 0.0
     #: When the candidates handed out last expire (C{candidates_expires_at}).
     expires_at: float = 0.0
-    #: The name is held at least until then, even with no agent connected.
+    #: The name is held until then when no agent is connected.
     held_until: float = 0.0
+    #: When the latest recreate token handed out expires.
+    recreate_until: float = 0.0
+    #: What the tunnel counts against for quotas: C{"account:<name>"} or
+    #: C{"address:<client address>"}; L{None} counts against nothing.
+    quota_key: str | None = None
     #: Runtime agent-session objects; the data plane owns them.
     sessions: list[Any] = attrs.field(factory=list)
 
@@ -113,8 +127,16 @@ class IRegistry(Interface):
 
     def remove(tunnel_id: str) -> Tunnel | None:
         """
-        Delete a tunnel now (its name is free at once) and remember its id as
-        deleted.  Returns the tunnel, or L{None} if there was none.
+        Delete a tunnel now (its name is free at once) and revoke its id
+        until every token issued for it has expired.  Returns the tunnel, or
+        L{None} if there was none.
+        """
+
+    def revoke(tunnel_id: str) -> None:
+        """
+        Refuse tokens for C{tunnel_id} until every token that can have been
+        issued for it has expired, whether or not the tunnel is live (a
+        forgotten tunnel's recreate token could bring it back).
         """
 
     def is_deleted(tunnel_id: str) -> bool:
@@ -138,9 +160,16 @@ class IRegistry(Interface):
         its name held for the grace period.
         """
 
-    def extend_hold(tunnel: Tunnel, until: float) -> None:
+    def tokens_issued(tunnel: Tunnel, ephemeral_exp: float, recreate_exp: float) -> None:
         """
-        Hold C{tunnel}'s name at least until C{until} (the hold only grows).
+        Tokens expiring at these times were just handed out for C{tunnel}:
+        a C{PENDING} tunnel is held until C{ephemeral_exp}, a C{DOWN} one
+        at least until C{recreate_exp}.
+        """
+
+    def held_by(quota_key: str) -> int:
+        """
+        How many live tunnels count against C{quota_key}.
         """
 
     def expire() -> int:
@@ -153,21 +182,33 @@ class IRegistry(Interface):
 @implementer(IRegistry)
 class InMemoryRegistry:
     """
-    L{IRegistry} in two dicts, on an injected clock.
+    L{IRegistry} in dicts, on an injected clock; revocations in C{revocations}
+    (in memory unless given one).
 
     @param grace: seconds a name stays held after its last agent session
-        goes away.
+        goes away (longer while its recreate token is valid).
+    @param token_lifetime: the longest any token issued for a tunnel can
+        live (the edge's C{--recreate-max-ttl}, or its ephemeral TTL if
+        longer): a deleted tunnel's id is revoked for that long plus
+        L{TOKEN_LEEWAY}, which covers tokens issued before a restart too.
     """
 
-    def __init__(self, clock: Clock, grace: float, *, max_deleted: int = MAX_DELETED) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        grace: float,
+        *,
+        revocations: IRevocations | None = None,
+        token_lifetime: float = TOKEN_LIFETIME,
+    ) -> None:
         self._clock = clock
         self._grace = grace
-        self._max_deleted = max(1, max_deleted)
+        self._token_lifetime = token_lifetime
+        self.revocations: IRevocations = revocations if revocations is not None else MemoryRevocations()
         self._by_id: dict[str, Tunnel] = {}
         self._by_name: dict[str, str] = {}
-        # tunnel_id -> time until which its tokens must be refused; ordered
-        # by insertion, oldest first.
-        self._deleted: OrderedDict[str, float] = OrderedDict()
+        # quota key -> ids of the tunnels counting against it.
+        self._by_quota: dict[str, set[str]] = {}
 
     # -- expiry ---------------------------------------------------------
 
@@ -175,9 +216,16 @@ class InMemoryRegistry:
         return tunnel.state is not TunnelState.ACTIVE and tunnel.held_until <= now
 
     def _forget(self, tunnel: Tunnel) -> None:
-        self._by_id.pop(tunnel.tunnel_id, None)
+        if self._by_id.get(tunnel.tunnel_id) is tunnel:
+            del self._by_id[tunnel.tunnel_id]
         if self._by_name.get(tunnel.name) == tunnel.tunnel_id:
             del self._by_name[tunnel.name]
+        if tunnel.quota_key is not None:
+            ids = self._by_quota.get(tunnel.quota_key)
+            if ids is not None:
+                ids.discard(tunnel.tunnel_id)
+                if not ids:
+                    del self._by_quota[tunnel.quota_key]
 
     def _live(self, tunnel: Tunnel | None) -> Tunnel | None:
         if tunnel is None:
@@ -189,16 +237,15 @@ class InMemoryRegistry:
 
     def expire(self) -> int:
         """
-        Forget every lapsed tunnel and deleted id now; how many tunnels went.
-        Lookups do this lazily; call it from a timer to bound memory.
+        Forget every lapsed tunnel and expired revocation now; how many
+        tunnels went.  Lookups do this lazily; call it from a timer to bound
+        memory.
         """
         now = self._clock.seconds()
         gone = [t for t in self._by_id.values() if self._lapsed(t, now)]
         for tunnel in gone:
             self._forget(tunnel)
-        for tunnel_id, horizon in list(self._deleted.items()):
-            if horizon <= now:
-                del self._deleted[tunnel_id]
+        self.revocations.expire(now)
         return len(gone)
 
     # -- IRegistry ------------------------------------------------------
@@ -212,7 +259,8 @@ class InMemoryRegistry:
             raise NameHeld(f"tunnel id {tunnel.tunnel_id!r} exists")
         self._by_id[tunnel.tunnel_id] = tunnel
         self._by_name[tunnel.name] = tunnel.tunnel_id
-        self._deleted.pop(tunnel.tunnel_id, None)
+        if tunnel.quota_key is not None:
+            self._by_quota.setdefault(tunnel.quota_key, set()).add(tunnel.tunnel_id)
 
     def get(self, tunnel_id: str) -> Tunnel | None:
         return self._live(self._by_id.get(tunnel_id))
@@ -227,27 +275,33 @@ class InMemoryRegistry:
         tunnel = self.get(tunnel_id)
         if tunnel is None:
             return None
+        self._revoke(tunnel_id, max(tunnel.recreate_until, tunnel.expires_at))
         self._forget(tunnel)
-        # Every recreate token issued for the tunnel expired no later than
-        # held_until (the control API extends the hold to each one's exp).
-        self._deleted[tunnel_id] = tunnel.held_until + TOKEN_LEEWAY
-        self._deleted.move_to_end(tunnel_id)
-        while len(self._deleted) > self._max_deleted:
-            self._deleted.popitem(last=False)
         return tunnel
 
+    def revoke(self, tunnel_id: str) -> None:
+        self._revoke(tunnel_id, 0.0)
+
+    def _revoke(self, tunnel_id: str, last_exp: float) -> None:
+        # Tokens for this id may have been issued before a restart, which
+        # this registry has forgotten: revoke for the longest any token can
+        # live from now, and at least past every token issued here.
+        until = max(self._clock.seconds() + self._token_lifetime, last_exp)
+        self.revocations.revoke(tunnel_id, until + TOKEN_LEEWAY)
+
     def is_deleted(self, tunnel_id: str) -> bool:
-        horizon = self._deleted.get(tunnel_id)
-        if horizon is None:
-            return False
-        if horizon <= self._clock.seconds():
-            del self._deleted[tunnel_id]
-            return False
-        return True
+        return self.revocations.is_revoked(tunnel_id, self._clock.seconds())
 
     def all(self) -> list[Tunnel]:
         self.expire()
         return sorted(self._by_id.values(), key=lambda t: (t.created_at, t.name))
+
+    def held_by(self, quota_key: str) -> int:
+        ids = self._by_quota.get(quota_key)
+        if not ids:
+            return 0
+        # Lookups forget lapsed tunnels (and take them out of this set).
+        return sum(1 for tunnel_id in list(ids) if self.get(tunnel_id) is not None)
 
     def attach_session(self, tunnel: Tunnel, session: object) -> None:
         if session not in tunnel.sessions:
@@ -259,7 +313,14 @@ class InMemoryRegistry:
             tunnel.sessions.remove(session)
         if not tunnel.sessions:
             tunnel.state = TunnelState.DOWN
-            self.extend_hold(tunnel, self._clock.seconds() + self._grace)
+            # Grace or the recreate token, whichever is longer; not what
+            # the hold was while the tunnel was pending or up.
+            tunnel.held_until = max(self._clock.seconds() + self._grace, tunnel.recreate_until)
 
-    def extend_hold(self, tunnel: Tunnel, until: float) -> None:
-        tunnel.held_until = max(tunnel.held_until, until)
+    def tokens_issued(self, tunnel: Tunnel, ephemeral_exp: float, recreate_exp: float) -> None:
+        tunnel.expires_at = ephemeral_exp
+        tunnel.recreate_until = max(tunnel.recreate_until, recreate_exp)
+        if tunnel.state is TunnelState.PENDING:
+            tunnel.held_until = max(tunnel.held_until, ephemeral_exp)
+        elif tunnel.state is TunnelState.DOWN:
+            tunnel.held_until = max(tunnel.held_until, tunnel.recreate_until)

@@ -13,6 +13,7 @@ from .._types import Clock
 from ..names import split_host
 from .config import EdgeConfig
 from .exchange import Fields, ResponseTimeouts, ViewerExchange
+from .send_timeouts import SendTimeouts
 
 if TYPE_CHECKING:
     from .registry import IRegistry
@@ -84,6 +85,13 @@ class TunnelRouter:
         self.refused_heads = 0
         #: The response timeouts of the exchanges (one timer for all).
         self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
+        #: The send timeouts of the exchanges whose viewer's connection is full.
+        self.send_timeouts = SendTimeouts(reactor, config.send_timeout)
+        #: Request body bytes that restart the wait for the response (half
+        #: of C{body_min_rate} over a response timeout): a body at that
+        #: rate or faster is never timed out, one at less than half of it
+        #: always is (408).
+        self.body_quantum = max(1, int(config.body_min_rate * config.response_timeout / 2))
         #: C{label_for(host)}: the tunnel label C{host} addresses, or L{None}
         #: when it is the edge's own (the control API and C{/connect}).  A
         #: dictionary lookup (L{_Labels}): a Host seen before costs no call.

@@ -6,27 +6,33 @@ request.
 
 from __future__ import annotations
 
+import signal
 import weakref
 from typing import Any
 
 from twisted.application import service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, ISSLTransport
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.web import http, resource, server
 from twisted.web.iweb import IRequest
 
 from .._types import Reactor
 from ..auth import TokenAuthority, load_keyring
-from ..auth.apikeys import ApiKeys
 from ..memory import release_free_heap
 from ..writes import WriteBatch
 from .agents import AgentEndpoint
+from .apiauth import ApiKeysFile
+from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .control import ControlAPI
+from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
+from .limits import ConnectionLimits, fd_cap
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
+from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .viewer import ViewerProtocol
 
@@ -57,23 +63,6 @@ class EdgeRoot(resource.Resource):
         return self._control
 
 
-class OneRequestChannel(http.HTTPChannel):
-    """
-    twisted.web's channel for a connection a L{ViewerProtocol} handed over:
-    it serves the one request it was handed and closes the connection after
-    its response (C{Connection: close}), so the next request is dispatched
-    by its C{Host} again, on a new connection (DESIGN "Known traps": a
-    handed-over channel would otherwise keep serving the connection, and a
-    tunnel's name would reach the control API).  A WebSocket upgrade
-    (C{/connect}) is unaffected: autobahn takes the transport over before
-    the response would end.
-    """
-
-    def checkPersistence(self, request: Any, version: bytes) -> bool:
-        request.responseHeaders.setRawHeaders(b"connection", [b"close"])
-        return False
-
-
 class EdgeSite(server.Site):
     """
     The factory of every connection the edge accepts: a L{ViewerProtocol},
@@ -86,7 +75,14 @@ class EdgeSite(server.Site):
     """
 
     protocol = OneRequestChannel  # type: ignore[assignment]
+    requestFactory = ControlRequest
     displayTracebacks = False
+    #: The largest control API request body (L{OneRequestChannel}).
+    body_limit = DEFAULT_BODY_LIMIT
+    #: Whose forwarding fields to believe (C{--trusted-proxy}).
+    proxies = TrustedProxies()
+    #: The connection caps (L{netbore.edge.limits}); none: no caps.
+    limits: ConnectionLimits | None = None
 
     def __init__(
         self, root: resource.IResource, router: TunnelRouter, reactor: Reactor, writes: WriteBatch | None = None
@@ -97,7 +93,14 @@ class EdgeSite(server.Site):
         self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
 
     def buildProtocol(self, addr: Any) -> Any:
-        viewer = ViewerProtocol(self, addr)
+        limits = self.limits
+        if limits is None:
+            viewer = ViewerProtocol(self, addr)
+        else:
+            built = limits.build(self, addr)
+            if not isinstance(built, ViewerProtocol):
+                return built  # over a cap
+            viewer = built
         self.channels.add(viewer)
         return viewer
 
@@ -113,6 +116,39 @@ class EdgeSite(server.Site):
         channel.makeConnection(transport)
         channel.dataReceived(raw)
         return channel
+
+    def peer_of(self, transport: Any, settled: bool = False) -> tuple[bytes, bool, bytes | None]:
+        """
+        A connection's C{(client address, over TLS, proxy)}: the proxy is
+        the peer's address when the peer is a trusted proxy
+        (C{--trusted-proxy}), whose requests then name client and scheme
+        (L{forwarded}); C{b""} when the peer may not be known yet (unless
+        C{settled}: a wrapping transport such as the C{haproxy:} endpoint's
+        reads its PROXY header after the connection is made); else L{None}.
+        """
+        host = getattr(transport.getPeer(), "host", "")
+        client = host.encode("ascii", "replace") if isinstance(host, str) else b""
+        secure = ISSLTransport(transport, None) is not None
+        if not settled and isinstance(transport, ProtocolWrapper):
+            return client, secure, b""
+        proxy = client if self.proxies.networks and self.proxies.trusts(host) else None
+        return client, secure, proxy
+
+    def forwarded(self, viewer: ViewerProtocol, fields: list[tuple[bytes, bytes]]) -> tuple[bytes, bool, bytes | None]:
+        """
+        C{(client address, secure, proxy)} of a request with C{fields} on
+        the C{viewer} connection, whose L{peer_of} named a proxy: the client
+        and scheme that trusted proxy names in C{fields}; for C{b""}, first
+        the peer as the connection knows it now (from its first request on).
+        """
+        proxy, transport = viewer.proxy_ip, viewer.transport
+        if not proxy:
+            client, secure, known = self.peer_of(transport, settled=True)
+            if known is None:
+                return client, secure, None
+            proxy = known
+        client, secure = self.proxies.forwarded(proxy, fields, ISSLTransport(transport, None) is not None)
+        return client, secure, proxy
 
     def open_channels(self) -> list[ViewerProtocol]:
         """
@@ -148,6 +184,10 @@ class EdgeService(service.MultiService):
         self.endpoint = endpoint
         self._sweep: LoopingCall | None = None
         self._trim: IDelayedCall | None = None
+        #: The C{--api-keys-file}, re-read on SIGHUP.
+        self.api_keys = ApiKeysFile()
+        self._sighup_installed = False
+        self._previous_sighup: Any = None
 
     def startService(self) -> None:
         super().startService()
@@ -158,6 +198,7 @@ class EdgeService(service.MultiService):
         self._sweep.start(60, now=False)
         # Once the reactor runs: start-up is over, its freed heap can go.
         self._trim = self.site.reactor.callLater(0, release_free_heap)
+        self._install_sighup()
         log.info(
             "netbore edge ready for *.{domain} (edge {edge_id})",
             domain=self.config.domain,
@@ -173,6 +214,7 @@ class EdgeService(service.MultiService):
         only then does the reactor stop.
         """
         super().stopService()
+        self._restore_sighup()
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
         if self._trim is not None and self._trim.active():
@@ -180,6 +222,37 @@ class EdgeService(service.MultiService):
         self.site.router.draining = True
         self.endpoint.go_away_all()
         return Deferred.fromCoroutine(self._drain())
+
+    def _install_sighup(self) -> None:
+        """
+        SIGHUP re-reads the C{--api-keys-file} (in the reactor's thread);
+        without one it is logged and ignored, rather than ending the edge
+        (its default action) when an operator reloads it.
+        """
+        if not hasattr(signal, "SIGHUP"):
+            return
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup)
+        except ValueError:  # not the main thread: no signals here
+            return
+        self._sighup_installed = True
+
+    def _restore_sighup(self) -> None:
+        if self._sighup_installed:
+            self._sighup_installed = False
+            previous, self._previous_sighup = self._previous_sighup, None
+            signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
+
+    def _sighup(self, signum: int, frame: Any) -> None:
+        if self.api_keys.path is None:
+            log.info("SIGHUP: no --api-keys-file to reload", event="sighup")
+            return
+        log.info("SIGHUP: reloading the API keys file", event="sighup")
+        call = getattr(self.site.reactor, "callFromThread", None)
+        if call is not None:
+            call(self.api_keys.reload)
+        else:
+            self.api_keys.reload()
 
     async def _drain(self) -> None:
         reactor = self.site.reactor
@@ -219,8 +292,13 @@ def build_edge(
     """
     keyring = load_keyring(config.data_dir, jwt_secret_file)
     authority = TokenAuthority(keyring, issuer=f"netbore:{config.edge_id}", clock=reactor)
-    api_keys = ApiKeys.load(api_keys_file) if api_keys_file else ApiKeys.empty()
-    registry = InMemoryRegistry(clock=reactor, grace=config.grace)
+    api_keys = ApiKeysFile(api_keys_file)
+    registry = InMemoryRegistry(
+        clock=reactor,
+        grace=config.grace,
+        revocations=SQLiteRevocations.in_directory(config.data_dir),
+        token_lifetime=max(config.recreate_max_ttl, config.ephemeral_ttl),
+    )
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
     # One write batch for the process: viewer bytes and tunnel frames that
     # one event causes leave together.
@@ -238,4 +316,9 @@ def build_edge(
     router = TunnelRouter(config, registry, reactor)
     root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor, writes)
-    return EdgeService(config, site, registry, authority, endpoint)
+    site.body_limit = config.max_control_body
+    site.proxies = TrustedProxies(config.trusted_proxies)
+    site.limits = endpoint.limits = ConnectionLimits(fd_cap(config.max_connections), config.max_connections_per_ip)
+    edge = EdgeService(config, site, registry, authority, endpoint)
+    edge.api_keys = api_keys
+    return edge

@@ -18,7 +18,10 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .._types import Reactor
+from ..auth.filemodes import loose_permissions
+from ..auth.keystore import key_file_paths
 from ..names import is_valid_label
+from .clientaddr import parse_network
 from .config import EdgeConfig
 
 __all__ = ["Options", "makeService"]
@@ -149,7 +152,13 @@ class Options(usage.Options):
             "Time to wait for a pong before dropping an agent, seconds.",
             _positive(float, "heartbeat-timeout"),
         ],
-        ["grace", None, 30.0, "How long a dropped agent's name stays held, seconds.", _positive(float, "grace")],
+        [
+            "grace",
+            None,
+            30.0,
+            "How long a dropped agent's name stays held (longer while its recreate token is valid), seconds.",
+            _positive(float, "grace"),
+        ],
         [
             "drain-timeout",
             None,
@@ -178,11 +187,61 @@ class Options(usage.Options):
             "Flow-control window per agent session, bytes.",
             _positive(int, "session-window"),
         ],
+        [
+            "max-tunnels-per-account",
+            None,
+            100,
+            "Live and held tunnels one account may have (403 above).",
+            _positive(int, "max-tunnels-per-account"),
+        ],
+        [
+            "max-tunnels-per-address",
+            None,
+            10,
+            "Live and held tunnels one client address may have created anonymously (403 above).",
+            _positive(int, "max-tunnels-per-address"),
+        ],
+        [
+            "creates-per-minute",
+            None,
+            30,
+            "POST /tunnels/create calls per client address a minute before 429.",
+            _positive(int, "creates-per-minute"),
+        ],
+        [
+            "send-timeout",
+            None,
+            60.0,
+            "Time a viewer may take no response bytes before it is closed and its stream reset, seconds.",
+            _positive(float, "send-timeout"),
+        ],
+        [
+            "body-min-rate",
+            None,
+            500,
+            "Slowest request body accepted, bytes a second on average; a slower one times out (408).",
+            _positive(int, "body-min-rate"),
+        ],
+        [
+            "max-connections",
+            None,
+            10000,
+            "Connections open at once, all addresses (at most the fd limit less 64); over it: closed.",
+            _positive(int, "max-connections"),
+        ],
+        [
+            "max-connections-per-ip",
+            None,
+            256,
+            "Connections open at once from one address; over it: 429 and closed.",
+            _positive(int, "max-connections-per-ip"),
+        ],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["trusted-proxy"] = []
 
     def opt_listen(self, description: str) -> None:
         """
@@ -191,6 +250,18 @@ class Options(usage.Options):
         systemd:domain=INET:index=0.  Default: tcp:8080:interface=127.0.0.1.
         """
         self["listen"].append(description)
+
+    def opt_trusted_proxy(self, cidr: str) -> None:
+        """
+        Believe X-Forwarded-For and X-Forwarded-Proto from peers in this
+        CIDR range (repeatable; default: from no peer).  The client is then
+        the last untrusted hop of X-Forwarded-For.
+        """
+        try:
+            parse_network(cidr)
+        except ValueError as e:
+            raise usage.UsageError(f"--trusted-proxy: {e}") from None
+        self["trusted-proxy"].append(cidr)
 
     def postOptions(self) -> None:
         if not self["listen"]:
@@ -227,7 +298,30 @@ class Options(usage.Options):
             auth_failures_per_minute=self["auth-failures-per-minute"],
             stream_window=self["stream-window"],
             session_window=self["session-window"],
+            max_tunnels_per_account=self["max-tunnels-per-account"],
+            max_tunnels_per_address=self["max-tunnels-per-address"],
+            creates_per_minute=self["creates-per-minute"],
+            send_timeout=self["send-timeout"],
+            trusted_proxies=tuple(self["trusted-proxy"]),
+            body_min_rate=self["body-min-rate"],
+            max_connections=self["max-connections"],
+            max_connections_per_ip=self["max-connections-per-ip"],
         )
+
+
+def _loose_secret_file(options: Options) -> str | None:
+    """
+    The first key, secret or API-key file that its group or others may
+    use, as one line; L{None} when all are private (OpenSSH's rule).
+    """
+    files = [(options["api-keys-file"], "API keys file"), (options["jwt-secret-file"], "JWT secret file")]
+    if options["jwt-secret-file"] is None:
+        files += [(path, "signing key file") for path in key_file_paths(options["data-dir"])]
+    for path, what in files:
+        problem = loose_permissions(path, what) if path is not None else None
+        if problem is not None:
+            return problem
+    return None
 
 
 def makeService(options: Options, reactor: Reactor | None = None) -> service.MultiService:
@@ -249,6 +343,12 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
 
     install_fast_paths()
 
+    loose = _loose_secret_file(options)
+    if loose is not None:
+        message = f"netbore-edge: refusing to start: {loose}"
+        log.critical(message)
+        sys.stderr.write(message + "\n")
+        raise SystemExit(1)
     try:
         edge = build_edge(
             options.config(),

@@ -29,7 +29,7 @@ import contextlib
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -107,6 +107,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
     head: RequestHead | None = None
     client_ip = b""
     secure = False
+    proxy_ip: bytes | None = None  # a trusted proxy, or b"": client and scheme per request (site.forwarded)
 
     def __init__(self, site: EdgeSite, addr: Any) -> None:
         self.site = site
@@ -132,9 +133,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
-        host = getattr(transport.getPeer(), "host", "")
-        self.client_ip = host.encode("ascii", "replace") if isinstance(host, str) else b""
-        self.secure = ISSLTransport(transport, None) is not None
+        self.client_ip, self.secure, self.proxy_ip = self.site.peer_of(transport)
         # A response head and its body may leave in two writes (the body
         # comes in a later frame): never let Nagle hold the second one.
         with contextlib.suppress(AttributeError, OSError):
@@ -252,6 +251,8 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         self.phase = Phase.EXCHANGE
         self._deadline = None
         self.head = head
+        if self.proxy_ip is not None:
+            self.client_ip, self.secure, self.proxy_ip = self.site.forwarded(self, head.headers)
         self._keep_alive = head.keep_alive
         if head.target[0] != 47 or head.method == b"CONNECT":  # not "/...": see viewer_answers
             self._not_forwarded(head)

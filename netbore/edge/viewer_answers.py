@@ -84,6 +84,9 @@ class ViewerAnswers:
         self._writes.write(self.transport, body)
         self._close()
 
+    #: Answer the request in flight with the page for a status and close (408: its body is too slow).
+    refuse = _refuse
+
     def _not_forwarded(self, head: RequestHead) -> None:
         """
         Answer a tunnel request the edge does not forward (C{CONNECT}, a

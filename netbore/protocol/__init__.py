@@ -41,6 +41,7 @@ from .handshake import (
     SUPPORTED_VERSIONS,
     Hello,
     Settings,
+    clamp_peer,
     decode_hello,
     encode_hello,
 )
@@ -90,6 +91,7 @@ __all__ = [
     "UnsupportedVersion",
     "WindowOpened",
     "WindowUpdate",
+    "clamp_peer",
     "decode",
     "decode_batch",
     "decode_hello",

@@ -244,6 +244,8 @@ class Sending:
     _closed: OrderedDict[int, bool]
     _highest: int
     _send_window: int
+    _session_blocked: dict[int, None]
+    _wait_for_session: Callable[[int], None]  # (Session's)
     _go_away_sent: bool
     _go_away_received: bool
     _error: ProtocolError | None
@@ -412,7 +414,15 @@ class Sending:
         n = len(data)
         if n:
             stream = self._streams.get(stream_id)
-            window = 0 if stream is None or stream.local_closed else min(stream.send_window, self._send_window)
+            if stream is None or stream.local_closed:
+                return 0
+            window = stream.send_window
+            session = self._send_window
+            if session < window:
+                if session < n:
+                    # Short because of the session: woken by its next update.
+                    self._wait_for_session(stream_id)
+                window = session
             if window < n:
                 if window <= 0:
                     return 0

@@ -64,6 +64,7 @@ _bad_token = BAD_TOKEN.search
 _bad_target = BAD_TARGET.search
 _bad_text = BAD_TEXT.search
 _unpack_header = HEADER.unpack_from  # (see _encode's note on CPython 3.11)
+_pack_header = HEADER.pack
 
 HeaderList = list[tuple[bytes, bytes]]
 
@@ -138,8 +139,8 @@ class StreamReset:
 @attrs.frozen
 class WindowOpened:
     """
-    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the whole
-    session when C{stream_id} is 0: resume senders paused on it.
+    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the session
+    while C{stream_id} waited on it (L{Session.send_window}): resume its sender.
     """
 
     stream_id: int
@@ -176,7 +177,8 @@ class Receiving:
     _highest: int
     _send_window: int
     _recv_window: int
-    _recv_unacked: int
+    _session_pending: int
+    _session_threshold: int
     _go_away_sent: bool
     _go_away_last: int
     _go_away_received: bool
@@ -345,7 +347,14 @@ class Receiving:
                 ErrorCode.FLOW_CONTROL_ERROR,
             )
         stream.unacked += size
-        self._recv_unacked += size
+        # The stream holds them under its own window: the session's credit goes back now (inline).
+        pending = self._session_pending + size
+        if pending >= self._session_threshold:
+            self._recv_window += pending
+            self._session_pending = 0
+            self.outbox.append(_pack_header(FrameType.WINDOW_UPDATE, 0, 0) + U32.pack(pending))
+        else:
+            self._session_pending = pending
         if end_stream:
             stream.remote_closed = True
             if stream.local_closed:

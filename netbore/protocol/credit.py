@@ -15,7 +15,7 @@ exactly once.
     bytes to acknowledge now; whatever the order of receive, deliver, pause
     and close, the sum of what it returns is the sum received (once
     closed, every byte is acknowledged as it arrives: a leak here would
-    shrink the session's window for good).
+    shrink the stream's window for good).
 
 Both are plain objects the stream's owner calls (no callbacks, no
 allocation per call beyond a split chunk's view): the caller sends, writes
@@ -56,6 +56,19 @@ class SendQueue:
         """
         self._chunks.append(data)
         self.size += len(data)
+        if self.source_paused:
+            return False
+        self.source_paused = True
+        return True
+
+    def pause_source(self) -> bool:
+        """
+        The source must stop although nothing may be queued (the way toward
+        the destination is full for another reason, e.g. its connection's
+        buffer); L{drained} resumes it as if the queue had held bytes.
+
+        @return: C{True} when the source must be paused now (it was not).
+        """
         if self.source_paused:
             return False
         self.source_paused = True

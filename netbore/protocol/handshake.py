@@ -26,6 +26,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "Hello",
     "Settings",
+    "clamp_peer",
     "decode_hello",
     "encode_hello",
 ]
@@ -179,3 +180,20 @@ def decode_hello(text: str | bytes, expected_role: str | None = None) -> Hello:
             raise ProtocolError(f"hello {name} must be a string")
         optional[name] = value
     return Hello(version, role, settings, **optional)
+
+
+def clamp_peer(local: Settings, peer: Settings) -> Settings:
+    """
+    The settings to send under: the peer's, with its windows cut to ours.
+
+    A peer's windows say how much it lets us send before it acknowledges;
+    what we send beyond what the network takes waits in our own buffers.  A
+    hostile peer announcing 2^31-1 and reading nothing would make us buffer
+    that much, so we never send more than our own windows, whatever it
+    announces (sending less than a peer allows is always legal).
+    """
+    stream_window = min(peer.stream_window, local.stream_window)
+    session_window = min(peer.session_window, local.session_window)
+    if stream_window == peer.stream_window and session_window == peer.session_window:
+        return peer
+    return attrs.evolve(peer, stream_window=stream_window, session_window=session_window)

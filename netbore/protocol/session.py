@@ -22,11 +22,18 @@ Flow control and acknowledgement
 ================================
 Every DATA byte delivered in a L{DataReceived} event must be passed to
 L{Session.acknowledge} exactly once, when the application has written it
-on I{or thrown it away} (after a reset, for instance), even after the
-stream has closed.  Bytes not acknowledged stay charged to the session
-receive window and eventually stall every stream.  DATA the session drops
-itself (late frames on a stream this side reset) is credited back
-automatically and never delivered.
+on I{or thrown it away} (after a reset, for instance).  That returns the
+I{stream's} credit: bytes not acknowledged stall their own stream only.
+The I{session's} credit goes back as the bytes are delivered (the stream
+holds them under its own window, as HTTP/2 servers do), so a stalled
+consumer never holds the window the other streams share.  DATA the
+session drops itself (late frames on a stream this side reset) is
+credited back automatically and never delivered.
+
+A session WINDOW_UPDATE wakes only the streams whose sender found the
+session's window shut (L{Session.send_some} short because of it, or
+L{Session.send_window} 0 because of it): a L{WindowOpened} for each, so
+its cost is theirs, not every open stream's.
 
 The class is split in three modules: the receiving half (events, one
 handler per frame type) is L{netbore.protocol._receive}, the sending half
@@ -111,8 +118,10 @@ class Session(Sending, Receiving):
         self._highest = 0
         self._send_window = peer.session_window
         self._recv_window = local.session_window
-        self._recv_unacked = 0
         self._session_pending = 0
+        #: The streams whose sender found the session send window shut, in
+        #: order: a session WINDOW_UPDATE wakes these, and only these.
+        self._session_blocked: dict[int, None] = {}
         self._stream_threshold = max(1, local.stream_window // 2)
         self._session_threshold = max(1, local.session_window // 2)
         self._go_away_sent = False
@@ -188,11 +197,33 @@ class Session(Sending, Receiving):
         How many DATA bytes L{send_data} accepts now on C{stream_id}:
         min(stream send window, session send window); 0 for a stream that is
         unknown, closed, reset or whose body this side already ended.
+
+        A stream told 0 because the session's window is shut (its own is
+        not) is woken by the next session WINDOW_UPDATE (a L{WindowOpened}
+        of its own), as is one that L{send_some} could not take all of
+        because of the session's window.
         """
         stream = self._streams.get(stream_id)
         if stream is None or stream.local_closed:
             return 0
-        return min(stream.send_window, self._send_window)
+        window = self._send_window
+        if window < stream.send_window:
+            if window <= 0:
+                self._wait_for_session(stream_id)
+            return window
+        return stream.send_window
+
+    def _wait_for_session(self, stream_id: int) -> None:
+        """
+        C{stream_id}'s sender found the session send window shut: wake it
+        (a L{WindowOpened} of its own) at the next session WINDOW_UPDATE.
+        Streams gone meanwhile are dropped when there are many of them.
+        """
+        blocked = self._session_blocked
+        blocked[stream_id] = None
+        if len(blocked) > 2 * len(self._streams) + 64:
+            streams = self._streams
+            self._session_blocked = {sid: None for sid in blocked if sid in streams}
 
     def reset_stream(self, stream_id: int, code: int = ErrorCode.CANCEL, message: bytes = b"") -> None:
         """
@@ -217,15 +248,17 @@ class Session(Sending, Receiving):
     def acknowledge(self, stream_id: int, n: int) -> None:
         """
         The application consumed (wrote on, or discarded) C{n} bytes
-        delivered on C{stream_id}.  That credit is returned to the peer in
-        batches: a WINDOW_UPDATE for the stream (while the peer's body on it
-        goes on) once half the local C{stream_window} is waiting, and one for
-        the session (stream 0) once half the local C{session_window} is.
-        Acknowledging bytes of a stream that has since closed or been reset
-        still credits the session window.
+        delivered on C{stream_id}.  That is the stream's credit, returned to
+        the peer in batches: a WINDOW_UPDATE for the stream (while the peer's
+        body on it goes on) once half the local C{stream_window} is waiting.
+        The session's credit does not wait for this: it went back as the
+        bytes were delivered (the stream holds them under its own window),
+        in a WINDOW_UPDATE for stream 0 once half the local
+        C{session_window} had come in.  Acknowledging bytes of a stream that
+        has since closed or been reset does nothing.
 
-        @raise StreamError: C{n} is negative or more than was delivered and
-            not yet acknowledged (on the stream, or on the whole session).
+        @raise StreamError: C{n} is negative, or more than was delivered on
+            the (live) stream and not yet acknowledged.
         """
         if n <= 0:
             if n < 0:
@@ -233,8 +266,6 @@ class Session(Sending, Receiving):
             return
         if self._error is not None:
             return
-        if n > self._recv_unacked:
-            raise StreamError(f"acknowledging {n} bytes, only {self._recv_unacked} unacknowledged")
         stream = self._streams.get(stream_id)
         if stream is not None:
             if n > stream.unacked:
@@ -250,8 +281,6 @@ class Session(Sending, Receiving):
                     stream.pending = pending
         elif stream_id > self._highest or stream_id <= 0:
             raise StreamError(f"stream {stream_id} was never opened")
-        self._recv_unacked -= n
-        self._credit_session(n)
 
     def _credit_session(self, n: int) -> None:
         pending = self._session_pending + n
@@ -349,7 +378,14 @@ class Session(Sending, Receiving):
             self._send_window += frame.increment
             if self._send_window > MAX_WINDOW:
                 raise ProtocolError("session send window above 2^31-1", ErrorCode.FLOW_CONTROL_ERROR)
-            return [WindowOpened(0)]
+            # Only the streams that found the session's window shut are
+            # woken: the work is theirs, not every open stream's.
+            blocked = self._session_blocked
+            if not blocked:
+                return []
+            self._session_blocked = {}
+            streams = self._streams
+            return [WindowOpened(sid) for sid in blocked if sid in streams]
         stream = self._streams.get(stream_id)
         if stream is None:
             if stream_id > self._highest:

@@ -12,9 +12,9 @@ share around the sans-IO L{netbore.protocol.Session}.
     a handler is logged with its Failure and resets that event's stream
     only (L{ErrorCode.INTERNAL_ERROR}); the session and its other streams
     go on.
-  - Credit: DATA for a stream that is gone still returns its bytes to the
-    session window (L{TunnelWebSocket.credit_back}); a session window
-    update wakes every stream (L{WindowOpened} for stream 0).
+  - Credit: DATA for a stream that is gone still returns its bytes'
+    credit (L{TunnelWebSocket.credit_back}); a session window
+    update wakes the streams waiting on it (a L{WindowOpened} each).
   - Backpressure, both ways: a push producer registered with the
     WebSocket's transport pauses the streams feeding it when its buffer is
     full (L{TunnelWebSocket.pause_streams}), and resumes them when it
@@ -312,8 +312,9 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
 
     def credit_back(self, event: DataReceived) -> None:
         """
-        DATA for a stream that is gone: nobody reads it, so its bytes go
-        straight back to the session window (else the session leaks it).
+        DATA for a stream that is gone: nobody reads it, so its bytes'
+        stream credit goes straight back (the session's went back as they
+        were delivered).
         """
         session = self.session
         if session is not None and event.data:

@@ -24,6 +24,7 @@ from ..protocol import (
     Session,
     Settings,
     StreamError,
+    clamp_peer,
     decode_hello,
     websocket_close_code,
 )
@@ -221,7 +222,10 @@ class TunnelLifecycle(BatchedWebSocket, Generic[StreamT]):
         self._cancel_hello_timer()
         self.peer_hello = hello
         try:
-            self.session = Session(self.role, self.local_settings(), hello.settings)
+            local = self.local_settings()
+            # Never send (and so buffer) more than our own windows, whatever
+            # the peer announces (issue 10, item 2).
+            self.session = Session(self.role, local, clamp_peer(local, hello.settings))
             self.hello_received(hello)
         except Exception:
             self.internal_error("starting the session")
