@@ -219,6 +219,17 @@ def test_idle_keep_alive_connection_is_closed() -> None:
     assert h.transport.disconnecting
 
 
+def test_an_idle_connection_still_full_of_its_last_response_is_aborted() -> None:
+    # Issue 10, item 1: closing a connection whose viewer reads nothing
+    # waits for ever for its buffer to drain; at the idle deadline it is cut.
+    h = Harness()
+    h.send(GET % 1)
+    answer(h, 1)
+    h.channel.pauseProducing()  # the response filled the viewer's socket buffer
+    h.clock.advance(IDLE_TIMEOUT + 1)
+    assert h.transport.disconnected
+
+
 def test_slow_head_gets_408() -> None:
     h = Harness()
     h.clock.advance(IDLE_TIMEOUT / 2)

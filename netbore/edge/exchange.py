@@ -1,23 +1,14 @@
 """
-Viewer traffic into tunnels: one L{ViewerExchange} per viewer request.
+Viewer traffic into tunnels: one L{ViewerExchange} per viewer request, its
+two directions explicit state machines (L{exchange_states}), its credit
+pump L{netbore.protocol.credit}; the response streams back with the
+viewer's connection as the consumer.
 
-The exchange opens a stream on one of the tunnel's agent sessions as soon as
-the request's head is in, streams the request body under the stream's send
-window, and streams the response back with the viewer's connection as the
-consumer: the stream's credit goes back only as fast as the viewer takes
-the bytes.  Each direction is an explicit state machine
-(L{exchange_states}); the credit pump is L{netbore.protocol.credit}.
-
-This module holds what every request runs (each call between modules costs
-on every request, see C{bench/trace.py}): the header rules, the exchange's
-ordinary path, its L{ResponseTimeouts} and the agent session's handlers of
-its streams' events (L{AgentEvents}); the rest is
-L{netbore.edge.exchange_ends}.
-
-The header rules (L{request_fields}, L{response_fields}; RFC 9110 §7.6 and
-L{netbore.edge.header_rules}, whose constants they apply inline): hop-by-hop
-fields never pass, the edge sets the forwarding fields, everything else
-passes byte for byte and in order (several C{Set-Cookie} keep theirs).
+What every request runs lives here (each call between modules costs on
+every request, see C{bench/trace.py}): the header rules (L{request_fields},
+L{response_fields}; RFC 9110 §7.6 and L{netbore.edge.header_rules}), the
+ordinary path, L{ResponseTimeouts} and the agent session's handlers of its
+streams' events (L{AgentEvents}); the rest is L{netbore.edge.exchange_ends}.
 """
 
 from __future__ import annotations

@@ -300,7 +300,10 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         if now < deadline:
             self._timer = self.clock.callLater(deadline - now, self._check_deadline)
             return
-        if self.buffered_bytes():
+        if self._write_paused:
+            # Still full of its last response: closing would wait for ever.
+            self.transport.abortConnection()  # type: ignore[union-attr]
+        elif self.buffered_bytes():
             self._refuse(408)
         else:
             self._close()
