@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.web import resource
 
 from netbore.edge.config import EdgeConfig
-from netbore.edge.exchange import ResponseTimeouts, ViewerExchange
+from netbore.edge.exchange import Deadlines, ViewerExchange
 from netbore.edge.registry import InMemoryRegistry, Tunnel
 from netbore.edge.router import TunnelRouter
 from netbore.edge.site import EdgeSite
@@ -563,17 +563,17 @@ class _Waiting:
 
 def test_response_timeouts_share_one_timer_and_fire_each_at_its_deadline() -> None:
     clock = Clock()
-    timeouts = ResponseTimeouts(clock, 10.0)
+    timeouts = Deadlines(clock, 10.0, "timed_out")
     fired: list[tuple[int, float]] = []
     a, b, c = (_Waiting(i, fired, clock) for i in (1, 2, 3))
-    timeouts.start(a)  # type: ignore[arg-type]
+    timeouts.start(a)
     clock.advance(2)
-    timeouts.start(b)  # type: ignore[arg-type]
-    timeouts.start(c)  # type: ignore[arg-type]
+    timeouts.start(b)
+    timeouts.start(c)
     assert len(clock.getDelayedCalls()) == 1
     clock.advance(3)
-    timeouts.start(a)  # type: ignore[arg-type]  # restarted at 5: due at 15, after b and c
-    timeouts.deadlines.pop(c)  # type: ignore[call-overload]  # answered in time
+    timeouts.start(a)  # restarted at 5: due at 15, after b and c
+    timeouts.deadlines.pop(c)  # answered in time
     clock.advance(5)  # 10: the timer finds nothing due, re-arms for b
     assert fired == []
     clock.advance(2)

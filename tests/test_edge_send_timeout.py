@@ -12,8 +12,8 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from netbore.edge.config import EdgeConfig
+from netbore.edge.exchange import Deadlines
 from netbore.edge.exchange_states import ResponseState
-from netbore.edge.send_timeouts import SendTimeouts
 from netbore.edge.tap import Options
 from netbore.protocol.frames import ErrorCode
 
@@ -152,7 +152,7 @@ def test_send_timeouts_share_one_timer_in_deadline_order() -> None:
     from twisted.internet.task import Clock
 
     clock = Clock()
-    timeouts = SendTimeouts(clock, 10)
+    timeouts = Deadlines(clock, 10, "send_timed_out")
     fired: list[int] = []
 
     class Timed:

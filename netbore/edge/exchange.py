@@ -7,14 +7,14 @@ viewer's connection as the consumer.
 What every request runs lives here (each call between modules costs on
 every request, see C{bench/trace.py}): the header rules (L{request_fields},
 L{response_fields}; RFC 9110 §7.6 and L{netbore.edge.header_rules}), the
-ordinary path, L{ResponseTimeouts} and the agent session's handlers of its
+ordinary path, its L{Deadlines} and the agent session's handlers of its
 streams' events (L{AgentEvents}); the rest is L{netbore.edge.exchange_ends}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .router import StreamSession, TunnelRouter
     from .viewer import ViewerProtocol
 
-__all__ = ["AgentEvents", "Fields", "ResponseTimeouts", "ViewerExchange", "request_fields", "response_fields"]
+__all__ = ["AgentEvents", "Deadlines", "Fields", "ViewerExchange", "request_fields", "response_fields"]
 
 log = Logger()
 
@@ -343,31 +343,33 @@ class ViewerExchange(CheckedExchange):
         self.router.timeouts.deadlines.pop(self, None)
 
 
-class ResponseTimeouts:
+class Deadlines:
     """
-    The response timeouts of a router's exchanges, on one timer: an
-    exchange answered in time costs a dictionary entry, not a delayed call.
-    Deadlines are the last (re)start plus a fixed timeout, so the dict's
-    order (a restart moves an entry to the end) is theirs; the timer, armed
-    for the first, handles what is due and re-arms for the next.
+    Timeouts of a router's exchanges on one timer (an exchange in time costs
+    a dict entry, not a delayed call): deadlines are the last (re)start plus
+    a fixed timeout, so the dict's order is theirs; the timer calls method
+    C{expire} of each exchange due.  The router's two: the response timeout
+    (C{timed_out}) and the viewers' send timeout (C{send_timed_out}).
     """
 
-    def __init__(self, clock: Clock, timeout: float) -> None:
+    def __init__(self, clock: Clock, timeout: float, expire: str) -> None:
         self.clock = clock
         self.timeout = timeout
-        #: The exchanges waiting for their response head, by deadline.
-        self.deadlines: dict[ViewerExchange, float] = {}
+        self.expire = expire
+        self.deadlines: dict[Any, float] = {}  # the exchanges waiting, by deadline
         self._timer: IDelayedCall | None = None
 
-    def start(self, exchange: ViewerExchange) -> None:
-        """
-        (Re)start C{exchange}'s wait; it ends with L{ViewerExchange._cancel_timeout}.
-        """
+    def start(self, exchange: Any) -> None:
+        """(Re)start C{exchange}'s clock."""
         deadlines = self.deadlines
         deadlines.pop(exchange, None)
         deadlines[exchange] = self.clock.seconds() + self.timeout
         if self._timer is None:
             self._timer = self.clock.callLater(self.timeout, self._fire)
+
+    def stop(self, exchange: Any) -> None:
+        """C{exchange} is in time (or over): no deadline."""
+        self.deadlines.pop(exchange, None)
 
     def _fire(self) -> None:
         self._timer = None
@@ -380,9 +382,9 @@ class ResponseTimeouts:
                 return
             del deadlines[exchange]
             try:
-                exchange.timed_out()
+                getattr(exchange, self.expire)()
             except Exception:
-                log.failure("response timeout of stream {stream_id} failed", stream_id=exchange.stream_id)
+                log.failure("{expire} of stream {stream_id} failed", expire=self.expire, stream_id=exchange.stream_id)
 
 
 class AgentEvents:

@@ -320,7 +320,7 @@ class ExchangeEnds:
 
     def timed_out(self) -> None:
         """
-        No response head within the response timeout (L{ResponseTimeouts}),
+        No response head within the response timeout (L{netbore.edge.exchange.Deadlines}),
         or (the head came early, L{R_EARLY}) the viewer's body too slow.
         """
         response = self.response
@@ -335,7 +335,7 @@ class ExchangeEnds:
         )
         if response is R_EARLY and not body_late:
             # Answered, and the edge holds the viewer back: keep watching.
-            self.router.timeouts.start(self)  # type: ignore[arg-type]
+            self.router.timeouts.start(self)
             return
         session, self.session = self.session, None
         if session is not None:
@@ -392,7 +392,12 @@ class ExchangeEnds:
         """
         The viewer's connection took none of what the edge has for it (this
         response, or the end of the last one) for the send timeout
-        (L{netbore.edge.send_timeouts}): close it and reset its stream.
+        (C{--send-timeout}, nginx's C{send_timeout}): close it and reset its
+        stream, so that a dead or stalled viewer holds its stream (its
+        window, its origin request) for a bounded time.  The transport
+        resumes a paused exchange only once it wrote out all it had, so
+        the clock runs from the pause to the resume: a viewer that took less
+        than the connection's buffer (about 64 KiB) in that time.
         """
         if self.response is R_DONE:
             return

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from .._types import Clock
 from ..names import split_host
 from .config import EdgeConfig
-from .exchange import Fields, ResponseTimeouts, ViewerExchange
-from .send_timeouts import SendTimeouts
+from .exchange import Deadlines, Fields, ViewerExchange
 
 if TYPE_CHECKING:
     from .registry import IRegistry
@@ -84,9 +83,9 @@ class TunnelRouter:
         #: Response heads from agents refused for breaking header_rules (issue 10).
         self.refused_heads = 0
         #: The response timeouts of the exchanges (one timer for all).
-        self.timeouts = ResponseTimeouts(reactor, config.response_timeout)
+        self.timeouts = Deadlines(reactor, config.response_timeout, "timed_out")
         #: The send timeouts of the exchanges whose viewer's connection is full.
-        self.send_timeouts = SendTimeouts(reactor, config.send_timeout)
+        self.send_timeouts = Deadlines(reactor, config.send_timeout, "send_timed_out")
         #: Request body bytes that restart the wait for the response (half
         #: of C{body_min_rate} over a response timeout): a body at that
         #: rate or faster is never timed out, one at less than half of it
