@@ -230,3 +230,19 @@ def request(
         return response.status, response.getheaders(), data
     finally:
         conn.close()
+
+
+def call(edge: Edge, method: str, path: str, body: Any = None, token: str | None = None) -> tuple[int, dict[str, Any]]:
+    """
+    One control API call to C{edge} (JSON in and out, C{token} as Bearer):
+    (status, decoded body).
+    """
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    status, _, content = request(edge.port, method, path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers)
+    return status, json.loads(content) if content else {}

@@ -5,13 +5,11 @@ C{twistd -n netbore-edge} on a loopback port, driven over HTTP.
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import stat
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,20 +18,7 @@ from . import procs
 pytestmark = pytest.mark.integration
 
 
-def call(
-    edge: procs.Edge, method: str, path: str, body: Any = None, token: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    status, _, content = procs.request(
-        edge.port, method, path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers
-    )
-    return status, json.loads(content) if content else {}
+call = procs.call
 
 
 @pytest.fixture

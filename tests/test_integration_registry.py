@@ -12,10 +12,8 @@ free.
 
 from __future__ import annotations
 
-import json
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,20 +25,7 @@ pytestmark = pytest.mark.integration
 FAST = ("--heartbeat-interval", "1", "--heartbeat-timeout", "1", "--backoff-base", "0.2", "--backoff-cap", "1")
 
 
-def call(
-    edge: procs.Edge, method: str, path: str, body: Any = None, token: str | None = None
-) -> tuple[int, dict[str, Any]]:
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    status, _, content = procs.request(
-        edge.port, method, path, host=f"127.0.0.1:{edge.port}", body=data, headers=headers
-    )
-    return status, json.loads(content) if content else {}
+call = procs.call
 
 
 def test_a_deleted_tunnel_stays_deleted_across_an_edge_restart(tmp_path: Path) -> None:
