@@ -188,6 +188,11 @@ class Edge:
             "1000000",
             "--max-connections-per-ip",
             "1000000",
+            # ... and every tunnel is created anonymously from it: no quotas.
+            "--max-tunnels-per-address",
+            "1000000",
+            "--creates-per-minute",
+            "1000000",
             *extra,
         ]
         self.log = open(workdir / "edge.log", "wb")
