@@ -228,7 +228,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
                         if exchange is not None:
                             exchange.body_complete()
                     elif event.__class__ is ParseError:
-                        self._refuse(event.status)
+                        self.refuse(event.status)
                         return
                     else:
                         self._request(event)  # type: ignore[arg-type]
@@ -304,7 +304,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
             # Still full of its last response: closing would wait for ever.
             self.transport.abortConnection()  # type: ignore[union-attr]
         elif self.buffered_bytes():
-            self._refuse(408)
+            self.refuse(408)
         else:
             self._close()
 

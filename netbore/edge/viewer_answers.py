@@ -72,9 +72,10 @@ class ViewerAnswers:
 
     # -- answers ----------------------------------------------------------------
 
-    def _refuse(self, status: int) -> None:
+    def refuse(self, status: int) -> None:
         """
-        Answer a request the parser refused, and close.
+        Answer with the page for C{status} and close: a request the parser
+        refused, or the request in flight (408: its body is too slow).
         """
         self._keep_alive = False
         self.head = None
@@ -83,9 +84,6 @@ class ViewerAnswers:
         self._write_head(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), Framing.NONE)
         self._writes.write(self.transport, body)
         self._close()
-
-    #: Answer the request in flight with the page for a status and close (408: its body is too slow).
-    refuse = _refuse
 
     def _not_forwarded(self, head: RequestHead) -> None:
         """
