@@ -19,14 +19,12 @@ from ._frames import (
     BAD_TARGET,
     BAD_TEXT,
     BAD_TOKEN,
-    CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     MAX_HEAD_PAYLOAD,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
-    STRICT,
     U16,
     U16_MAX,
     U32,
@@ -40,10 +38,10 @@ from ._frames import (
     RequestHead,
     Reset,
     ResponseHead,
-    StreamState,
     WindowUpdate,
     bad_header,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, STRICT, StreamState
 from .errors import FlowControlError, ProtocolError, StreamClosedError, StreamError
 from .handshake import Settings
 

@@ -25,20 +25,17 @@ from ._frames import (
     BAD_TARGET,
     BAD_TEXT,
     BAD_TOKEN,
-    CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     HEADER_SIZE,
-    IGNORE,
     MAX_HEAD_PAYLOAD,
-    STRICT,
     U16,
     U32,
     End,
     FrameType,
-    StreamState,
     decode,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, IGNORE, STRICT, StreamState
 from .errors import ErrorCode, ProtocolError
 from .handshake import Settings
 

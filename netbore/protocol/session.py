@@ -50,19 +50,15 @@ from typing import Any
 
 from ._encode import Sending, encode
 from ._frames import (
-    CLOSED_STREAMS_REMEMBERED,
-    IGNORE,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
-    STRICT,
     Data,
     End,
     GoAway,
     RequestHead,
     Reset,
     ResponseHead,
-    StreamState,
     WindowUpdate,
 )
 from ._receive import (
@@ -76,6 +72,7 @@ from ._receive import (
     StreamReset,
     WindowOpened,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, IGNORE, STRICT, StreamState
 from .errors import ErrorCode, ProtocolError, StreamError
 from .handshake import ROLES, Settings
 
