@@ -244,6 +244,8 @@ class Sending:
     _send_window: int
     _session_blocked: dict[int, None]
     _wait_for_session: Callable[[int], None]  # (Session's)
+    _upgrading: set[int]
+    _accept_upgrade: Callable[[int, StreamState], None]  # (ByteStreams', netbore.protocol.bytestreams)
     _go_away_sent: bool
     _go_away_received: bool
     _error: ProtocolError | None
@@ -343,6 +345,8 @@ class Sending:
             raise StreamError(str(e)) from None
         self.outbox.append(message)
         stream.local_head = final
+        if status == 101 and stream_id in self._upgrading:
+            self._accept_upgrade(stream_id, stream)
         if end_stream:
             self._close_local(stream_id, stream)
 

@@ -31,10 +31,13 @@ __all__ = [
     "MAX_MESSAGE",
     "MAX_STREAM_ID",
     "MAX_WINDOW",
+    "OPEN_RAW",
+    "OPEN_UPGRADE",
     "U16",
     "U16_MAX",
     "U32",
     "U32U32",
+    "BytesOpen",
     "Data",
     "End",
     "Frame",
@@ -60,6 +63,7 @@ class FrameType(enum.IntEnum):
     WINDOW_UPDATE = 6
     GOAWAY = 7
     BATCH = 8  # several frames in one message; see encode_batch
+    BYTES_OPEN = 9  # edge -> agent: opens a byte stream (see netbore.protocol.bytestreams)
 
 
 #: Allowed on REQUEST_HEAD, RESPONSE_HEAD and DATA: the sender's body ends
@@ -179,7 +183,31 @@ class GoAway:
     message: bytes = b""
 
 
-Frame = RequestHead | ResponseHead | Data | End | Reset | WindowUpdate | GoAway
+#: The modes of a BYTES_OPEN: a byte stream at once (a TCP connection), or
+#: an HTTP request without a body that becomes one if answered with 101.
+OPEN_RAW = 0
+OPEN_UPGRADE = 1
+
+
+@attrs.frozen
+class BytesOpen:
+    """
+    Edge to agent: opens C{stream_id} as a byte stream; sent only to a peer
+    that announced C{byte_streams}.  L{OPEN_RAW}: bytes flow both ways at
+    once; C{headers} are metadata (e.g. C{peer}), C{method} and C{target}
+    are empty.  L{OPEN_UPGRADE}: an HTTP request head without a body; the
+    stream carries bytes once the agent answers C{101}, else it is an
+    ordinary exchange whose request has ended.
+    """
+
+    stream_id: int
+    mode: int
+    headers: Headers
+    method: bytes = b""
+    target: bytes = b""
+
+
+Frame = RequestHead | ResponseHead | Data | End | Reset | WindowUpdate | GoAway | BytesOpen
 
 
 def max_message_size(max_frame_payload: int) -> int:
@@ -362,6 +390,27 @@ def _decode_go_away(flags: int, stream_id: int, message: bytes) -> GoAway:
     return GoAway(last_stream_id, _as_code(code), message[HEADER_SIZE + 8 :])
 
 
+def _decode_bytes_open(flags: int, stream_id: int, message: bytes) -> BytesOpen:
+    ftype = FrameType.BYTES_OPEN
+    _no_flags(ftype, flags)
+    _stream_frame(ftype, stream_id)
+    _check_head_size(ftype, message)
+    if len(message) == HEADER_SIZE:
+        raise ProtocolError("truncated BYTES_OPEN frame")
+    mode = message[HEADER_SIZE]
+    if mode == OPEN_RAW:
+        return BytesOpen(stream_id, mode, _read_header_block(message, HEADER_SIZE + 1))
+    if mode != OPEN_UPGRADE:
+        raise ProtocolError(f"BYTES_OPEN with unknown mode {mode}")
+    method, offset = _read_field(message, HEADER_SIZE + 1)
+    target, offset = _read_field(message, offset)
+    if not method or BAD_TOKEN.search(method):
+        raise ProtocolError(f"invalid method {method[:64]!r}")
+    if not target or BAD_TARGET.search(target):
+        raise ProtocolError(f"invalid request target {target[:64]!r}")
+    return BytesOpen(stream_id, mode, _read_header_block(message, offset), method, target)
+
+
 _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
     FrameType.REQUEST_HEAD: _decode_request_head,
     FrameType.RESPONSE_HEAD: _decode_response_head,
@@ -370,6 +419,7 @@ _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
     FrameType.RESET: _decode_reset,
     FrameType.WINDOW_UPDATE: _decode_window_update,
     FrameType.GOAWAY: _decode_go_away,
+    FrameType.BYTES_OPEN: _decode_bytes_open,
 }
 
 

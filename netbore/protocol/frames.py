@@ -31,6 +31,9 @@ from ._frames import (
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
+    OPEN_RAW,
+    OPEN_UPGRADE,
+    BytesOpen,
     Data,
     End,
     Frame,
@@ -43,6 +46,7 @@ from ._frames import (
     decode,
     max_message_size,
 )
+from .bytestreams import encode_bytes_open
 from .errors import ErrorCode, ProtocolError
 
 __all__ = [
@@ -55,6 +59,9 @@ __all__ = [
     "MAX_MESSAGE",
     "MAX_STREAM_ID",
     "MAX_WINDOW",
+    "OPEN_RAW",
+    "OPEN_UPGRADE",
+    "BytesOpen",
     "Data",
     "End",
     "ErrorCode",
@@ -70,6 +77,7 @@ __all__ = [
     "decode_batch",
     "encode",
     "encode_batch",
+    "encode_bytes_open",
     "encode_data",
     "encode_request_head",
     "encode_response_head",
