@@ -47,6 +47,7 @@ from netbore.protocol import (
     encode_hello,
 )
 
+from .test_protocol_fuzz import _Peer
 from .test_protocol_session import GET, feed, frames_of, pump
 
 ON = Settings(byte_streams=True)
@@ -552,3 +553,75 @@ def test_frames_in_frames_out() -> None:
         BytesOpen(1, OPEN_RAW, [(b"peer", b"[2001:db8::1]:443")]),
         BytesOpen(2, OPEN_UPGRADE, UPGRADE[2], UPGRADE[0], UPGRADE[1]),
     ]
+
+
+# --------------------------------------------------------------------------
+# Random but well-behaved peers mixing byte streams and requests
+
+byte_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["raw", "upgrade", "request", "answer", "data", "end", "reset", "ack", "go_away", "deliver"]),
+        st.booleans(),  # which side
+        st.integers(0, 7),  # which stream / how many messages
+        st.integers(0, 5000),  # how many bytes, or which answer
+    ),
+    max_size=80,
+)
+
+
+@given(byte_actions)
+@settings(max_examples=400, deadline=None)
+def test_well_behaved_peers_with_byte_streams_never_break_the_protocol(script: list[Any]) -> None:
+    """
+    Whatever legal calls two sessions make on byte streams, upgrades and
+    requests, in whatever order their messages cross, neither ever sees a
+    protocol error, and every byte's session credit comes home.
+    """
+    s = Settings(stream_window=3000, session_window=7000, max_frame_payload=1024, byte_streams=True)
+    edge, agent = _Peer(Session("edge", s, s)), _Peer(Session("agent", s, s))
+    for action, on_edge, k, size in script:
+        me, other = (edge, agent) if on_edge else (agent, edge)
+        session = me.session
+        sid = k + 1
+        try:
+            if action == "raw":
+                edge.session.open_byte_stream([(b"peer", b"192.0.2.1:1")])
+            elif action == "upgrade":
+                edge.session.open_upgrade(*UPGRADE)
+            elif action == "request":
+                edge.session.send_request_head(b"POST", b"/", [], end_stream=size < 500)
+            elif action == "answer":
+                status = [101, 101, 100, 403, 200][size % 5]
+                agent.session.send_response_head(sid, status, b"", [], end_stream=status >= 200 and size < 500)
+            elif action == "data":
+                n = min(size, session.send_window(sid))
+                session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
+            elif action == "end":
+                session.send_end(sid)
+            elif action == "reset":
+                session.reset_stream(sid, ErrorCode.CANCEL)
+            elif action == "ack":
+                n = min(size, me.unacked.get(sid, 0))
+                session.acknowledge(sid, n)
+                me.unacked[sid] = me.unacked.get(sid, 0) - n
+            elif action == "go_away":
+                session.go_away()
+            else:
+                me.deliver(other, k)
+        except StreamError:
+            pass  # a refused call: legal, and nothing was queued
+    for _ in range(100):
+        for peer in (edge, agent):
+            for stream_id, n in list(peer.unacked.items()):
+                if n:
+                    peer.session.acknowledge(stream_id, n)
+                    peer.unacked[stream_id] = 0
+        edge.take()
+        agent.take()
+        if not edge.in_flight and not agent.in_flight:
+            break
+        edge.deliver(agent, 10**6)
+        agent.deliver(edge, 10**6)
+    assert edge.session.error is None and agent.session.error is None
+    assert edge.session._recv_window + edge.session._session_pending == s.session_window
+    assert agent.session._recv_window + agent.session._session_pending == s.session_window
