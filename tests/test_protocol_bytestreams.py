@@ -217,6 +217,9 @@ def test_worked_examples() -> None:
         (BytesOpen(0, OPEN_RAW, []), "stream id"),
         (BytesOpen(1, OPEN_RAW, [(b"bad name", b"v")]), "invalid header name"),
         (BytesOpen(1, OPEN_RAW, [(b"n", b"a\r\nb")]), "invalid value"),
+        (BytesOpen(1, OPEN_RAW, [(b"n", b"v" * 70000)]), "longer than 65535"),
+        (BytesOpen(1, OPEN_RAW, [(b"n", b"v" * 60000)] * 5), "larger than 262144"),
+        (BytesOpen(1, OPEN_UPGRADE, [(b"n", b"v" * 60000)] * 5, b"GET", b"/"), "larger than 262144"),
     ],
 )
 def test_unencodable_bytes_open(frame: BytesOpen, error: str) -> None:

@@ -1,7 +1,8 @@
 """
-The receiving half of L{netbore.protocol.session.Session}: the events a
-peer's frames cause, and the handlers that turn each received frame into
-events (one handler per frame type, dispatched by a dict), with
+The receiving half of L{netbore.protocol.session.Session}: the events of
+an exchange (heads, DATA, END; the others are in
+L{netbore.protocol._events}), and the handlers that turn each received
+frame into events (one handler per frame type, dispatched by a dict), with
 L{decode_batch} and DATA read in place (every call between modules costs
 on every request, see C{bench/trace.py}).  What a request never meets
 (protocol errors, RESET, GOAWAY, frames in the wrong direction) is in

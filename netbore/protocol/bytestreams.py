@@ -30,9 +30,22 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._encode import _ENCODERS, _bad_target, _bad_token, _check_stream_id, _field, _head, _header_block
+from ._encode import _ENCODERS, encode_request_head
 from ._events import BytesOpened
-from ._frames import MAX_STREAM_ID, OPEN_RAW, OPEN_UPGRADE, BytesOpen, FrameType, Headers
+from ._frames import (
+    HEADER,
+    HEADER_SIZE,
+    MAX_HEAD_PAYLOAD,
+    MAX_STREAM_ID,
+    OPEN_RAW,
+    OPEN_UPGRADE,
+    U16,
+    U16_MAX,
+    BytesOpen,
+    FrameType,
+    Headers,
+    bad_header,
+)
 from ._streams import IGNORE, StreamState
 from .errors import ByteStreamsNotSupported, ProtocolError, StreamClosedError, StreamError
 from .handshake import Settings
@@ -46,26 +59,40 @@ __all__ = ["OPEN_RAW", "OPEN_UPGRADE", "ByteStreams", "BytesOpen", "BytesOpened"
 def encode_bytes_open(stream_id: int, mode: int, headers: Headers, method: bytes = b"", target: bytes = b"") -> bytes:
     """
     Encode one C{BYTES_OPEN} frame: the mode byte, then (L{OPEN_UPGRADE})
-    the method and target fields, then a header block (the request's
-    headers, or a raw open's metadata).
+    the payload of a C{REQUEST_HEAD} (method, target, header block) or
+    (L{OPEN_RAW}) a header block of metadata.
 
     @raise ValueError: as L{netbore.protocol.encode}; also an unknown mode,
         or a method or target given to a raw open.
     """
-    _check_stream_id(stream_id)
-    parts = [bytes([mode])] if mode in (OPEN_RAW, OPEN_UPGRADE) else []
-    if not parts:
-        raise ValueError(f"unknown BYTES_OPEN mode {mode!r}")
     if mode == OPEN_UPGRADE:
-        if not method or _bad_token(method):
-            raise ValueError(f"invalid method {method!r}")
-        if not target or _bad_target(target):
-            raise ValueError(f"invalid request target {target!r}")
-        parts += (_field(method, "the method"), _field(target, "the target"))
+        payload = encode_request_head(stream_id, method, target, headers)[HEADER_SIZE:]
+    elif mode != OPEN_RAW:
+        raise ValueError(f"unknown BYTES_OPEN mode {mode!r}")
     elif method or target:
         raise ValueError("a raw BYTES_OPEN has no method or target")
-    _header_block(headers, parts)
-    return _head(FrameType.BYTES_OPEN, stream_id, False, parts)
+    else:
+        if not 0 < stream_id <= MAX_STREAM_ID:
+            raise ValueError(f"stream id {stream_id} out of range 1..{MAX_STREAM_ID}")
+        payload = _header_block(headers)
+    if len(payload) + 1 > MAX_HEAD_PAYLOAD:
+        raise ValueError(f"head larger than {MAX_HEAD_PAYLOAD} bytes")
+    return HEADER.pack(FrameType.BYTES_OPEN, 0, stream_id) + bytes([mode]) + payload
+
+
+def _header_block(headers: Headers) -> bytes:
+    if len(headers) > U16_MAX:
+        raise ValueError(f"more than {U16_MAX} headers")
+    bad = bad_header(headers)
+    if bad is not None:
+        bad_name, name = bad
+        raise ValueError(f"invalid header name {name!r}" if bad_name else f"invalid value for header {name!r}")
+    parts = [U16.pack(len(headers))]
+    for name, value in headers:
+        if len(name) > U16_MAX or len(value) > U16_MAX:
+            raise ValueError(f"header {name[:64]!r}: a name or value longer than {U16_MAX} bytes")
+        parts += (U16.pack(len(name)), name, U16.pack(len(value)), value)
+    return b"".join(parts)
 
 
 def _encode_bytes_open(frame: BytesOpen) -> bytes:
@@ -73,9 +100,10 @@ def _encode_bytes_open(frame: BytesOpen) -> bytes:
 
 
 # encode() dispatches by a dict of frame class -> encoder; this frame's
-# encoder lives here, beside the rest of the byte-stream code (C{_encode}
-# is full).  The package imports this module, so the entry is there before
-# any frame can be encoded.
+# encoder lives here, beside the rest of the byte-stream code (_encode is
+# at its size limit), and enters the table when this module is imported,
+# which the package itself does: the entry is there before any frame can
+# be encoded (test_protocol_bytestreams checks encode() knows it).
 _ENCODERS[BytesOpen] = _encode_bytes_open
 
 

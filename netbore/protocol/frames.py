@@ -17,7 +17,8 @@ L{decode} raises only L{ProtocolError}, whatever the bytes.  L{encode}
 raises L{ValueError} for values the wire cannot carry.
 
 The codec is split by what each part holds: the frame classes, limits and
-L{decode} in C{_frames}, L{encode} in C{_encode}, BATCH in C{_batch}.  This
+L{decode} in C{_frames}, L{encode} in C{_encode}, BATCH in C{_batch}, the
+encoder of BYTES_OPEN (a byte stream's opening) in C{bytestreams}.  This
 module gathers their public names.
 """
 
