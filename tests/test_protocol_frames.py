@@ -295,7 +295,7 @@ def test_error_codes() -> None:
 
 def test_end_stream_flag_value() -> None:
     assert FLAG_END_STREAM == 1
-    assert [int(t) for t in FrameType] == list(range(1, 9))
+    assert [int(t) for t in FrameType] == list(range(1, 10))
 
 
 def test_struct_is_big_endian() -> None:

@@ -4,11 +4,16 @@ The netbore tunnel wire protocol, sans-IO: bytes in, events out.
 No Twisted, no sockets, no clock.  See C{docs/protocol.rst} for the
 specification; the shells (C{netbore.edge}, C{netbore.agent}) move WebSocket
 messages in and out of a L{Session}, and pump a stream's bytes under its
-credit with L{SendQueue} and L{ReceiveCredit}.
+credit with L{SendQueue} and L{ReceiveCredit}.  Byte streams (TCP
+connections, upgraded HTTP connections) are opened with
+L{Session.open_byte_stream} and L{Session.open_upgrade}
+(L{netbore.protocol.bytestreams}).
 """
 
+from .bytestreams import OPEN_RAW, OPEN_UPGRADE, BytesOpen, encode_bytes_open
 from .credit import ReceiveCredit, SendQueue
 from .errors import (
+    ByteStreamsNotSupported,
     ErrorCode,
     FlowControlError,
     ProtocolError,
@@ -46,6 +51,7 @@ from .handshake import (
     encode_hello,
 )
 from .session import (
+    BytesOpened,
     DataReceived,
     Event,
     GoAwayReceived,
@@ -60,9 +66,14 @@ from .session import (
 __all__ = [
     "FLAG_END_STREAM",
     "MAX_HEAD_PAYLOAD",
+    "OPEN_RAW",
+    "OPEN_UPGRADE",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     "SUPPORTED_VERSIONS",
+    "ByteStreamsNotSupported",
+    "BytesOpen",
+    "BytesOpened",
     "Data",
     "DataReceived",
     "End",
@@ -97,6 +108,7 @@ __all__ = [
     "decode_hello",
     "encode",
     "encode_batch",
+    "encode_bytes_open",
     "encode_hello",
     "max_message_size",
     "websocket_close_code",

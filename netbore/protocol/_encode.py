@@ -19,14 +19,12 @@ from ._frames import (
     BAD_TARGET,
     BAD_TEXT,
     BAD_TOKEN,
-    CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     MAX_HEAD_PAYLOAD,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
-    STRICT,
     U16,
     U16_MAX,
     U32,
@@ -40,10 +38,10 @@ from ._frames import (
     RequestHead,
     Reset,
     ResponseHead,
-    StreamState,
     WindowUpdate,
     bad_header,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, STRICT, StreamState
 from .errors import FlowControlError, ProtocolError, StreamClosedError, StreamError
 from .handshake import Settings
 
@@ -246,6 +244,8 @@ class Sending:
     _send_window: int
     _session_blocked: dict[int, None]
     _wait_for_session: Callable[[int], None]  # (Session's)
+    _upgrading: set[int]
+    _accept_upgrade: Callable[[int, StreamState], None]  # (ByteStreams', netbore.protocol.bytestreams)
     _go_away_sent: bool
     _go_away_received: bool
     _error: ProtocolError | None
@@ -345,6 +345,8 @@ class Sending:
             raise StreamError(str(e)) from None
         self.outbox.append(message)
         stream.local_head = final
+        if status == 101 and stream_id in self._upgrading:
+            self._accept_upgrade(stream_id, stream)
         if end_stream:
             self._close_local(stream_id, stream)
 

@@ -21,9 +21,6 @@ import attrs
 from .errors import ErrorCode, ProtocolError
 
 __all__ = [
-    "CLOSED_STREAMS_REMEMBERED",
-    "IGNORE",
-    "STRICT",
     "BAD_TARGET",
     "BAD_TEXT",
     "BAD_TOKEN",
@@ -34,10 +31,13 @@ __all__ = [
     "MAX_MESSAGE",
     "MAX_STREAM_ID",
     "MAX_WINDOW",
+    "OPEN_RAW",
+    "OPEN_UPGRADE",
     "U16",
     "U16_MAX",
     "U32",
     "U32U32",
+    "BytesOpen",
     "Data",
     "End",
     "Frame",
@@ -47,7 +47,6 @@ __all__ = [
     "RequestHead",
     "Reset",
     "ResponseHead",
-    "StreamState",
     "WindowUpdate",
     "bad_header",
     "decode",
@@ -64,6 +63,7 @@ class FrameType(enum.IntEnum):
     WINDOW_UPDATE = 6
     GOAWAY = 7
     BATCH = 8  # several frames in one message; see encode_batch
+    BYTES_OPEN = 9  # edge -> agent: opens a byte stream (see netbore.protocol.bytestreams)
 
 
 #: Allowed on REQUEST_HEAD, RESPONSE_HEAD and DATA: the sender's body ends
@@ -183,7 +183,31 @@ class GoAway:
     message: bytes = b""
 
 
-Frame = RequestHead | ResponseHead | Data | End | Reset | WindowUpdate | GoAway
+#: The modes of a BYTES_OPEN: a byte stream at once (a TCP connection), or
+#: an HTTP request without a body that becomes one if answered with 101.
+OPEN_RAW = 0
+OPEN_UPGRADE = 1
+
+
+@attrs.frozen
+class BytesOpen:
+    """
+    Edge to agent: opens C{stream_id} as a byte stream; sent only to a peer
+    that announced C{byte_streams}.  L{OPEN_RAW}: bytes flow both ways at
+    once; C{headers} are metadata (e.g. C{peer}), C{method} and C{target}
+    are empty.  L{OPEN_UPGRADE}: an HTTP request head without a body; the
+    stream carries bytes once the agent answers C{101}, else it is an
+    ordinary exchange whose request has ended.
+    """
+
+    stream_id: int
+    mode: int
+    headers: Headers
+    method: bytes = b""
+    target: bytes = b""
+
+
+Frame = RequestHead | ResponseHead | Data | End | Reset | WindowUpdate | GoAway | BytesOpen
 
 
 def max_message_size(max_frame_payload: int) -> int:
@@ -366,6 +390,27 @@ def _decode_go_away(flags: int, stream_id: int, message: bytes) -> GoAway:
     return GoAway(last_stream_id, _as_code(code), message[HEADER_SIZE + 8 :])
 
 
+def _decode_bytes_open(flags: int, stream_id: int, message: bytes) -> BytesOpen:
+    ftype = FrameType.BYTES_OPEN
+    _no_flags(ftype, flags)
+    _stream_frame(ftype, stream_id)
+    _check_head_size(ftype, message)
+    if len(message) == HEADER_SIZE:
+        raise ProtocolError("truncated BYTES_OPEN frame")
+    mode = message[HEADER_SIZE]
+    if mode == OPEN_RAW:
+        return BytesOpen(stream_id, mode, _read_header_block(message, HEADER_SIZE + 1))
+    if mode != OPEN_UPGRADE:
+        raise ProtocolError(f"BYTES_OPEN with unknown mode {mode}")
+    method, offset = _read_field(message, HEADER_SIZE + 1)
+    target, offset = _read_field(message, offset)
+    if not method or BAD_TOKEN.search(method):
+        raise ProtocolError(f"invalid method {method[:64]!r}")
+    if not target or BAD_TARGET.search(target):
+        raise ProtocolError(f"invalid request target {target[:64]!r}")
+    return BytesOpen(stream_id, mode, _read_header_block(message, offset), method, target)
+
+
 _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
     FrameType.REQUEST_HEAD: _decode_request_head,
     FrameType.RESPONSE_HEAD: _decode_response_head,
@@ -374,6 +419,7 @@ _DECODERS: dict[int, Callable[[int, int, bytes], Frame]] = {
     FrameType.RESET: _decode_reset,
     FrameType.WINDOW_UPDATE: _decode_window_update,
     FrameType.GOAWAY: _decode_go_away,
+    FrameType.BYTES_OPEN: _decode_bytes_open,
 }
 
 
@@ -400,50 +446,3 @@ def decode(message: bytes | bytearray | memoryview) -> Frame:
         return decoder(flags, stream_id, message)
     except struct.error:
         raise ProtocolError(f"truncated {FrameType(ftype).name} frame") from None
-
-
-# Stream bookkeeping (the session's; here, below both of its halves)
-
-
-class StreamState:
-    """
-    A live stream (not both ways ended, not reset).
-
-    send_window: credit for our DATA; recv_window: credit the peer still
-    has; unacked: delivered, not yet acknowledged; pending: acknowledged,
-    not yet announced by a WINDOW_UPDATE; local_head/remote_head: the final
-    head was sent/received (a request head counts for the side it opened);
-    local_closed/remote_closed: our/peer's body ended.  No C{__init__}
-    (a Python call per stream): its makers set every slot.
-    """
-
-    __slots__ = (
-        "send_window",
-        "recv_window",
-        "unacked",
-        "pending",
-        "local_head",
-        "remote_head",
-        "local_closed",
-        "remote_closed",
-    )
-
-    send_window: int
-    recv_window: int
-    unacked: int
-    pending: int
-    local_head: bool
-    remote_head: bool
-    local_closed: bool
-    remote_closed: bool
-
-
-#: How many closed stream ids are remembered, to tell frames that are late
-#: (ignored) from frames that break the protocol (STREAM_CLOSED).  Older
-#: ids at or below the highest id ever opened are treated leniently: their
-#: frames are ignored (DATA credited back to the session window).
-CLOSED_STREAMS_REMEMBERED = 1024
-
-# Values of Session._closed: may late frames of the stream be ignored?
-IGNORE = True  # this side reset it (or refused it): the peer may lag
-STRICT = False  # the peer ended or reset it: it must send nothing more

@@ -1,7 +1,8 @@
 """
-The receiving half of L{netbore.protocol.session.Session}: the events a
-peer's frames cause, and the handlers that turn each received frame into
-events (one handler per frame type, dispatched by a dict), with
+The receiving half of L{netbore.protocol.session.Session}: the events of
+an exchange (heads, DATA, END; the others are in
+L{netbore.protocol._events}), and the handlers that turn each received
+frame into events (one handler per frame type, dispatched by a dict), with
 L{decode_batch} and DATA read in place (every call between modules costs
 on every request, see C{bench/trace.py}).  What a request never meets
 (protocol errors, RESET, GOAWAY, frames in the wrong direction) is in
@@ -21,29 +22,28 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._events import BytesOpened, GoAwayReceived, StreamReset, WindowOpened
 from ._frames import (
     BAD_TARGET,
     BAD_TEXT,
     BAD_TOKEN,
-    CLOSED_STREAMS_REMEMBERED,
     FLAG_END_STREAM,
     HEADER,
     HEADER_SIZE,
-    IGNORE,
     MAX_HEAD_PAYLOAD,
-    STRICT,
     U16,
     U32,
     End,
     FrameType,
-    StreamState,
     decode,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, IGNORE, STRICT, StreamState
 from .errors import ErrorCode, ProtocolError
 from .handshake import Settings
 
 __all__ = [
     "CLOSED_STREAMS_REMEMBERED",
+    "BytesOpened",
     "DataReceived",
     "Event",
     "GoAwayReceived",
@@ -70,7 +70,7 @@ HeaderList = list[tuple[bytes, bytes]]
 
 
 # --------------------------------------------------------------------------
-# Events
+# Events (those of an exchange; the others are in netbore.protocol._events)
 
 
 @attrs.frozen
@@ -123,42 +123,16 @@ class StreamEnded:
     stream_id: int
 
 
-@attrs.frozen
-class StreamReset:
-    """
-    The peer reset C{stream_id} (or, on the edge, a go-away refused it with
-    L{ErrorCode.REFUSED_STREAM}): the stream is closed both ways.
-    C{code} is an L{ErrorCode}, or a plain L{int} this side does not know.
-    """
-
-    stream_id: int
-    code: int
-    message: bytes
-
-
-@attrs.frozen
-class WindowOpened:
-    """
-    A WINDOW_UPDATE grew the send window of C{stream_id}, or of the session
-    while C{stream_id} waited on it (L{Session.send_window}): resume its sender.
-    """
-
-    stream_id: int
-
-
-@attrs.frozen
-class GoAwayReceived:
-    """
-    The peer is going away: no new stream may be opened on this session;
-    streams up to C{last_stream_id} go on to their end.
-    """
-
-    last_stream_id: int
-    code: int
-    message: bytes
-
-
-Event = RequestReceived | ResponseReceived | DataReceived | StreamEnded | StreamReset | WindowOpened | GoAwayReceived
+Event = (
+    RequestReceived
+    | ResponseReceived
+    | DataReceived
+    | StreamEnded
+    | StreamReset
+    | WindowOpened
+    | GoAwayReceived
+    | BytesOpened
+)
 
 
 class Receiving:
@@ -184,6 +158,7 @@ class Receiving:
     _go_away_received: bool
     _peer_last_stream_id: int
     _error: ProtocolError | None
+    _upgrading: set[int]  # (edge: BYTES_OPEN upgrades not answered yet; agent: not yet accepted)
     _handlers: dict[type, Callable[[Any], list[Event]]]
 
     if TYPE_CHECKING:
@@ -313,6 +288,12 @@ class Receiving:
             stream.remote_head = True
         elif end_stream:
             raise ProtocolError(f"informational head ending stream {stream_id}")
+        elif status == 101 and stream_id in self._upgrading:
+            # The agent took the upgrade: the stream carries bytes both ways
+            # from now on (see netbore.protocol.bytestreams).
+            self._upgrading.discard(stream_id)
+            stream.remote_head = True
+            stream.local_closed = False
         if end_stream:
             stream.remote_closed = True
             if stream.local_closed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "ByteStreamsNotSupported",
     "ErrorCode",
     "FlowControlError",
     "ProtocolError",
@@ -95,6 +96,14 @@ class StreamClosedError(StreamError):
     """
     The stream is unknown, reset or already ended in the sending direction,
     or the session no longer accepts new streams (go-away, protocol error).
+    """
+
+
+class ByteStreamsNotSupported(StreamError):
+    """
+    A byte stream was asked for towards a peer whose hello did not announce
+    C{"byte_streams": true} (an agent from before byte streams): nothing was
+    sent.  The edge refuses the viewer's upgrade or TCP connection instead.
     """
 
 

@@ -17,7 +17,8 @@ L{decode} raises only L{ProtocolError}, whatever the bytes.  L{encode}
 raises L{ValueError} for values the wire cannot carry.
 
 The codec is split by what each part holds: the frame classes, limits and
-L{decode} in C{_frames}, L{encode} in C{_encode}, BATCH in C{_batch}.  This
+L{decode} in C{_frames}, L{encode} in C{_encode}, BATCH in C{_batch}, the
+encoder of BYTES_OPEN (a byte stream's opening) in C{bytestreams}.  This
 module gathers their public names.
 """
 
@@ -31,6 +32,9 @@ from ._frames import (
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
+    OPEN_RAW,
+    OPEN_UPGRADE,
+    BytesOpen,
     Data,
     End,
     Frame,
@@ -43,6 +47,7 @@ from ._frames import (
     decode,
     max_message_size,
 )
+from .bytestreams import encode_bytes_open
 from .errors import ErrorCode, ProtocolError
 
 __all__ = [
@@ -55,6 +60,9 @@ __all__ = [
     "MAX_MESSAGE",
     "MAX_STREAM_ID",
     "MAX_WINDOW",
+    "OPEN_RAW",
+    "OPEN_UPGRADE",
+    "BytesOpen",
     "Data",
     "End",
     "ErrorCode",
@@ -70,6 +78,7 @@ __all__ = [
     "decode_batch",
     "encode",
     "encode_batch",
+    "encode_bytes_open",
     "encode_data",
     "encode_request_head",
     "encode_response_head",

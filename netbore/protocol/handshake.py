@@ -71,12 +71,17 @@ class Settings:
         frame (1024..16 MiB).
     @ivar batch: the peer may pack small frames into BATCH frames.  A
         hello without the key means C{false} (a peer from before BATCH).
+    @ivar byte_streams: the peer can take byte streams (C{BYTES_OPEN}
+        frames, see L{netbore.protocol.bytestreams}).  C{false} by default
+        and when absent from a hello; a hello carries the key only when it
+        is true, so a hello without byte streams is the same as before them.
     """
 
     stream_window: int = attrs.field(default=2 * 1024 * 1024, validator=_window)
     session_window: int = attrs.field(default=16 * 1024 * 1024, validator=_window)
     max_frame_payload: int = attrs.field(default=64 * 1024, validator=_frame_payload)
     batch: bool = attrs.field(default=True, validator=_flag)
+    byte_streams: bool = attrs.field(default=False, validator=_flag)
 
 
 def _role(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
@@ -102,7 +107,9 @@ class Hello:
 
 
 _OPTIONAL = ("agent_id", "tunnel_id", "public_url", "session_id")
-_SETTINGS = ("stream_window", "session_window", "max_frame_payload", "batch")
+_SETTINGS = ("stream_window", "session_window", "max_frame_payload", "batch", "byte_streams")
+#: Settings left out of a hello while false (added after version 1 shipped).
+_ONLY_WHEN_TRUE = ("byte_streams",)
 
 
 def encode_hello(hello: Hello) -> str:
@@ -113,7 +120,11 @@ def encode_hello(hello: Hello) -> str:
         "type": "hello",
         "version": hello.version,
         "role": hello.role,
-        "settings": {name: getattr(hello.settings, name) for name in _SETTINGS},
+        "settings": {
+            name: getattr(hello.settings, name)
+            for name in _SETTINGS
+            if name not in _ONLY_WHEN_TRUE or getattr(hello.settings, name)
+        },
     }
     for name in _OPTIONAL:
         value = getattr(hello, name)

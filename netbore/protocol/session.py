@@ -35,11 +35,12 @@ session's window shut (L{Session.send_some} short because of it, or
 L{Session.send_window} 0 because of it): a L{WindowOpened} for each, so
 its cost is theirs, not every open stream's.
 
-The class is split in three modules: the receiving half (events, one
-handler per frame type) is L{netbore.protocol._receive}, the sending half
-(heads, DATA, END, the queue of messages) is L{netbore.protocol._encode}
-beside the encoders; this module holds the session's state, acknowledging,
-resetting and going away.
+The class is split in modules: the receiving half (one handler per frame
+type) is L{netbore.protocol._receive}, with its events in
+L{netbore.protocol._events}; the sending half (heads, DATA, END, the queue
+of messages) is L{netbore.protocol._encode} beside the encoders; opening
+byte streams is L{netbore.protocol.bytestreams}; this module holds the
+session's state, acknowledging, resetting and going away.
 """
 
 from __future__ import annotations
@@ -49,20 +50,18 @@ from collections.abc import Callable
 from typing import Any
 
 from ._encode import Sending, encode
+from ._events import BytesOpened
 from ._frames import (
-    CLOSED_STREAMS_REMEMBERED,
-    IGNORE,
     MAX_MESSAGE,
     MAX_STREAM_ID,
     MAX_WINDOW,
-    STRICT,
+    BytesOpen,
     Data,
     End,
     GoAway,
     RequestHead,
     Reset,
     ResponseHead,
-    StreamState,
     WindowUpdate,
 )
 from ._receive import (
@@ -76,11 +75,14 @@ from ._receive import (
     StreamReset,
     WindowOpened,
 )
+from ._streams import CLOSED_STREAMS_REMEMBERED, IGNORE, STRICT, StreamState
+from .bytestreams import ByteStreams
 from .errors import ErrorCode, ProtocolError, StreamError
 from .handshake import ROLES, Settings
 
 __all__ = [
     "CLOSED_STREAMS_REMEMBERED",
+    "BytesOpened",
     "DataReceived",
     "Event",
     "GoAwayReceived",
@@ -93,7 +95,7 @@ __all__ = [
 ]
 
 
-class Session(Sending, Receiving):
+class Session(Sending, Receiving, ByteStreams):
     """
     One edge<->agent session: stream states, credit windows, go-away.
 
@@ -129,6 +131,7 @@ class Session(Sending, Receiving):
         self._go_away_received = False
         self._peer_last_stream_id = MAX_STREAM_ID
         self._error: ProtocolError | None = None
+        self._upgrading: set[int] = set()
         wrong = self._wrong_direction
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             RequestHead: wrong
@@ -142,6 +145,7 @@ class Session(Sending, Receiving):
             Reset: self._on_reset,
             WindowUpdate: self._on_window_update,
             GoAway: self._on_go_away,
+            BytesOpen: self._on_bytes_open,
         }
 
     # ----------------------------------------------------------------------
