@@ -1,11 +1,9 @@
 """
 Encoding: frames into the bytes of one binary WebSocket message, and the
-session's sending half (L{Sending}), which calls the encoders.
-
-L{encode} takes any frame object and raises L{ValueError} for values the
-wire cannot carry.  The session's hot path skips the frame objects:
-L{encode_request_head}, L{encode_response_head} and L{encode_data} take
-the fields themselves.
+session's sending half (L{Sending}).  L{encode} takes any frame object
+(L{ValueError}: values the wire cannot carry); the hot path's encoders
+(L{encode_request_head}, L{encode_response_head}, L{encode_data}) take the
+fields themselves.
 """
 
 from __future__ import annotations
@@ -271,12 +269,21 @@ class Sending:
             if len(closed) > CLOSED_STREAMS_REMEMBERED:
                 closed.popitem(last=False)
 
+    def _next_stream_id(self) -> int:
+        """(edge) The id of a new stream; raises as L{send_request_head}."""
+        if not self._edge:
+            raise StreamError("only the edge opens streams")
+        if self._error is not None:
+            raise StreamClosedError("the session failed")
+        if self._go_away_received or self._go_away_sent:
+            raise StreamClosedError("the session is going away: no new streams")
+        stream_id = self._highest + 1
+        if stream_id > MAX_STREAM_ID:
+            raise StreamClosedError("stream ids used up: open a new session")
+        return stream_id
+
     def send_request_head(
-        self,
-        method: bytes,
-        target: bytes,
-        headers: Iterable[tuple[bytes, bytes]],
-        end_stream: bool = False,
+        self, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]], end_stream: bool = False
     ) -> int:
         """
         (edge) Open the next stream (1, 2, 3, ...) with a request head.
@@ -288,15 +295,7 @@ class Sending:
         @raise StreamError: called on the agent, or a value that cannot be
             encoded (see L{encode}).
         """
-        if not self._edge:
-            raise StreamError("only the edge opens streams")
-        if self._error is not None:
-            raise StreamClosedError("the session failed")
-        if self._go_away_received or self._go_away_sent:
-            raise StreamClosedError("the session is going away: no new streams")
-        stream_id = self._highest + 1
-        if stream_id > MAX_STREAM_ID:
-            raise StreamClosedError("stream ids used up: open a new session")
+        stream_id = self._next_stream_id()
         try:
             message = encode_request_head(stream_id, method, target, list(headers), end_stream)
         except ValueError as e:

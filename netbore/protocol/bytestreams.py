@@ -47,7 +47,7 @@ from ._frames import (
     bad_header,
 )
 from ._streams import IGNORE, StreamState
-from .errors import ByteStreamsNotSupported, ProtocolError, StreamClosedError, StreamError
+from .errors import ByteStreamsNotSupported, ProtocolError, StreamError
 from .handshake import Settings
 
 if TYPE_CHECKING:
@@ -144,6 +144,8 @@ class ByteStreams:
 
         def _remember(self, stream_id: int, ignore: bool) -> None: ...
 
+        def _next_stream_id(self) -> int: ...
+
     def open_byte_stream(self, metadata: Iterable[tuple[bytes, bytes]] = ()) -> int:
         """
         (edge) Open the next stream as a raw byte stream (for a TCP
@@ -180,17 +182,9 @@ class ByteStreams:
         return self._open(OPEN_UPGRADE, method, target, headers)
 
     def _open(self, mode: int, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes]]) -> int:
-        if not self._edge:
-            raise StreamError("only the edge opens streams")
-        if not self.peer.byte_streams:
+        if self._edge and not self.peer.byte_streams:
             raise ByteStreamsNotSupported("the peer did not announce byte_streams: it cannot take a byte stream")
-        if self._error is not None:
-            raise StreamClosedError("the session failed")
-        if self._go_away_received or self._go_away_sent:
-            raise StreamClosedError("the session is going away: no new streams")
-        stream_id = self._highest + 1
-        if stream_id > MAX_STREAM_ID:
-            raise StreamClosedError("stream ids used up: open a new session")
+        stream_id = self._next_stream_id()
         try:
             message = encode_bytes_open(stream_id, mode, list(headers), method, target)
         except ValueError as e:
