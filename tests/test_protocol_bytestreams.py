@@ -47,7 +47,7 @@ from netbore.protocol import (
     encode_hello,
 )
 
-from .test_protocol_fuzz import _Peer
+from .test_protocol_fuzz import _Peer, common_action, drain_and_check
 from .test_protocol_session import GET, feed, frames_of, pump
 
 ON = Settings(byte_streams=True)
@@ -584,7 +584,6 @@ def test_well_behaved_peers_with_byte_streams_never_break_the_protocol(script: l
     edge, agent = _Peer(Session("edge", s, s)), _Peer(Session("agent", s, s))
     for action, on_edge, k, size in script:
         me, other = (edge, agent) if on_edge else (agent, edge)
-        session = me.session
         sid = k + 1
         try:
             if action == "raw":
@@ -596,35 +595,8 @@ def test_well_behaved_peers_with_byte_streams_never_break_the_protocol(script: l
             elif action == "answer":
                 status = [101, 101, 100, 403, 200][size % 5]
                 agent.session.send_response_head(sid, status, b"", [], end_stream=status >= 200 and size < 500)
-            elif action == "data":
-                n = min(size, session.send_window(sid))
-                session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
-            elif action == "end":
-                session.send_end(sid)
-            elif action == "reset":
-                session.reset_stream(sid, ErrorCode.CANCEL)
-            elif action == "ack":
-                n = min(size, me.unacked.get(sid, 0))
-                session.acknowledge(sid, n)
-                me.unacked[sid] = me.unacked.get(sid, 0) - n
-            elif action == "go_away":
-                session.go_away()
             else:
-                me.deliver(other, k)
+                common_action(action, me, other, sid, k, size)
         except StreamError:
             pass  # a refused call: legal, and nothing was queued
-    for _ in range(100):
-        for peer in (edge, agent):
-            for stream_id, n in list(peer.unacked.items()):
-                if n:
-                    peer.session.acknowledge(stream_id, n)
-                    peer.unacked[stream_id] = 0
-        edge.take()
-        agent.take()
-        if not edge.in_flight and not agent.in_flight:
-            break
-        edge.deliver(agent, 10**6)
-        agent.deliver(edge, 10**6)
-    assert edge.session.error is None and agent.session.error is None
-    assert edge.session._recv_window + edge.session._session_pending == s.session_window
-    assert agent.session._recv_window + agent.session._session_pending == s.session_window
+    drain_and_check(edge, agent, s)

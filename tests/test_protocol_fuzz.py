@@ -127,47 +127,17 @@ def test_well_behaved_peers_never_break_the_protocol(script: list[Any]) -> None:
     edge, agent = _Peer(Session("edge", s, s)), _Peer(Session("agent", s, s))
     for action, on_edge, k, size in script:
         me, other = (edge, agent) if on_edge else (agent, edge)
-        session = me.session
         sid = k + 1
         try:
             if action == "open":
                 edge.session.send_request_head(b"POST", b"/", [], end_stream=size < 500)
             elif action == "head":
                 agent.session.send_response_head(sid, 200 if size % 7 else 103, b"", [], end_stream=size < 500)
-            elif action == "data":
-                n = min(size, session.send_window(sid))
-                session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
-            elif action == "end":
-                session.send_end(sid)
-            elif action == "reset":
-                session.reset_stream(sid, ErrorCode.CANCEL)
-            elif action == "ack":
-                n = min(size, me.unacked.get(sid, 0))
-                session.acknowledge(sid, n)
-                me.unacked[sid] = me.unacked.get(sid, 0) - n
-            elif action == "go_away":
-                session.go_away()
             else:
-                me.deliver(other, k)
+                common_action(action, me, other, sid, k, size)
         except StreamError:
             pass  # a refused call: legal, and nothing was queued
-    # Drain everything, acknowledging all, until quiet.
-    for _ in range(100):
-        for peer in (edge, agent):
-            for stream_id, n in list(peer.unacked.items()):
-                if n:
-                    peer.session.acknowledge(stream_id, n)
-                    peer.unacked[stream_id] = 0
-        edge.take()
-        agent.take()
-        if not edge.in_flight and not agent.in_flight:
-            break
-        edge.deliver(agent, 10**6)
-        agent.deliver(edge, 10**6)
-    assert edge.session.error is None and agent.session.error is None
-    # All credit came home: no leak in the session windows.
-    assert edge.session._recv_window + edge.session._session_pending == s.session_window
-    assert agent.session._recv_window + agent.session._session_pending == s.session_window
+    drain_and_check(edge, agent, s)
 
 
 # --------------------------------------------------------------------------
@@ -225,3 +195,45 @@ def test_frames_read_in_place_are_read_as_decode_reads_them(
     assume(message[:1] != bytes([FrameType.BATCH]))  # (a BATCH message, read as one)
     make = _edge_waiting if kind != "request" else lambda: Session("agent", Settings(), Settings())
     assert _outcome(make(), message, True) == _outcome(make(), message, False)
+
+
+def common_action(action: str, me: _Peer, other: _Peer, sid: int, k: int, size: int) -> None:
+    """A legal call of any stream's (data, end, reset, ack, go_away), or delivery."""
+    session = me.session
+    if action == "data":
+        n = min(size, session.send_window(sid))
+        session.send_data(sid, b"d" * n, end_stream=size % 3 == 0)
+    elif action == "end":
+        session.send_end(sid)
+    elif action == "reset":
+        session.reset_stream(sid, ErrorCode.CANCEL)
+    elif action == "ack":
+        n = min(size, me.unacked.get(sid, 0))
+        session.acknowledge(sid, n)
+        me.unacked[sid] = me.unacked.get(sid, 0) - n
+    elif action == "go_away":
+        session.go_away()
+    else:
+        me.deliver(other, k)
+
+
+def drain_and_check(edge: _Peer, agent: _Peer, s: Settings) -> None:
+    """
+    Drain everything, acknowledging all, until quiet: neither side saw a
+    protocol error and all credit came home (no leak in the session windows).
+    """
+    for _ in range(100):
+        for peer in (edge, agent):
+            for stream_id, n in list(peer.unacked.items()):
+                if n:
+                    peer.session.acknowledge(stream_id, n)
+                    peer.unacked[stream_id] = 0
+        edge.take()
+        agent.take()
+        if not edge.in_flight and not agent.in_flight:
+            break
+        edge.deliver(agent, 10**6)
+        agent.deliver(edge, 10**6)
+    assert edge.session.error is None and agent.session.error is None
+    assert edge.session._recv_window + edge.session._session_pending == s.session_window
+    assert agent.session._recv_window + agent.session._session_pending == s.session_window
