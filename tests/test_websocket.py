@@ -16,6 +16,7 @@ from twisted.logger import LogEvent, capturedLogs
 from netbore.agent.session import AgentSessionProtocol
 from netbore.edge.agents import EdgeSession
 from netbore.protocol import (
+    BytesOpened,
     DataReceived,
     ErrorCode,
     GoAwayReceived,
@@ -129,6 +130,7 @@ def test_each_role_handles_the_events_it_can_receive(edge: Any) -> None:
     }
     a = AgentHarness()
     assert set(a.client._handlers) == {
+        BytesOpened,  # (the agent takes byte streams: issue 11)
         RequestReceived,
         DataReceived,
         StreamEnded,

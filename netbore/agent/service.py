@@ -358,7 +358,7 @@ class AgentService(service.Service):
             agent_id=self.agent_id,
             forwarder=self.forwarder,
             reactor=self.reactor,
-            settings=Settings(),
+            settings=Settings(byte_streams=True),
             heartbeat_interval=self.config.heartbeat_interval,
             heartbeat_timeout=self.config.heartbeat_timeout,
             on_ready=ready,

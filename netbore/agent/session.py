@@ -26,10 +26,12 @@ from twisted.python.failure import Failure
 
 from netbore._types import Reactor
 from netbore.agent.forwarder import OriginForwarder, OriginRequests, OriginStream
+from netbore.agent.upgrade import UpgradeRequests
 from netbore.http1 import Header
 from netbore.protocol import (
     PROTOCOL_VERSION,
     SUBPROTOCOL,
+    BytesOpened,
     DataReceived,
     ErrorCode,
     GoAwayReceived,
@@ -83,7 +85,7 @@ def _refused(error: StreamError) -> None:
     log.debug("session refused a stream call: {error}", error=str(error))
 
 
-class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
+class AgentSessionProtocol(UpgradeRequests, OriginRequests, TunnelWebSocket[OriginStream], WebSocketClientProtocol):  # type: ignore[misc]  # (autobahn's own bases disagree)
     """
     One WebSocket connection to the edge, carrying many streams: what the
     shared L{TunnelWebSocket} leaves to the agent (its hello, forwarding
@@ -106,6 +108,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
         self.handle(StreamEnded, self._on_ended)
         self.handle(StreamReset, self._on_reset)
         self.handle(GoAwayReceived, self._on_go_away)
+        self.handle(BytesOpened, self._on_bytes_open)
 
     @property
     def hello(self) -> Hello | None:
@@ -269,12 +272,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             self._maybe_close_after_drain()
 
     def send_response_head(
-        self,
-        stream_id: int,
-        status: int,
-        reason: bytes,
-        headers: list[Header],
-        end_stream: bool = False,
+        self, stream_id: int, status: int, reason: bytes, headers: list[Header], end_stream: bool = False
     ) -> None:
         session = self.session
         if session is None:
@@ -316,7 +314,7 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             self._forget(stream_id)
         return n
 
-    def send_end(self, stream_id: int) -> None:
+    def send_end(self, stream_id: int, forget: bool = True) -> None:
         session = self.session
         if session is not None:
             try:
@@ -324,7 +322,8 @@ class AgentSessionProtocol(OriginRequests, TunnelWebSocket[OriginStream], WebSoc
             except StreamError as e:
                 _refused(e)
             self._after()
-            self._forget(stream_id)
+            if forget:  # (a byte stream's END is a half-close: it goes on)
+                self._forget(stream_id)
 
     def reset_stream(self, stream_id: int, code: ErrorCode, message: bytes = b"") -> None:
         session = self.session
@@ -407,7 +406,7 @@ class AgentSessionFactory(WebSocketClientFactory):
         self.agent_id = agent_id
         self.tunnel_id = tunnel_id
         self.forwarder = forwarder
-        self.settings = settings if settings is not None else Settings()
+        self.settings = settings if settings is not None else Settings(byte_streams=True)
         self.open_handshake_timeout = open_handshake_timeout
         self.on_ready = on_ready
         self.on_closed = on_closed

@@ -29,6 +29,7 @@ from ..protocol import (
     Hello,
     ResponseReceived,
     Settings,
+    StreamClosedError,
     StreamEnded,
     StreamError,
     StreamReset,
@@ -256,6 +257,21 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def stream_count(self) -> int:
         return len(self.streams)
 
+    def open_upgrade(self, exchange: Any, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+        """
+        Open a byte stream with an upgrade request for C{exchange} (a
+        L{netbore.edge.bytestream.UpgradeExchange}); raises as
+        L{Session.open_upgrade}.
+        """
+        session = self.session
+        if session is None:
+            raise StreamClosedError("the session is closed")
+        stream_id = session.open_upgrade(method, target, headers)
+        self.streams[stream_id] = exchange
+        if not self.flush_pending:
+            self.flush()
+        return stream_id
+
     # -- ending ------------------------------------------------------------------
 
     def go_away(self, message: str = "edge going away") -> None:
@@ -362,6 +378,7 @@ class AgentEndpoint:
             stream_window=config.stream_window,
             session_window=config.session_window,
             max_frame_payload=config.max_frame_payload,
+            byte_streams=True,
         )
         self.factory = EdgeSessionFactory(self, reactor, writes)
         self.sessions: set[EdgeSession] = set()

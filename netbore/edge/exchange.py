@@ -406,9 +406,9 @@ class AgentEvents:
     def _on_response(self, event: ResponseReceived) -> None:
         exchange = self.streams.get(event.stream_id)
         if exchange is not None:
-            if event.status < 200:
-                # Informational (1xx): the final head follows; twisted.web
-                # cannot relay interim responses to the viewer.
+            if event.status < 200:  # Informational: the final head follows (not relayed); 101: an
+                if event.status == 101 and exchange.__class__ is not ViewerExchange:  # upgrade's (bytestream)
+                    exchange.response_head(101, event.reason, event.headers, False)
                 return
             exchange.response_head(event.status, event.reason, event.headers, event.end_stream)
             if event.end_stream:

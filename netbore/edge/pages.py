@@ -23,6 +23,7 @@ __all__ = [
     "NOT_IMPLEMENTED",
     "VERSION_NOT_SUPPORTED",
     "INVALID_RESPONSE",
+    "UPGRADE_NOT_SUPPORTED",
     "TARGET_NOT_SERVED",
     "METHOD_NOT_ALLOWED",
     "ALLOW",
@@ -109,6 +110,12 @@ INVALID_RESPONSE = ViewerError(
     "invalid_response",
     "Invalid response",
     "The service behind this tunnel sent a response head that is not valid HTTP; the edge did not pass it on.",
+)
+UPGRADE_NOT_SUPPORTED = ViewerError(
+    502,
+    "upgrade_not_supported",
+    "Upgrade not supported",
+    "This tunnel's agent is too old to carry WebSocket or other upgraded connections; update it.",
 )
 TARGET_NOT_SERVED = ViewerError(
     400,

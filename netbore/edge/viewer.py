@@ -48,6 +48,7 @@ from ..http1 import (
     response_framing,
     response_head,
 )
+from .bytestream import UpgradeExchange
 from .viewer_answers import ViewerAnswers
 
 if TYPE_CHECKING:
@@ -257,7 +258,10 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         if head.target[0] != 47 or head.method == b"CONNECT":  # not "/...": see viewer_answers
             self._not_forwarded(head)
             return
-        exchange = self.router.exchange(self, label, head.length)
+        if head.connection and b"upgrade" in head.connection and head.length == 0:
+            exchange: Any = UpgradeExchange(self.router, self, label)  # (bytestream: an Upgrade, no body)
+        else:
+            exchange = self.router.exchange(self, label, head.length)
         if self.head is head:  # not already answered (finish) within
             if head.expect_continue and (head.chunked or head.length):
                 # Only once the tunnel is found and its stream open.
@@ -273,6 +277,22 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         """
         Give the connection to twisted.web, replaying what was read.
         """
+        self._release()
+        self._handed = self.site.hand_over(self.transport, self.addr, self._parser.take_raw())
+
+    def switch_protocols(self, handler: Any) -> bytes:
+        """
+        The upgrade's C{101} went out: from now on C{handler} (a
+        L{netbore.edge.bytestream.UpgradeExchange}) gets the connection's
+        bytes and is its producer.  Returns the bytes read after the request.
+        """
+        self._release()
+        self._exchange = self.head = None
+        self._handed = handler
+        self.transport.registerProducer(handler, True)  # type: ignore[union-attr]
+        return self._parser.take_rest()
+
+    def _release(self) -> None:
         self.phase = Phase.HANDED
         self._deadline = None
         timer, self._timer = self._timer, None
@@ -283,7 +303,6 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         if self._blocked:
             self._blocked = 0
             transport.resumeProducing()
-        self._handed = self.site.hand_over(transport, self.addr, self._parser.take_raw())
 
     def _set_deadline(self) -> None:
         clock = self.clock

@@ -198,6 +198,17 @@ class RequestParser(MessageReader):
         self._fail("connection handed over")
         return raw
 
+    def take_rest(self) -> bytes:
+        """
+        The bytes buffered after the last message (a connection switching
+        protocols after it: they are the new protocol's).  The parser is spent.
+        """
+        rest = bytes(self._buf[self._pos :])
+        self._buf = b""
+        self._pos = self._scan = 0
+        self._fail("connection switched protocols")
+        return rest
+
     def _head(self) -> Event | None:
         buf = self._buf
         pos = self._pos

@@ -1,0 +1,324 @@
+"""
+HTTP/1.1 Upgrade (WebSocket) pass-through on the edge: a viewer's request
+with C{Connection: upgrade} and no body becomes a byte stream
+(L{netbore.protocol.Session.open_upgrade}) instead of an ordinary exchange.
+
+L{UpgradeExchange} stands where a L{netbore.edge.exchange.ViewerExchange}
+would: the viewer connection's exchange until the answer, the agent
+session's stream.  The answer:
+
+  - C{101 Switching Protocols}: its head (with the origin's fields, e.g.
+    the accepted subprotocol and extensions) goes to the viewer as is, and
+    the viewer connection is switched over
+    (L{netbore.edge.viewer.ViewerProtocol.switch_protocols}): from then on
+    bytes flow untouched both ways.  Backpressure: the viewer's bytes beyond
+    the stream's send window are held and its reading paused until the
+    window opens; the agent's bytes are acknowledged once the viewer's
+    transport takes them (this object is its producer).  Half-close: the
+    agent's C{END} shuts the viewer's write side; the viewer closing
+    cleanly is an C{END} toward the agent; a cut connection or a C{RESET}
+    aborts the other side.  No idle timeout: a WebSocket may stay quiet.
+  - any other status: an ordinary response, relayed as is.
+
+A tunnel whose agents do not announce C{byte_streams} gets the
+C{upgrade_not_supported} page (502) and a log line.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..protocol.errors import ByteStreamsNotSupported, StreamClosedError, StreamError
+from ..protocol.frames import ErrorCode
+from . import pages
+
+if TYPE_CHECKING:
+    from .agents import EdgeSession
+    from .registry import Tunnel
+    from .router import TunnelRouter
+    from .viewer import ViewerProtocol
+
+__all__ = ["UpgradeExchange"]
+
+log = Logger()
+
+Fields = list[tuple[bytes, bytes]]
+
+#: The hop-by-hop fields an upgrade must carry on.
+_UPGRADE_FIELDS = frozenset({b"connection", b"upgrade"})
+
+# States: waiting for the answer; relaying an ordinary response; bytes both ways; over.
+_WAITING, _RESPONSE, _BYTES, _DONE = range(4)
+
+
+@implementer(IPushProducer)
+class UpgradeExchange:
+    """
+    One viewer's upgrade request and what follows it (see the module's
+    docstring).
+    """
+
+    stream_id = 0
+    session: EdgeSession | None = None
+    error: pages.ViewerError | None = None
+    transport: Any = None
+    #: (twisted.web's handed-over channel has them; the drain reads it) a
+    #: byte stream is never idle.
+    requests = (None,)
+
+    def __init__(self, router: TunnelRouter, viewer: ViewerProtocol, label: str) -> None:
+        self.router = router
+        self.viewer = viewer
+        self.state = _WAITING
+        self.write_paused = False  # the viewer's transport is full
+        self.unacked = 0  # agent bytes written while it was full
+        self.backlog = b""  # viewer bytes beyond the stream's window
+        self.upload_blocked = False
+        self.sent_end = self.got_end = False
+        error: pages.ViewerError | None
+        if router.draining:
+            error = pages.OFFLINE
+        else:
+            tunnel = router.registry.by_name(label)
+            error = pages.NOT_FOUND if tunnel is None else self._open(tunnel)
+        if error is None:
+            router.timeouts.start(self)
+        else:
+            self.error = error
+            self.state = _DONE
+
+    def _open(self, tunnel: Tunnel) -> pages.ViewerError | None:
+        from .exchange import request_fields  # (exchange imports the viewer, which imports this)
+
+        self.tunnel = tunnel
+        viewer = self.viewer
+        head = viewer.head
+        assert head is not None
+        fields = [field for field in head.headers if field[0] in _UPGRADE_FIELDS]
+        fields += request_fields(
+            head.headers, head.connection, head.host, viewer.client_ip, viewer.secure, viewer.proxy_ip
+        )
+        unsupported = False
+        sessions: list[Any] = sorted(tunnel.sessions, key=lambda s: s.stream_count())
+        for session in sessions:
+            try:
+                self.stream_id = session.open_upgrade(self, head.method, head.target, fields)
+            except ByteStreamsNotSupported:
+                unsupported = True
+                continue
+            except StreamClosedError:
+                continue
+            except StreamError as e:
+                log.info("upgrade request head not forwardable: {why}", why=str(e))
+                return pages.HEAD_TOO_LARGE
+            self.session = session
+            return None
+        if unsupported:
+            log.info(
+                "upgrade to {upgrade} refused: the agent of tunnel {name} does not take byte streams",
+                upgrade=head.header(b"upgrade"),
+                name=tunnel.public_hostname,
+            )
+            return pages.UPGRADE_NOT_SUPPORTED
+        return pages.OFFLINE
+
+    # -- the viewer's request (the viewer connection's exchange) ---------------
+
+    def body_received(self, data: bytes) -> None:
+        pass  # (an upgrade request has no body)
+
+    def body_complete(self) -> None:
+        error = self.error
+        if error is not None:
+            self.viewer.error_page(error)
+
+    def viewer_gone(self) -> None:
+        """The viewer left before the answer, or during an ordinary response."""
+        self._reset(ErrorCode.CANCEL)
+
+    def timed_out(self) -> None:
+        if self.state is _WAITING:
+            self._reset(ErrorCode.TIMEOUT)
+            self.viewer.error_page(pages.TIMEOUT)
+
+    def _reset(self, code: int) -> None:
+        self.router.timeouts.stop(self)
+        self.state = _DONE
+        session, self.session = self.session, None
+        if session is not None:
+            session.reset(self.stream_id, code)
+
+    # -- the agent's side (the session's stream) ---------------------------------
+
+    def response_head(self, status: int, reason: bytes, headers: Fields, end_stream: bool) -> None:
+        if self.state is not _WAITING:
+            return
+        self.router.timeouts.stop(self)
+        if status == 101 and not end_stream:
+            self._switch(reason, headers)
+            return
+        if status < 200:
+            self.state = _DONE
+            self.viewer.error_page(pages.INVALID_RESPONSE)
+            return
+        from .exchange import response_fields
+
+        self.state = _RESPONSE
+        forwarded, length = response_fields(headers, self.tunnel.public_hostname)
+        self.viewer.respond(status, reason, forwarded, length)
+        if end_stream:
+            self.ended()
+
+    def _switch(self, reason: bytes, headers: Fields) -> None:
+        viewer = self.viewer
+        parts = [b"HTTP/1.1 101 ", reason or b"Switching Protocols", b"\r\n"]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        self.state = _BYTES
+        self.transport = viewer.transport
+        self.writes = viewer.site.writes
+        self.writes.write(self.transport, b"".join(parts))
+        rest = viewer.switch_protocols(self)
+        if rest:
+            self.dataReceived(rest)
+
+    def received(self, data: bytes, end_stream: bool) -> int:
+        """Agent bytes: what to acknowledge now is returned."""
+        state = self.state
+        if state is _BYTES:
+            if self.transport is None:
+                return len(data)
+            self.writes.write(self.transport, data)
+        elif state is _RESPONSE:
+            self.viewer.write_body(data)
+        else:
+            return len(data)
+        if end_stream:
+            self.ended()
+        if self.write_paused:
+            self.unacked += len(data)
+            return 0
+        return len(data)
+
+    def ended(self) -> None:
+        state = self.state
+        if state is _RESPONSE:
+            self.state = _DONE
+            self.viewer.finish()
+        elif state is _BYTES:
+            self.got_end = True
+            session = self.session
+            if not self.sent_end and session is not None:
+                # (the session forgot the stream at its END: its window
+                # updates must still reach the viewer's direction)
+                session.streams[self.stream_id] = self  # type: ignore[assignment]  # (its streams: exchanges and these)
+            transport = self.transport
+            if transport is not None:
+                self.writes.flush(transport)
+                if self.sent_end or not hasattr(transport, "loseWriteConnection"):
+                    transport.loseConnection()
+                else:
+                    transport.loseWriteConnection()
+
+    def reset(self, code: int) -> None:
+        state, self.state = self.state, _DONE
+        self.session = None
+        self.router.timeouts.stop(self)
+        if state is _WAITING:
+            from .exchange_ends import _RESET_PAGES
+
+            self.viewer.error_page(_RESET_PAGES.get(code, pages.OFFLINE))
+        elif state is _RESPONSE:
+            self.viewer.abort()
+        elif state is _BYTES and self.transport is not None:
+            self.transport.abortConnection()
+
+    def upload_paused(self) -> None:
+        if self.state is _BYTES and not self.upload_blocked and self.transport is not None:
+            self.upload_blocked = True
+            if not self.backlog:
+                self.transport.pauseProducing()
+
+    def window_opened(self) -> None:
+        if self.state is not _BYTES or self.transport is None:
+            return
+        backlog = self.backlog
+        if backlog:
+            self.backlog = b""
+            self._send(backlog)
+            if self.backlog:
+                return
+            if self.upload_blocked:
+                self.upload_blocked = False
+                self.transport.resumeProducing()
+            if self.sent_end:  # the viewer closed behind its backlog
+                self._send_end()
+        elif self.upload_blocked:
+            self.upload_blocked = False
+            self.transport.resumeProducing()
+
+    # -- the viewer's connection once switched ---------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.backlog:
+            self.backlog += data
+        elif self.state is _BYTES:
+            self._send(data)
+
+    def _send(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        n = session.send_data(self.stream_id, data)
+        if n < len(data):
+            self.backlog = data[n:]
+            if not self.upload_blocked:
+                self.transport.pauseProducing()
+                self.upload_blocked = True
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.transport = None
+        if self.state is not _BYTES:
+            return
+        if reason.check(ConnectionDone) is not None:
+            self.sent_end = True
+            if not self.backlog:
+                self._send_end()
+        else:
+            self._reset(ErrorCode.CANCEL)
+
+    def _send_end(self) -> None:
+        session = self.session
+        if session is not None:
+            session.send_end(self.stream_id)
+            if self.got_end:
+                session.streams.pop(self.stream_id, None)
+        if self.got_end:
+            self.state = _DONE
+            self.session = None
+
+    def loseConnection(self) -> None:
+        if self.transport is not None:
+            self.transport.loseConnection()
+
+    # -- IPushProducer: the viewer's transport, full or drained ---------------
+
+    def pauseProducing(self) -> None:
+        self.write_paused = True
+
+    def resumeProducing(self) -> None:
+        self.write_paused = False
+        n, self.unacked = self.unacked, 0
+        session = self.session
+        if n and session is not None:
+            session.acknowledge(self.stream_id, n)
+
+    def stopProducing(self) -> None:
+        pass

@@ -1,0 +1,167 @@
+"""
+HTTP/1.1 Upgrade pass-through in memory (issue 11, WebSocket
+pass-through): netbore.edge.bytestream and netbore.agent.upgrade with a
+real edge, agent session and origin on netbore.testing's InMemoryTunnel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+from netbore.agent.session import AgentSessionFactory
+from netbore.protocol import Settings
+from netbore.testing import EDGE_PORT, LOOPBACK, InMemoryTunnel, Viewer
+
+SWITCH = (
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Protocol: chat.v2\r\n\r\n"
+)
+
+
+class UpgradeOrigin(Protocol):
+    """
+    An origin that switches C{/ws} to an echo of raw bytes, refuses
+    C{/refuse} with 403, and records what it saw.
+    """
+
+    def __init__(self, seen: list[UpgradeOrigin]) -> None:
+        seen.append(self)
+        self.head = b""
+        self.switched = False
+        self.echoed = 0
+        self.lost = False
+        self.buf = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.switched:
+            self.echoed += len(data)
+            self.transport.write(data)  # type: ignore[union-attr]
+            return
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        self.head, rest = self.buf[: end + 4], self.buf[end + 4 :]
+        if self.head.startswith(b"GET /ws "):
+            self.switched = True
+            self.transport.write(SWITCH)  # type: ignore[union-attr]
+            if rest:
+                self.dataReceived(rest)
+        else:
+            self.transport.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 13\r\n\r\nnot for you\r\n")  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self.lost = True
+
+
+@pytest.fixture
+def seen() -> list[UpgradeOrigin]:
+    return []
+
+
+@pytest.fixture
+def tunnel(seen: list[UpgradeOrigin]) -> Iterator[InMemoryTunnel]:
+    t = InMemoryTunnel.build(origin=Factory.forProtocol(lambda: UpgradeOrigin(seen)))
+    yield t
+    t.close()
+
+
+def upgrade(tunnel: InMemoryTunnel, target: str = "/ws", viewer: Viewer | None = None) -> Viewer:
+    viewer = viewer or tunnel.viewer()
+    viewer.send(
+        f"GET {target} HTTP/1.1\r\nHost: {tunnel.host}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Protocol: chat.v2\r\n\r\n".encode()
+    )
+    tunnel.pump()
+    return viewer
+
+
+def test_switch_and_echo(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    assert viewer.received == SWITCH
+    (origin,) = seen
+    # The hop-by-hop fields of an upgrade reach the origin, with the edge's forwarding fields.
+    head = origin.head.lower()
+    assert b"\r\nconnection: upgrade\r\n" in head and b"\r\nupgrade: echo\r\n" in head
+    assert b"sec-websocket-key: dghlihnhbxbszsbub25jzq==" in head and b"x-forwarded-for: " in head
+    viewer.received = b""
+    viewer.send(b"hello, raw bytes\r\n\r\nGET / HTTP/1.1\r\n\r\n")
+    tunnel.pump()
+    assert viewer.received == b"hello, raw bytes\r\n\r\nGET / HTTP/1.1\r\n\r\n"
+
+
+def test_large_echo_under_backpressure(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    viewer.received = b""
+    data = bytes(range(256)) * (4 * 4096 + 7)  # ~4 MiB, beyond every window
+    viewer.send(data)
+    tunnel.pump()
+    assert len(viewer.received) == len(data)
+    assert viewer.received == data
+
+
+def test_viewer_close_reaches_origin(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    viewer.close()
+    tunnel.pump()
+    # The viewer's clean close is an END: the agent shuts the origin's write
+    # side (iosim's loseWriteConnection does nothing), the stream goes on.
+    streams = tunnel.agent.current.streams  # type: ignore[union-attr]
+    (stream,) = streams.values()
+    assert stream.got_end and not stream.sent_end
+    seen[0].transport.loseConnection()  # type: ignore[union-attr]
+    tunnel.pump()
+    assert stream.finished and not streams
+    assert not tunnel.edge.registry.by_name("app").sessions[0].streams  # type: ignore[union-attr]
+
+
+def test_origin_close_reaches_viewer(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    seen[0].transport.write(b"bye")  # type: ignore[union-attr]
+    seen[0].transport.loseConnection()  # type: ignore[union-attr]
+    tunnel.pump()
+    assert viewer.received.endswith(b"bye")
+    # The origin's close is an END: the edge shuts the viewer's write side
+    # (iosim's loseWriteConnection does nothing); the viewer's close ends it all.
+    edge_streams = tunnel.edge.registry.by_name("app").sessions[0].streams  # type: ignore[union-attr]
+    (exchange,) = edge_streams.values()
+    assert exchange.got_end and not exchange.sent_end
+    viewer.close()
+    tunnel.pump()
+    assert exchange.sent_end and not edge_streams
+    assert not tunnel.agent.current.streams  # type: ignore[union-attr]
+
+
+def test_refused_upgrade_is_an_ordinary_response(tunnel: InMemoryTunnel) -> None:
+    viewer = upgrade(tunnel, "/refuse")
+    response = viewer.response()
+    assert response.status == 403 and response.body == b"not for you\r\n"
+
+
+def test_agent_without_byte_streams(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    tunnel.disconnect_agent()
+    candidate = tunnel.created["candidates"][0]
+    old = AgentSessionFactory(
+        url=candidate["edge_url"],
+        token=tunnel.created["ephemeral_token"],
+        agent_id="old-agent",
+        forwarder=tunnel.forwarder,
+        reactor=tunnel.reactor,
+        settings=Settings(),  # byte_streams not announced, as before issue 11
+        tunnel_id=tunnel.created["tunnel_id"],
+        writes=tunnel.writes,
+    )
+    tunnel.reactor.connectTCP(LOOPBACK, EDGE_PORT, old)
+    tunnel.pump()
+    assert old.current is not None
+    response = upgrade(tunnel).response()
+    assert response.status == 502
+    assert response.header("X-Netbore-Error") == "upgrade_not_supported"
+    assert not seen
+    # An ordinary request still goes through.
+    assert tunnel.get("/plain").status == 403
