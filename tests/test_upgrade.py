@@ -24,8 +24,9 @@ SWITCH = (
 
 class UpgradeOrigin(Protocol):
     """
-    An origin that switches C{/ws} to an echo of raw bytes, refuses
-    C{/refuse} with 403, and records what it saw.
+    An origin that switches C{/ws} to an echo of raw bytes, refuses another
+    upgrade with 403 (400 for a request that is not one), and records what
+    it saw.
     """
 
     def __init__(self, seen: list[UpgradeOrigin]) -> None:
@@ -51,8 +52,10 @@ class UpgradeOrigin(Protocol):
             self.transport.write(SWITCH)  # type: ignore[union-attr]
             if rest:
                 self.dataReceived(rest)
-        else:
+        elif b"\r\nupgrade: echo\r\n" in self.head.lower():
             self.transport.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 13\r\n\r\nnot for you\r\n")  # type: ignore[union-attr]
+        else:  # (not an upgrade: its Upgrade field was dropped on the way)
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.lost = True
@@ -164,4 +167,4 @@ def test_agent_without_byte_streams(tunnel: InMemoryTunnel, seen: list[UpgradeOr
     assert response.header("X-Netbore-Error") == "upgrade_not_supported"
     assert not seen
     # An ordinary request still goes through.
-    assert tunnel.get("/plain").status == 403
+    assert tunnel.get("/plain").status == 400
