@@ -13,6 +13,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from netbore.agent.session import AgentSessionFactory
+from netbore.edge.config import EdgeConfig
 from netbore.protocol import Settings
 from netbore.testing import EDGE_PORT, LOOPBACK, InMemoryTunnel, Viewer
 
@@ -168,3 +169,29 @@ def test_agent_without_byte_streams(tunnel: InMemoryTunnel, seen: list[UpgradeOr
     assert not seen
     # An ordinary request still goes through.
     assert tunnel.get("/plain").status == 400
+
+
+def test_no_idle_timeout_by_default(tunnel: InMemoryTunnel) -> None:
+    viewer = upgrade(tunnel)
+    tunnel.advance(24 * 3600)
+    viewer.received = b""
+    viewer.send(b"still there")
+    tunnel.pump()
+    assert viewer.received == b"still there" and not viewer.lost
+
+
+def test_stream_idle_timeout(seen: list[UpgradeOrigin]) -> None:
+    config = EdgeConfig(domain="tunnel.test", allow_anonymous=True, stream_idle_timeout=30.0)
+    tunnel = InMemoryTunnel.build(origin=Factory.forProtocol(lambda: UpgradeOrigin(seen)), config=config)
+    try:
+        viewer = upgrade(tunnel)
+        tunnel.advance(20)
+        viewer.send(b"ping")  # bytes moved: the clock starts again
+        tunnel.pump()
+        tunnel.advance(20)
+        assert not viewer.lost
+        tunnel.advance(11)
+        assert viewer.lost and seen[0].lost
+        assert not tunnel.agent.current.streams  # type: ignore[union-attr]
+    finally:
+        tunnel.close()

@@ -17,7 +17,10 @@ session's stream.  The answer:
     transport takes them (this object is its producer).  Half-close: the
     agent's C{END} shuts the viewer's write side; the viewer closing
     cleanly is an C{END} toward the agent; a cut connection or a C{RESET}
-    aborts the other side.  No idle timeout: a WebSocket may stay quiet.
+    aborts the other side.  A viewer whose connection takes none of the
+    agent's bytes for C{--send-timeout} is closed and its stream reset; an
+    idle timeout (no bytes either way) applies only when
+    C{--stream-idle-timeout} is set: a WebSocket may stay quiet for long.
   - any other status: an ordinary response, relayed as is.
 
 A tunnel whose agents do not announce C{byte_streams} gets the
@@ -122,7 +125,7 @@ class UpgradeExchange:
         if unsupported:
             log.info(
                 "upgrade to {upgrade} refused: the agent of tunnel {name} does not take byte streams",
-                upgrade=head.header(b"upgrade"),
+                upgrade=(head.header(b"upgrade") or b"?").decode("latin-1"),
                 name=tunnel.public_hostname,
             )
             return pages.UPGRADE_NOT_SUPPORTED
@@ -147,8 +150,37 @@ class UpgradeExchange:
             self._reset(ErrorCode.TIMEOUT)
             self.viewer.error_page(pages.TIMEOUT)
 
+    def _active(self) -> None:
+        """Bytes moved: the idle clock (if any) starts again."""
+        idle = self.router.idle_timeouts
+        if idle is not None:
+            idle.start(self)
+
+    def idle_timed_out(self) -> None:
+        if self.state is _BYTES:
+            log.info("upgraded connection idle for {timeout} s: closed", timeout=self.router.idle_timeouts.timeout)  # type: ignore[union-attr]
+            self._cut()
+
+    def send_timed_out(self) -> None:
+        if self.state is not _DONE:
+            log.info(
+                "viewer took no bytes for {timeout} s: stream {stream_id} reset",
+                timeout=self.router.send_timeouts.timeout,
+                stream_id=self.stream_id,
+            )
+            self._cut()
+
+    def _cut(self) -> None:
+        state = self.state
+        self._reset(ErrorCode.CANCEL)
+        if state is _BYTES:
+            if self.transport is not None:
+                self.transport.abortConnection()
+        else:
+            self.viewer.abort()
+
     def _reset(self, code: int) -> None:
-        self.router.timeouts.stop(self)
+        self._stop_clocks()
         self.state = _DONE
         session, self.session = self.session, None
         if session is not None:
@@ -182,6 +214,7 @@ class UpgradeExchange:
             parts += (name, b": ", value, b"\r\n")
         parts.append(b"\r\n")
         self.state = _BYTES
+        self._active()
         self.transport = viewer.transport
         self.writes = viewer.site.writes
         self.writes.write(self.transport, b"".join(parts))
@@ -195,6 +228,7 @@ class UpgradeExchange:
         if state is _BYTES:
             if self.transport is None:
                 return len(data)
+            self._active()
             self.writes.write(self.transport, data)
         elif state is _RESPONSE:
             self.viewer.write_body(data)
@@ -227,10 +261,17 @@ class UpgradeExchange:
                 else:
                     transport.loseWriteConnection()
 
+    def _stop_clocks(self) -> None:
+        router = self.router
+        router.timeouts.stop(self)
+        router.send_timeouts.stop(self)
+        if router.idle_timeouts is not None:
+            router.idle_timeouts.stop(self)
+
     def reset(self, code: int) -> None:
         state, self.state = self.state, _DONE
         self.session = None
-        self.router.timeouts.stop(self)
+        self._stop_clocks()
         if state is _WAITING:
             from .exchange_ends import _RESET_PAGES
 
@@ -267,6 +308,7 @@ class UpgradeExchange:
     # -- the viewer's connection once switched ---------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self._active()
         if self.backlog:
             self.backlog += data
         elif self.state is _BYTES:
@@ -285,6 +327,7 @@ class UpgradeExchange:
 
     def connectionLost(self, reason: Failure) -> None:
         self.transport = None
+        self._stop_clocks()
         if self.state is not _BYTES:
             return
         if reason.check(ConnectionDone) is not None:
@@ -312,9 +355,12 @@ class UpgradeExchange:
 
     def pauseProducing(self) -> None:
         self.write_paused = True
+        if self.state is not _DONE:
+            self.router.send_timeouts.start(self)
 
     def resumeProducing(self) -> None:
         self.write_paused = False
+        self.router.send_timeouts.stop(self)
         n, self.unacked = self.unacked, 0
         session = self.session
         if n and session is not None:

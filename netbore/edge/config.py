@@ -53,6 +53,10 @@ class EdgeConfig:
     #: Seconds a viewer may accept no bytes of its response (its connection
     #: full) before it is closed and its stream reset (nginx's send_timeout).
     send_timeout: float = 60.0
+    #: Seconds an upgraded connection (a byte stream: WebSocket) may carry
+    #: no bytes either way before it is closed; 0: no limit (the default: a
+    #: WebSocket may stay quiet for long, its own pings keep it alive).
+    stream_idle_timeout: float = 0.0
     #: Peers whose C{X-Forwarded-For} and C{X-Forwarded-Proto} are believed
     #: (C{--trusted-proxy}, CIDR ranges; none by default).
     trusted_proxies: tuple[str, ...] = ()

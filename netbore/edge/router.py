@@ -86,6 +86,10 @@ class TunnelRouter:
         self.timeouts = Deadlines(reactor, config.response_timeout, "timed_out")
         #: The send timeouts of the exchanges whose viewer's connection is full.
         self.send_timeouts = Deadlines(reactor, config.send_timeout, "send_timed_out")
+        #: The idle timeouts of the upgraded connections (byte streams), if any.
+        self.idle_timeouts: Deadlines | None = None
+        if config.stream_idle_timeout > 0:
+            self.idle_timeouts = Deadlines(reactor, config.stream_idle_timeout, "idle_timed_out")
         #: Request body bytes that restart the wait for the response (half
         #: of C{body_min_rate} over a response timeout): a body at that
         #: rate or faster is never timed out, one at less than half of it

@@ -73,6 +73,19 @@ def _positive(kind: type[float] | type[int], option: str) -> Callable[[str], flo
     return coerce
 
 
+def _not_negative(option: str) -> Callable[[str], float]:
+    """A coercion to a float of zero or more (zero: off), naming the option when it refuses."""
+    positive = _positive(float, option)
+
+    def coerce(value: str) -> float:
+        try:
+            return 0.0 if float(value) == 0 else positive(value)
+        except ValueError:
+            raise ValueError(f"--{option} must be a number of zero or more, not {value!r}") from None
+
+    return coerce
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -216,6 +229,14 @@ class Options(usage.Options):
             _positive(float, "send-timeout"),
         ],
         [
+            "stream-idle-timeout",
+            None,
+            0.0,
+            "Time an upgraded connection (WebSocket) may carry no bytes either way before it is closed, "
+            "seconds; 0: no limit.",
+            _not_negative("stream-idle-timeout"),
+        ],
+        [
             "body-min-rate",
             None,
             500,
@@ -302,6 +323,7 @@ class Options(usage.Options):
             max_tunnels_per_address=self["max-tunnels-per-address"],
             creates_per_minute=self["creates-per-minute"],
             send_timeout=self["send-timeout"],
+            stream_idle_timeout=self["stream-idle-timeout"],
             trusted_proxies=tuple(self["trusted-proxy"]),
             body_min_rate=self["body-min-rate"],
             max_connections=self["max-connections"],
