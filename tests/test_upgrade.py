@@ -99,6 +99,18 @@ def test_switch_and_echo(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> N
     assert viewer.received == b"hello, raw bytes\r\n\r\nGET / HTTP/1.1\r\n\r\n"
 
 
+def test_bytes_sent_with_the_request_wait_for_the_switch(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = tunnel.viewer()
+    viewer.send(
+        f"GET /ws HTTP/1.1\r\nHost: {tunnel.host}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode()
+        + b"GET /not-a-request HTTP/1.1\r\n\r\nearly"
+    )
+    tunnel.pump()
+    # Not read as a pipelined request: the origin's 101 first, then they go through as bytes.
+    assert viewer.received == SWITCH + b"GET /not-a-request HTTP/1.1\r\n\r\nearly"
+    assert seen[0].echoed == len(b"GET /not-a-request HTTP/1.1\r\n\r\nearly")
+
+
 def test_large_echo_under_backpressure(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
     viewer = upgrade(tunnel)
     viewer.received = b""

@@ -364,6 +364,8 @@ class UpgradeStream(Protocol):
     def _close(self) -> None:
         transport: Any = self.transport
         if transport is not None:
+            # (a transport with a paused producer registered would not close)
+            transport.unregisterProducer()
             transport.loseConnection()
 
     # -- IPushProducer: the origin connection's write buffer -------------------

@@ -257,6 +257,7 @@ class UpgradeExchange:
             if transport is not None:
                 self.writes.flush(transport)
                 if self.sent_end or not hasattr(transport, "loseWriteConnection"):
+                    transport.unregisterProducer()  # (else a paused one keeps it open)
                     transport.loseConnection()
                 else:
                     transport.loseWriteConnection()
@@ -349,6 +350,7 @@ class UpgradeExchange:
 
     def loseConnection(self) -> None:
         if self.transport is not None:
+            self.transport.unregisterProducer()
             self.transport.loseConnection()
 
     # -- IPushProducer: the viewer's transport, full or drained ---------------
