@@ -7,12 +7,14 @@ real edge, agent session and origin on netbore.testing's InMemoryTunnel.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from netbore.agent.session import AgentSessionFactory
+from netbore.agent.upgrade import HIGH_WATER
 from netbore.edge.config import EdgeConfig
 from netbore.protocol import Settings
 from netbore.testing import EDGE_PORT, LOOPBACK, InMemoryTunnel, Viewer
@@ -207,3 +209,48 @@ def test_stream_idle_timeout(seen: list[UpgradeOrigin]) -> None:
         assert not tunnel.agent.current.streams  # type: ignore[union-attr]
     finally:
         tunnel.close()
+
+
+WINDOW = 2 * 1024 * 1024  # (the edge's and the agent's default stream window)
+
+
+def _ends(tunnel: InMemoryTunnel) -> tuple[Any, Any]:
+    (exchange,) = tunnel.edge.registry.by_name("app").sessions[0].streams.values()  # type: ignore[union-attr]
+    (stream,) = tunnel.agent.current.streams.values()  # type: ignore[union-attr]
+    return exchange, stream
+
+
+def test_a_full_viewer_holds_its_stream_window(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    viewer.received = b""
+    exchange, stream = _ends(tunnel)
+    exchange.pauseProducing()  # the viewer's socket is full
+    data = bytes(range(256)) * (8 * 4096)  # 8 MiB from the origin
+    seen[0].transport.write(data)  # type: ignore[union-attr]
+    tunnel.pump()
+    # Written to the viewer's socket but not acknowledged: the agent stopped
+    # at the window, and stopped reading the origin beyond its high water.
+    assert len(viewer.received) <= WINDOW
+    assert exchange.unacked == len(viewer.received)
+    # (iosim's transports ignore pauseProducing: the agent asked, that is what shows here)
+    assert stream.reading_paused and len(stream.out) > HIGH_WATER
+    exchange.resumeProducing()
+    tunnel.pump()
+    assert viewer.received == data
+
+
+def test_a_full_origin_holds_its_stream_window(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    viewer = upgrade(tunnel)
+    viewer.received = b""
+    exchange, stream = _ends(tunnel)
+    stream.pauseProducing()  # the origin's socket is full
+    data = bytes(range(256)) * (8 * 4096)  # 8 MiB from the viewer
+    viewer.send(data)
+    tunnel.pump()
+    # The agent acknowledges nothing more: the edge holds the rest and stops reading the viewer.
+    assert seen[0].echoed <= WINDOW
+    assert stream.unacked == seen[0].echoed
+    assert exchange.upload_blocked and exchange.backlog
+    stream.resumeProducing()
+    tunnel.pump()
+    assert seen[0].echoed == len(data) and viewer.received == data
