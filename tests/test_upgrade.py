@@ -254,3 +254,15 @@ def test_a_full_origin_holds_its_stream_window(tunnel: InMemoryTunnel, seen: lis
     stream.resumeProducing()
     tunnel.pump()
     assert seen[0].echoed == len(data) and viewer.received == data
+
+
+def test_a_101_head_breaking_the_rules_is_refused(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
+    global SWITCH
+    bad = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nX-Bad: a\x01b\r\n\r\n"
+    original, SWITCH = SWITCH, bad
+    try:
+        response = upgrade(tunnel).response()
+    finally:
+        SWITCH = original
+    assert response.status == 502 and response.header("X-Netbore-Error") == "invalid_response"
+    assert tunnel.edge.site.router.refused_heads == 1

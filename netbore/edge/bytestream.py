@@ -40,6 +40,7 @@ from zope.interface import implementer
 from ..protocol.errors import ByteStreamsNotSupported, StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
+from .header_rules import head_problem
 
 if TYPE_CHECKING:
     from .agents import EdgeSession
@@ -192,6 +193,14 @@ class UpgradeExchange:
         if self.state is not _WAITING:
             return
         self.router.timeouts.stop(self)
+        why = head_problem(b"GET", status, reason, headers)
+        if why is not None:
+            # The rules of every response head (netbore.edge.header_rules): not passed on.
+            self.router.refused_heads += 1
+            log.warn("upgrade's response head refused on stream {stream_id}: {why}", stream_id=self.stream_id, why=why)
+            self._reset(ErrorCode.PROTOCOL_ERROR)
+            self.viewer.error_page(pages.INVALID_RESPONSE)
+            return
         if status == 101 and not end_stream:
             self._switch(reason, headers)
             return
