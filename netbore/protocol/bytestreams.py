@@ -30,21 +30,17 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from ._encode import _ENCODERS, encode_request_head
+from ._encode import _ENCODERS, _check_stream_id, _header_block, encode_request_head
 from ._events import BytesOpened
 from ._frames import (
     HEADER,
     HEADER_SIZE,
     MAX_HEAD_PAYLOAD,
-    MAX_STREAM_ID,
     OPEN_RAW,
     OPEN_UPGRADE,
-    U16,
-    U16_MAX,
     BytesOpen,
     FrameType,
     Headers,
-    bad_header,
 )
 from ._streams import IGNORE, StreamState
 from .errors import ByteStreamsNotSupported, ProtocolError, StreamError
@@ -72,27 +68,13 @@ def encode_bytes_open(stream_id: int, mode: int, headers: Headers, method: bytes
     elif method or target:
         raise ValueError("a raw BYTES_OPEN has no method or target")
     else:
-        if not 0 < stream_id <= MAX_STREAM_ID:
-            raise ValueError(f"stream id {stream_id} out of range 1..{MAX_STREAM_ID}")
-        payload = _header_block(headers)
+        _check_stream_id(stream_id)
+        parts: list[bytes] = []
+        _header_block(headers, parts)
+        payload = b"".join(parts)
     if len(payload) + 1 > MAX_HEAD_PAYLOAD:
         raise ValueError(f"head larger than {MAX_HEAD_PAYLOAD} bytes")
     return HEADER.pack(FrameType.BYTES_OPEN, 0, stream_id) + bytes([mode]) + payload
-
-
-def _header_block(headers: Headers) -> bytes:
-    if len(headers) > U16_MAX:
-        raise ValueError(f"more than {U16_MAX} headers")
-    bad = bad_header(headers)
-    if bad is not None:
-        bad_name, name = bad
-        raise ValueError(f"invalid header name {name!r}" if bad_name else f"invalid value for header {name!r}")
-    parts = [U16.pack(len(headers))]
-    for name, value in headers:
-        if len(name) > U16_MAX or len(value) > U16_MAX:
-            raise ValueError(f"header {name[:64]!r}: a name or value longer than {U16_MAX} bytes")
-        parts += (U16.pack(len(name)), name, U16.pack(len(value)), value)
-    return b"".join(parts)
 
 
 def _encode_bytes_open(frame: BytesOpen) -> bytes:
