@@ -357,9 +357,7 @@ class UpgradeStream(Protocol):
     def _fail(self, code: ErrorCode, message: bytes) -> None:
         self.finished = True
         self.sink.reset_stream(self.stream_id, code, message)
-        transport: Any = self.transport
-        if transport is not None:
-            transport.abortConnection()
+        self.abort()
 
     def _close(self) -> None:
         transport: Any = self.transport
