@@ -83,10 +83,10 @@ class _OneConnection(Factory):
 
     noisy = False  # no log line per connection
 
-    def __init__(self, conn: OriginConnection) -> None:
+    def __init__(self, conn: Protocol) -> None:
         self.conn = conn
 
-    def buildProtocol(self, addr: Any) -> OriginConnection:
+    def buildProtocol(self, addr: Any) -> Protocol:
         return self.conn
 
 

@@ -31,11 +31,12 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netbore.agent.origin_connection import _OneConnection
 from netbore.http1 import END_OF_MESSAGE, ParseError, ResponseHead, ResponseParser
 from netbore.http1.grammar import HOP_BY_HOP, TOKEN
 from netbore.protocol import BytesOpened
@@ -108,14 +109,6 @@ def upgrade_head(forwarder: OriginForwarder, event: BytesOpened) -> bytes:
     return b"".join(parts)
 
 
-class _One(Factory):
-    def __init__(self, stream: UpgradeStream) -> None:
-        self.stream = stream
-
-    def buildProtocol(self, addr: Any) -> UpgradeStream:
-        return self.stream
-
-
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class UpgradeStream(Protocol):
     """
@@ -144,7 +137,7 @@ class UpgradeStream(Protocol):
     # -- the origin connection ---------------------------------------------------
 
     def connect(self, endpoint: Any) -> None:
-        d = endpoint.connect(_One(self))
+        d = endpoint.connect(_OneConnection(self))
         d.addErrback(self._unreachable)
 
     def _unreachable(self, failure: Failure) -> None:
