@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..http1 import response_head
 from ..protocol.errors import ByteStreamsNotSupported, StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
@@ -218,15 +219,11 @@ class UpgradeExchange:
 
     def _switch(self, reason: bytes, headers: Fields) -> None:
         viewer = self.viewer
-        parts = [b"HTTP/1.1 101 ", reason or b"Switching Protocols", b"\r\n"]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
         self.state = _BYTES
         self._active()
         self.transport = viewer.transport
         self.writes = viewer.site.writes
-        self.writes.write(self.transport, b"".join(parts))
+        self.writes.write(self.transport, response_head(101, reason or b"Switching Protocols", headers, False, None))
         rest = viewer.switch_protocols(self)
         if rest:
             self.dataReceived(rest)
