@@ -297,20 +297,16 @@ class UpgradeExchange:
     def window_opened(self) -> None:
         if self.state is not _BYTES or self.transport is None:
             return
-        backlog = self.backlog
+        backlog, self.backlog = self.backlog, b""
         if backlog:
-            self.backlog = b""
             self._send(backlog)
             if self.backlog:
                 return
-            if self.upload_blocked:
-                self.upload_blocked = False
-                self.transport.resumeProducing()
-            if self.sent_end:  # the viewer closed behind its backlog
-                self._send_end()
-        elif self.upload_blocked:
+        if self.upload_blocked:
             self.upload_blocked = False
             self.transport.resumeProducing()
+        if backlog and self.sent_end:  # the viewer closed behind its backlog
+            self._send_end()
 
     # -- the viewer's connection once switched ---------------------------------
 
