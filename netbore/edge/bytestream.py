@@ -37,6 +37,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ..http1 import response_head
 from ..protocol.errors import ByteStreamsNotSupported, StreamClosedError, StreamError
 from ..protocol.frames import ErrorCode
 from . import pages
@@ -218,15 +219,11 @@ class UpgradeExchange:
 
     def _switch(self, reason: bytes, headers: Fields) -> None:
         viewer = self.viewer
-        parts = [b"HTTP/1.1 101 ", reason or b"Switching Protocols", b"\r\n"]
-        for name, value in headers:
-            parts += (name, b": ", value, b"\r\n")
-        parts.append(b"\r\n")
         self.state = _BYTES
         self._active()
         self.transport = viewer.transport
         self.writes = viewer.site.writes
-        self.writes.write(self.transport, b"".join(parts))
+        self.writes.write(self.transport, response_head(101, reason or b"Switching Protocols", headers, False, None))
         rest = viewer.switch_protocols(self)
         if rest:
             self.dataReceived(rest)
@@ -300,20 +297,16 @@ class UpgradeExchange:
     def window_opened(self) -> None:
         if self.state is not _BYTES or self.transport is None:
             return
-        backlog = self.backlog
+        backlog, self.backlog = self.backlog, b""
         if backlog:
-            self.backlog = b""
             self._send(backlog)
             if self.backlog:
                 return
-            if self.upload_blocked:
-                self.upload_blocked = False
-                self.transport.resumeProducing()
-            if self.sent_end:  # the viewer closed behind its backlog
-                self._send_end()
-        elif self.upload_blocked:
+        if self.upload_blocked:
             self.upload_blocked = False
             self.transport.resumeProducing()
+        if backlog and self.sent_end:  # the viewer closed behind its backlog
+            self._send_end()
 
     # -- the viewer's connection once switched ---------------------------------
 

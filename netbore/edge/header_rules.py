@@ -33,13 +33,12 @@ import re
 from itertools import product
 from typing import Final
 
-from ..http1.grammar import Header
+from ..http1.grammar import TOKEN, Header
 
 __all__ = [
     "BAD_TEXT",
     "CONTROLS",
     "FORWARDING",
-    "HEAD_NAMES",
     "TCHARS",
     "KEPT",
     "COOKIE_DOMAIN",
@@ -73,16 +72,11 @@ UNDERSCORED: Final = frozenset().union(*(_underscored(name) for name in FORWARDI
 
 # -- response heads (item 14) ---------------------------------------------------
 
-_TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
-
-#: Field names joined (C{b"".join(names)}), when each is a token (and none
-#: is empty: C{all(names)}).  One match for the whole head.
-HEAD_NAMES: Final = re.compile(_TCHAR + rb"*")
-
 #: A control character other than HTAB (in a field value or reason phrase).
 BAD_TEXT: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
-#: The same two rules as byte sets, for C{bytes.translate(None, ...)}: a
+#: The two rules (a field name is a L{netbore.http1.grammar.TOKEN}; no
+#: L{BAD_TEXT}) as byte sets, for C{bytes.translate(None, ...)}: a
 #: joined run of names is all tokens when nothing is left once L{TCHARS}
 #: are deleted; a joined run of values holds no control when deleting
 #: L{CONTROLS} keeps its length.  (Cheaper than a regex call on the short
@@ -101,7 +95,7 @@ def head_problem(method: bytes, status: int, reason: bytes, headers: list[Header
     if BAD_TEXT.search(reason) is not None:
         return "control character in the reason phrase"
     for name, value in headers:
-        if not name or HEAD_NAMES.fullmatch(name) is None:
+        if TOKEN.fullmatch(name) is None:
             return f"field name {name[:40]!r} is not a token"
         if BAD_TEXT.search(value) is not None:
             return f"control character in the value of {name[:40]!r}"

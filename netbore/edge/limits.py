@@ -110,7 +110,6 @@ class ConnectionLimits:
         self.count = 0
         self.by_address: dict[str, int] = {}
         self._hosts: dict[object, str] = {}
-        self._unbound: list[str] = []
         self.refused = 0
         self._page = _refusal_bytes()
 
