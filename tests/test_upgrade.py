@@ -256,6 +256,25 @@ def test_a_full_origin_holds_its_stream_window(tunnel: InMemoryTunnel, seen: lis
     assert seen[0].echoed == len(data) and viewer.received == data
 
 
+def test_a_viewer_closing_behind_its_held_bytes_still_has_them_sent_then_ended(
+    tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]
+) -> None:
+    viewer = upgrade(tunnel)
+    viewer.received = b""
+    exchange, stream = _ends(tunnel)
+    stream.pauseProducing()  # the origin's socket is full
+    data = bytes(range(256)) * (8 * 4096)  # 8 MiB from the viewer, then it closes
+    viewer.send(data)
+    tunnel.pump()
+    assert exchange.backlog
+    viewer.close()
+    tunnel.pump()
+    stream.resumeProducing()
+    tunnel.pump()
+    assert seen[0].echoed == len(data)
+    assert not exchange.backlog and stream.got_end  # the END followed the bytes
+
+
 def test_a_101_head_breaking_the_rules_is_refused(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
     global SWITCH
     bad = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nX-Bad: a\x01b\r\n\r\n"

@@ -295,7 +295,8 @@ class UpgradeExchange:
                 self.transport.pauseProducing()
 
     def window_opened(self) -> None:
-        if self.state is not _BYTES or self.transport is None:
+        # (a viewer that closed behind its backlog still has it sent, then END)
+        if self.state is not _BYTES or (self.transport is None and not self.sent_end):
             return
         backlog, self.backlog = self.backlog, b""
         if backlog:
@@ -304,8 +305,9 @@ class UpgradeExchange:
                 return
         if self.upload_blocked:
             self.upload_blocked = False
-            self.transport.resumeProducing()
-        if backlog and self.sent_end:  # the viewer closed behind its backlog
+            if self.transport is not None:
+                self.transport.resumeProducing()
+        if backlog and self.sent_end:
             self._send_end()
 
     # -- the viewer's connection once switched ---------------------------------
@@ -324,7 +326,7 @@ class UpgradeExchange:
         n = session.send_data(self.stream_id, data)
         if n < len(data):
             self.backlog = data[n:]
-            if not self.upload_blocked:
+            if not self.upload_blocked and self.transport is not None:
                 self.transport.pauseProducing()
                 self.upload_blocked = True
 
