@@ -151,8 +151,7 @@ def warn_about_loose_files(config: AgentConfig) -> list[str]:
     """
     warnings = []
     for attribute, what in _SECRET_FILES:
-        path = getattr(config, attribute)
-        problem = loose_permissions(path, what) if path is not None else None
+        problem = loose_permissions(getattr(config, attribute), what)
         if problem is not None:
             message = f"netbore-agent: WARNING: {problem}"
             log.warn(message)

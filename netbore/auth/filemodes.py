@@ -16,12 +16,15 @@ __all__ = ["LOOSE_BITS", "loose_permissions"]
 LOOSE_BITS = 0o077
 
 
-def loose_permissions(path: str, what: str) -> str | None:
+def loose_permissions(path: str | None, what: str) -> str | None:
     """
     L{None} when the file at C{path} is private to its owner (or cannot be
-    looked at: reading it then fails with its own message); otherwise one
+    looked at: reading it then fails with its own message), or when there is
+    no file (C{path} L{None}: an option not given); otherwise one
     line naming C{what} it is, the file, its mode and the fix.
     """
+    if path is None:
+        return None
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:

@@ -28,6 +28,7 @@ __all__ = [
     "RSA_KEY_SIZE",
     "KeyFile",
     "KeyringError",
+    "ensure_private_dir",
     "generate_key",
     "key_file_paths",
     "load_or_create_keys",
@@ -67,7 +68,7 @@ def _keys_dir(data_dir: str) -> str:
     return os.path.join(data_dir, _KEYS_SUBDIR)
 
 
-def _ensure_private_dir(path: str) -> None:
+def ensure_private_dir(path: str) -> None:
     """
     Create directory C{path} with mode 0700 if missing; leave an existing
     one alone.
@@ -196,8 +197,8 @@ def generate_key(data_dir: str, now: Callable[[], float] = time.time) -> KeyFile
     its file name sorts after every existing key's even if C{now} went back.
     """
     directory = _keys_dir(data_dir)
-    _ensure_private_dir(data_dir)
-    _ensure_private_dir(directory)
+    ensure_private_dir(data_dir)
+    ensure_private_dir(directory)
     existing = read_keys(data_dir)
     created = int(now() * 1e9)
     if existing:
@@ -243,8 +244,8 @@ def load_or_create_keys(data_dir: str) -> list[KeyFile]:
 
     @raise KeyringError: naming the file or directory at fault.
     """
-    _ensure_private_dir(data_dir)
-    _ensure_private_dir(_keys_dir(data_dir))
+    ensure_private_dir(data_dir)
+    ensure_private_dir(_keys_dir(data_dir))
     files = read_keys(data_dir)
     if not files:
         files = [generate_key(data_dir)]

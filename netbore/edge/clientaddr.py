@@ -115,8 +115,9 @@ class TrustedProxies:
         last untrusted hop of the C{X-Forwarded-For} values
         C{forwarded_for} (every field of that name, in order).
         """
-        client = normalise(peer)
-        if forwarded_for is None or not self.trusts(peer):
+        address = _address(peer)
+        client = str(address) if address is not None else peer
+        if forwarded_for is None or address is None or not self._trusted(address):
             return client
         for entry in reversed(_entries(forwarded_for)):
             address = _address(entry)

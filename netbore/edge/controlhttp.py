@@ -27,6 +27,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http, server
 
+from .apierrors import payload_too_large
 from .clientaddr import TrustedProxies
 
 __all__ = ["DEFAULT_BODY_LIMIT", "LINGER_BYTES", "LINGER_SECONDS", "ControlRequest", "OneRequestChannel"]
@@ -46,15 +47,11 @@ _NO_PROXIES = TrustedProxies()
 
 def _too_large(limit: int) -> bytes:
     """
-    A whole 413 response with the control API's JSON error, closing.
+    A whole 413 response with the control API's JSON error
+    (L{netbore.edge.apierrors.payload_too_large}), closing.
     """
-    body = (
-        json.dumps(
-            {"error": "payload_too_large", "message": f"request body is larger than {limit} bytes"},
-            separators=(",", ":"),
-        ).encode("ascii")
-        + b"\n"
-    )
+    error = payload_too_large(limit)
+    body = json.dumps({"error": error.code, "message": error.message}, separators=(",", ":")).encode("ascii") + b"\n"
     return (
         b"HTTP/1.1 413 Content Too Large\r\n"
         b"Content-Type: application/json\r\n"

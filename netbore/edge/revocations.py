@@ -23,6 +23,8 @@ import sqlite3
 
 from zope.interface import Interface, implementer
 
+from ..auth.keystore import ensure_private_dir
+
 __all__ = ["FILENAME", "IRevocations", "MemoryRevocations", "SQLiteRevocations"]
 
 #: The store's file name in C{--data-dir}.
@@ -117,10 +119,7 @@ class SQLiteRevocations:
         The store of the edge whose C{--data-dir} is C{data_dir} (created
         mode 0700 if missing).
         """
-        if not os.path.isdir(data_dir):
-            os.makedirs(os.path.dirname(os.path.abspath(data_dir)), exist_ok=True)
-            os.mkdir(data_dir, 0o700)
-            os.chmod(data_dir, 0o700)  # mkdir's mode is filtered by the umask
+        ensure_private_dir(data_dir)
         return cls(os.path.join(data_dir, FILENAME))
 
     def revoke(self, tunnel_id: str, until: float) -> None:

@@ -340,7 +340,7 @@ def _loose_secret_file(options: Options) -> str | None:
     if options["jwt-secret-file"] is None:
         files += [(path, "signing key file") for path in key_file_paths(options["data-dir"])]
     for path, what in files:
-        problem = loose_permissions(path, what) if path is not None else None
+        problem = loose_permissions(path, what)
         if problem is not None:
             return problem
     return None
