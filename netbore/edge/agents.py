@@ -176,9 +176,13 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     # -- events from the agent --------------------------------------------------
 
     def _on_ended(self, event: StreamEnded) -> None:
-        exchange = self.streams.pop(event.stream_id, None)
-        if exchange is not None:
-            exchange.ended()
+        # The agent is done with the stream; it is forgotten unless its
+        # exchange still sends (a byte stream's viewer direction: its window
+        # updates must reach it).
+        stream_id = event.stream_id
+        exchange = self.streams.pop(stream_id, None)
+        if exchange is not None and exchange.ended():
+            self.streams[stream_id] = exchange
 
     def _on_reset(self, event: StreamReset) -> None:
         exchange = self.streams.pop(event.stream_id, None)

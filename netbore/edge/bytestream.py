@@ -247,26 +247,26 @@ class UpgradeExchange:
             return 0
         return len(data)
 
-    def ended(self) -> None:
+    def ended(self) -> bool:
+        """
+        The agent's END: whether the session must keep the stream (a byte
+        stream whose viewer still sends: its window updates must reach it).
+        """
         state = self.state
         if state is _RESPONSE:
             self.state = _DONE
             self.viewer.finish()
         elif state is _BYTES:
             self.got_end = True
-            session = self.session
-            if not self.sent_end and session is not None:
-                # (the session forgot the stream at its END: its window
-                # updates must still reach the viewer's direction)
-                session.streams[self.stream_id] = self  # type: ignore[assignment]  # (its streams: exchanges and these)
             transport = self.transport
             if transport is not None:
                 self.writes.flush(transport)
-                if self.sent_end or not hasattr(transport, "loseWriteConnection"):
+                if hasattr(transport, "loseWriteConnection"):
+                    transport.loseWriteConnection()
+                else:
                     transport.unregisterProducer()  # (else a paused one keeps it open)
                     transport.loseConnection()
-                else:
-                    transport.loseWriteConnection()
+        return self.state is _BYTES and not self.sent_end and self.session is not None
 
     def _stop_clocks(self) -> None:
         router = self.router

@@ -270,7 +270,8 @@ class ExchangeEnds:
         else:
             self._acknowledge(self.credit.delivered())
 
-    def ended(self) -> None:
+    def ended(self) -> bool:
+        """The agent's END; the stream is then forgotten (false)."""
         response = self.response
         if response is R_STREAMING:
             if self.waiting is not None:
@@ -280,6 +281,7 @@ class ExchangeEnds:
         elif response is R_EARLY:
             self._complete_early()
         # WAITING: an END without a head changes nothing; the timer answers.
+        return False
 
     def reset(self, code: int) -> None:
         """The agent reset the stream, or its session went away."""
