@@ -21,6 +21,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from .._types import Reactor
 from ..auth.apikeys import read_api_key_file
+from ..protocol.errors import CLOSE_TUNNEL_DELETED
 from ..protocol.handshake import Hello, Settings
 from ..writes import WriteBatch
 from .backoff import Backoff
@@ -53,7 +54,6 @@ RECREATE_REFUSED = (400, 401, 403, 409)
 #: back": the control API's error code (410) and the WebSocket close code
 #: of a deleted tunnel's sessions (docs/protocol.rst).
 TUNNEL_DELETED = "tunnel_deleted"
-CLOSE_TUNNEL_DELETED = 4100
 
 #: How a session attempt ended (see L{AgentService._session}).
 UNREACHABLE = "unreachable"

@@ -44,17 +44,13 @@ from netbore.protocol import (
     StreamReset,
     encode_hello,
 )
+from netbore.protocol.errors import CLOSE_NORMAL
 from netbore.websocket import TunnelWebSocket, set_tunnel_options
 from netbore.writes import WriteBatch
 
 __all__ = ["AgentSessionFactory", "AgentSessionProtocol", "SessionClosed"]
 
 log = Logger()
-
-#: The close code for an orderly end.  An application may only send 1000
-#: or 3000-4999 (autobahn refuses 1001/1002 from application code), so
-#: protocol errors close with L{websocket_close_code} (4000 + error code).
-CLOSE_NORMAL = 1000
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ from ..protocol import (
     StreamReset,
     encode_hello,
 )
+from ..protocol.errors import CLOSE_TUNNEL_DELETED
 from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
 from .clientaddr import TrustedProxies
@@ -50,12 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["AgentEndpoint", "EdgeSession"]
 
 log = Logger()
-
-#: WebSocket close codes.  autobahn lets applications send only 1000 and
-#: 3000-4999; protocol errors close with 4000 + the protocol's error code
-#: (L{websocket_close_code}), a deleted tunnel with 4100.
-CLOSE_NORMAL = 1000
-CLOSE_TUNNEL_DELETED = 4100
 
 _BEARER_PREFIX = "bearer."
 

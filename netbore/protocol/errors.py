@@ -20,6 +20,8 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "CLOSE_NORMAL",
+    "CLOSE_TUNNEL_DELETED",
     "ByteStreamsNotSupported",
     "ErrorCode",
     "FlowControlError",
@@ -114,11 +116,18 @@ class FlowControlError(StreamError):
     """
 
 
+#: WebSocket close codes.  autobahn lets applications send only 1000 and
+#: 3000-4999: protocol errors close with 4000 + the protocol's error code
+#: (L{websocket_close_code}), a deleted tunnel's sessions with 4100.
+CLOSE_NORMAL = 1000
+CLOSE_TUNNEL_DELETED = 4100
+
+
 def websocket_close_code(code: int) -> int:
     """
     The WebSocket close code for an L{ErrorCode}: C{1000} (normal closure)
     for L{ErrorCode.NO_ERROR}, else C{4000 + code} (private-use range).
     """
     if code == ErrorCode.NO_ERROR:
-        return 1000
+        return CLOSE_NORMAL
     return 4000 + min(int(code), 999)
