@@ -93,7 +93,7 @@ def test_text_binary_subprotocol_and_extension(edge: Edge, agent: Agent) -> None
     assert seen["extensions"] == ["PerMessageDeflate"]
     assert seen["text"] == ["héllo, wörld", False]
     assert seen["binary_ok"]
-    assert seen["closed"][:2] == [True, 1000]
+    assert seen["closed"][:2] == [True, 1000], seen["closed"]
 
 
 def test_ten_mib_message(edge: Edge, agent: Agent) -> None:

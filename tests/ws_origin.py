@@ -65,7 +65,10 @@ def main(port: int) -> None:
     factory = WebSocketServerFactory()
     factory.protocol = Echo
     factory.setProtocolOptions(
-        maxMessagePayloadSize=0, maxFramePayloadSize=0, autoPingInterval=0, perMessageCompressionAccept=accept
+        maxMessagePayloadSize=0, maxFramePayloadSize=0, autoPingInterval=0,
+        perMessageCompressionAccept=accept,
+        openHandshakeTimeout=30,  # (autobahn's defaults are tight for a loaded CI machine)
+        closeHandshakeTimeout=15,
     )
     root = Resource()
     root.putChild(b"ws", WebSocketResource(factory))
