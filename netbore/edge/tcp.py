@@ -1,0 +1,31 @@
+"""
+TCP tunnels on the edge: every connection accepted on a tunnel's public
+port becomes a raw byte stream (L{netbore.protocol.Session.open_byte_stream})
+to one of the tunnel's agents, which dials its local address.
+
+(Being built for issue 11: for now a connection is closed at once.)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.internet.protocol import Protocol, ServerFactory
+
+if TYPE_CHECKING:
+    from .router import TunnelRouter
+
+__all__ = ["tcp_factory"]
+
+
+class _Refuse(Protocol):
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+
+def tcp_factory(router: TunnelRouter, port: int) -> ServerFactory:
+    """The factory of the connections to the tunnel holding public C{port}."""
+    factory = ServerFactory.forProtocol(_Refuse)
+    factory.noisy = False
+    return factory
