@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.protocol import Factory, Protocol
 
 if TYPE_CHECKING:
     from .router import TunnelRouter
@@ -24,7 +24,7 @@ class _Refuse(Protocol):
         self.transport.loseConnection()
 
 
-def tcp_factory(router: TunnelRouter, port: int) -> ServerFactory:
+def tcp_factory(router: TunnelRouter, port: int) -> Factory:
     """The factory of the connections to the tunnel holding public C{port}."""
     factory = ServerFactory.forProtocol(_Refuse)
     factory.noisy = False
