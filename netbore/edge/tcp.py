@@ -8,7 +8,7 @@ to one of the tunnel's agents, which dials its local address.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.protocol import Factory, Protocol
 
@@ -24,8 +24,9 @@ class _Refuse(Protocol):
         self.transport.loseConnection()
 
 
-def tcp_factory(router: TunnelRouter, port: int) -> Factory:
+def tcp_factory(router: TunnelRouter, port: int) -> Factory[Any]:
     """The factory of the connections to the tunnel holding public C{port}."""
-    factory = ServerFactory.forProtocol(_Refuse)
+    factory: Factory[Any] = Factory()
+    factory.protocol = _Refuse
     factory.noisy = False
     return factory
