@@ -128,6 +128,7 @@ async def test_tcp_needs_tcp_ports(tmp_path: Any) -> None:
     edge = make_tcp_edge(tmp_path, ports=None)
     status, _, body = await edge.create({"protocol": "tcp"})
     assert (status, body["error"]) == (400, "tcp_not_enabled")
+    assert_valid(load_schema("error.json"), body)
     assert "--tcp-ports" in body["message"]
     assert edge.registry.all() == []
     assert error_of(await edge.create({"protocol": "udp"})) == (400, "invalid_request")
@@ -140,6 +141,7 @@ async def test_ports_exhausted_is_a_409_naming_the_range(tmp_path: Any) -> None:
     assert (await edge.create({"protocol": "tcp"}))[2]["tcp_port"] == 20000
     status, _, body = await edge.create({"protocol": "tcp", "requested_name": "more"})
     assert (status, body["error"]) == (409, "ports_exhausted")
+    assert_valid(load_schema("error.json"), body)
     assert "20000-20001" in body["message"]
     assert edge.registry.by_name("more") is None
     assert listening(edge) == [20000]
