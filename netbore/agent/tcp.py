@@ -80,16 +80,14 @@ class TcpStream(UpgradeStream):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        early, self.early = self.early, None
+        early, self.early = self.early or [], None
         transport: Any = self.transport
-        if self.finished or transport is None or not early:
-            if self.got_end and not self.finished and transport is not None:
-                transport.loseWriteConnection()
+        if self.finished or transport is None:
             return
         for data in early:
             self._write(transport, data)
         if self.got_end:
-            transport.loseWriteConnection()
+            self.end_received()  # (the edge's END came before the connection)
 
     def data_received(self, data: bytes, end_stream: bool) -> None:
         if self.early is not None and not self.finished:

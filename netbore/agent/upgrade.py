@@ -335,6 +335,11 @@ class UpgradeStream(Protocol):
         self.got_end = True
         transport: Any = self.transport
         if transport is not None:
+            # Nothing more to write: this stream stops being the transport's
+            # producer (a transport whose producer is paused when its buffer
+            # drains resumes it and never gets to the half-close).
+            transport.unregisterProducer()
+            self.resumeProducing()
             try:
                 transport.loseWriteConnection()
             except AttributeError:
