@@ -285,3 +285,43 @@ def test_a_101_head_breaking_the_rules_is_refused(tunnel: InMemoryTunnel, seen: 
         SWITCH = original
     assert response.status == 502 and response.header("X-Netbore-Error") == "invalid_response"
     assert tunnel.edge.site.router.refused_heads == 1
+
+
+def test_max_byte_streams_per_tunnel(seen: list[UpgradeOrigin]) -> None:
+    config = EdgeConfig(domain="tunnel.test", allow_anonymous=True, max_byte_streams=2)
+    tunnel = InMemoryTunnel.build(origin=Factory.forProtocol(lambda: UpgradeOrigin(seen)), config=config)
+    try:
+        first, second = upgrade(tunnel), upgrade(tunnel)
+        assert first.received == second.received == SWITCH
+        refused = upgrade(tunnel).response()
+        assert refused.status == 503 and refused.header("X-Netbore-Error") == "too_many_streams"
+        assert tunnel.edge.site.router.byte_streams_refused == 1
+        assert len(seen) == 2  # (the refused one never reached the origin)
+        # An ordinary request is not a byte stream: still served.
+        assert tunnel.get("/plain").status == 400
+        # One closed (both ways): its place is free again.
+        first.close()
+        seen[0].transport.loseConnection()  # type: ignore[union-attr]
+        tunnel.pump()
+        assert upgrade(tunnel).received == SWITCH
+        assert tunnel.edge.site.router.byte_streams == {tunnel.created["tunnel_id"]: 2}
+    finally:
+        tunnel.close()
+
+
+def test_data_with_end_stream_keeps_the_viewer_direction_going(
+    tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]
+) -> None:
+    # An agent may end its direction with its last DATA (END_STREAM) rather
+    # than a separate END: the viewer's direction goes on, its window
+    # updates still reach the edge's stream.
+    viewer = upgrade(tunnel)
+    edge_streams = tunnel.edge.registry.by_name("app").sessions[0].streams  # type: ignore[union-attr]
+    ((stream_id, exchange),) = edge_streams.items()
+    tunnel.agent.current.send_data(stream_id, b"last words", end_stream=True)  # type: ignore[union-attr]
+    tunnel.pump()
+    assert viewer.received.endswith(b"last words") and exchange.got_end
+    assert edge_streams.get(stream_id) is exchange
+    viewer.send(b"x" * (8 * 1024 * 1024))  # beyond every window: held, sent as it opens
+    tunnel.pump()
+    assert not exchange.backlog and not exchange.upload_blocked

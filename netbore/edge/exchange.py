@@ -173,7 +173,7 @@ class ViewerExchange(CheckedExchange):
             error: pages.ViewerError | None = pages.OFFLINE
         else:
             tunnel = router.registry.by_name(label)
-            if tunnel is None:
+            if tunnel is None or tunnel.tcp_port is not None:  # (a TCP tunnel's name serves no HTTP)
                 error = pages.NOT_FOUND
             else:
                 self.tunnel = tunnel
@@ -422,7 +422,7 @@ class AgentEvents:
             self.credit_back(event)
             return
         n = exchange.received(event.data, event.end_stream)
-        if event.end_stream:
+        if event.end_stream and not exchange.keeps_after_end:
             self.streams.pop(event.stream_id, None)
         if n:
             # (the stream's session is this one, and it flushes after its events)

@@ -105,12 +105,12 @@ class Tunnel:
     #: What the tunnel counts against for quotas: C{"account:<name>"} or
     #: C{"address:<client address>"}; L{None} counts against nothing.
     quota_key: str | None = None
-    #: Runtime agent-session objects; the data plane owns them.
-    sessions: list[Any] = attrs.field(factory=list)
     #: C{"http"} (served by name) or C{"tcp"} (served on C{tcp_port}).
     protocol: str = "http"
     #: The public port a TCP tunnel holds; L{None} for HTTP tunnels.
     tcp_port: int | None = None
+    #: Runtime agent-session objects; the data plane owns them.
+    sessions: list[Any] = attrs.field(factory=list)
 
 
 class IRegistry(Interface):
