@@ -121,23 +121,9 @@ def test_no_agent_connected_closes_the_connection(tunnel: InMemoryTunnel, seen: 
 
 
 def test_an_agent_without_byte_streams_closes_the_connection(tunnel: InMemoryTunnel, seen: list[Echo]) -> None:
-    from netbore.agent.session import AgentSessionFactory
-    from netbore.testing import EDGE_PORT
 
     tunnel.disconnect_agent()
-    candidate = tunnel.created["candidates"][0]
-    old = AgentSessionFactory(
-        url=candidate["edge_url"],
-        token=tunnel.created["ephemeral_token"],
-        agent_id="old-agent",
-        forwarder=tunnel.forwarder,
-        reactor=tunnel.reactor,
-        settings=Settings(),  # byte_streams not announced, as before issue 11
-        tunnel_id=tunnel.created["tunnel_id"],
-        writes=tunnel.writes,
-    )
-    tunnel.reactor.connectTCP(LOOPBACK, EDGE_PORT, old)
-    tunnel.pump()
+    old = tunnel.connect_agent("old-agent", settings=Settings())  # byte_streams not announced, as before issue 11
     assert old.current is not None
     client = connect(tunnel)
     assert client.lost is not None and not seen

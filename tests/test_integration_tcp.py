@@ -60,10 +60,15 @@ def origin(tmp: Path) -> Iterator[EchoOrigin]:
     proc.stop()
 
 
+def start_tcp_edge(tmp: Path) -> Edge:
+    """An edge handing out TCP tunnels' ports on loopback."""
+    first, last = port_range()
+    return procs.start_edge(tmp, "--allow-anonymous", "--tcp-ports", f"{first}-{last}", "--tcp-interface", "127.0.0.1")
+
+
 @pytest.fixture(scope="module")
 def edge(tmp: Path) -> Iterator[Edge]:
-    first, last = port_range()
-    proc = procs.start_edge(tmp, "--allow-anonymous", "--tcp-ports", f"{first}-{last}", "--tcp-interface", "127.0.0.1")
+    proc = start_tcp_edge(tmp)
     yield proc
     proc.stop()
 
