@@ -124,8 +124,11 @@ class Session(Sending, Receiving, ByteStreams):
         #: The streams whose sender found the session send window shut, in
         #: order: a session WINDOW_UPDATE wakes these, and only these.
         self._session_blocked: dict[int, None] = {}
-        self._stream_threshold = max(1, local.stream_window // 2)
-        self._session_threshold = max(1, local.session_window // 2)
+        # Credit goes back once half of what the peer may have in flight
+        # arrived: the smaller of our windows and its own (it never sends
+        # beyond its own: clamp_peer), else a peer with smaller windows waits forever.
+        self._stream_threshold = max(1, min(local.stream_window, peer.stream_window) // 2)
+        self._session_threshold = max(1, min(local.session_window, peer.session_window) // 2)
         self._go_away_sent = False
         self._go_away_last = 0  # the last stream id of our first GOAWAY
         self._go_away_received = False
