@@ -134,15 +134,15 @@ def _handle(conn: socket.socket, source: Path, buffers: _Buffers) -> None:
             print(f"tcp-server: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
 
 
-def serve(port: int, source: Path, ready: threading.Event | None = None) -> None:
-    """Serve forever on 127.0.0.1:C{port}, a thread per connection."""
+def serve(listener: socket.socket, source: Path) -> None:
+    """Serve on C{listener}, a thread per connection, until it is shut down."""
     buffers = _Buffers(source.stat().st_size)
-    with socket.create_server(("127.0.0.1", port), backlog=128) as server:
-        if ready is not None:
-            ready.set()
-        while True:
-            conn, _ = server.accept()
-            threading.Thread(target=_handle, args=(conn, source, buffers), daemon=True).start()
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=_handle, args=(conn, source, buffers), daemon=True).start()
 
 
 def start_server(env: Env, source: Path) -> tuple[Proc, int]:
@@ -383,4 +383,4 @@ def run(env: Env, payload: bytes, size: int, rounds: int, timeout: float, only: 
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]), Path(sys.argv[2]))
+    serve(socket.create_server(("127.0.0.1", int(sys.argv[1])), backlog=128), Path(sys.argv[2]))
