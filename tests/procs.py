@@ -145,14 +145,14 @@ class Agent(Proc):
         state_file: Path | None = None,
         wait: bool = True,
         control_url: str | None = None,
+        tcp: str | None = None,
     ) -> None:
         self.state_file = state_file or (tmp / f"agent-{free_port()}.json")
         cmd = TWISTD + [
             "netbore-agent",
             "--control-url",
             control_url or edge.url,
-            "--origin",
-            origin_url,
+            *(["--origin", origin_url] if tcp is None else ["--tcp", tcp]),
             "--state-file",
             str(self.state_file),
             *args,

@@ -285,3 +285,25 @@ def test_a_101_head_breaking_the_rules_is_refused(tunnel: InMemoryTunnel, seen: 
         SWITCH = original
     assert response.status == 502 and response.header("X-Netbore-Error") == "invalid_response"
     assert tunnel.edge.site.router.refused_heads == 1
+
+
+def test_max_byte_streams_per_tunnel(seen: list[UpgradeOrigin]) -> None:
+    config = EdgeConfig(domain="tunnel.test", allow_anonymous=True, max_byte_streams=2)
+    tunnel = InMemoryTunnel.build(origin=Factory.forProtocol(lambda: UpgradeOrigin(seen)), config=config)
+    try:
+        first, second = upgrade(tunnel), upgrade(tunnel)
+        assert first.received == second.received == SWITCH
+        refused = upgrade(tunnel).response()
+        assert refused.status == 503 and refused.header("X-Netbore-Error") == "too_many_streams"
+        assert tunnel.edge.site.router.byte_streams_refused == 1
+        assert len(seen) == 2  # (the refused one never reached the origin)
+        # An ordinary request is not a byte stream: still served.
+        assert tunnel.get("/plain").status == 400
+        # One closed (both ways): its place is free again.
+        first.close()
+        seen[0].transport.loseConnection()  # type: ignore[union-attr]
+        tunnel.pump()
+        assert upgrade(tunnel).received == SWITCH
+        assert tunnel.edge.site.router.byte_streams == {tunnel.created["tunnel_id"]: 2}
+    finally:
+        tunnel.close()

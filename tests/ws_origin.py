@@ -3,7 +3,7 @@ A WebSocket echo origin for the integration tests (issue 11, WebSocket
 pass-through), run as its own process: C{python -m tests.ws_origin PORT}.
 
   - C{/ws}: autobahn's Twisted server; echoes every message as it came
-    (text or binary), selects the C{chat.v2} subprotocol when offered,
+    (text or binary; while the peer does not read, it stops reading), selects the C{chat.v2} subprotocol when offered,
     accepts permessage-deflate, answers pings (autobahn does), closes with
     4002 "bye from origin" when sent the text C{close-me}, and prints how
     each connection was closed (the tests read it in its log).
@@ -28,6 +28,13 @@ REFUSED = b"upgrade refused by origin\n"
 
 
 class Echo(WebSocketServerProtocol):
+    def onOpen(self) -> None:
+        # Backpressure: a peer that does not read stops this connection's
+        # reading (the transport is its own producer), as a careful server does.
+        transport: Any = self.transport
+        transport.unregisterProducer()
+        transport.registerProducer(transport, True)
+
     def onConnect(self, request: Any) -> str | None:
         print(f"upgrade from {request.peer} protocols={request.protocols}", flush=True)
         return "chat.v2" if "chat.v2" in request.protocols else None
@@ -65,7 +72,9 @@ def main(port: int) -> None:
     factory = WebSocketServerFactory()
     factory.protocol = Echo
     factory.setProtocolOptions(
-        maxMessagePayloadSize=0, maxFramePayloadSize=0, autoPingInterval=0,
+        maxMessagePayloadSize=0,
+        maxFramePayloadSize=0,
+        autoPingInterval=0,
         perMessageCompressionAccept=accept,
         openHandshakeTimeout=30,  # (autobahn's defaults are tight for a loaded CI machine)
         closeHandshakeTimeout=15,

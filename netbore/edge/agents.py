@@ -256,16 +256,25 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
     def stream_count(self) -> int:
         return len(self.streams)
 
-    def open_upgrade(self, exchange: Any, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> int:
+    def open_bytes(
+        self,
+        exchange: Any,
+        upgrade: tuple[bytes, bytes, list[tuple[bytes, bytes]]] | None,
+        metadata: list[tuple[bytes, bytes]] | None = None,
+    ) -> int:
         """
-        Open a byte stream with an upgrade request for C{exchange} (a
-        L{netbore.edge.bytestream.UpgradeExchange}); raises as
-        L{Session.open_upgrade}.
+        Open a byte stream for C{exchange} (a L{netbore.edge.byterelay.ByteRelay}):
+        with an upgrade request C{(method, target, headers)}, or raw with
+        C{metadata}; raises as L{Session.open_upgrade} and
+        L{Session.open_byte_stream}.
         """
         session = self.session
         if session is None:
             raise StreamClosedError("the session is closed")
-        stream_id = session.open_upgrade(method, target, headers)
+        if upgrade is not None:
+            stream_id = session.open_upgrade(*upgrade)
+        else:
+            stream_id = session.open_byte_stream(metadata or ())
         self.streams[stream_id] = exchange
         if not self.flush_pending:
             self.flush()

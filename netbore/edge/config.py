@@ -69,3 +69,6 @@ class EdgeConfig:
     #: a reserve) and from one address (see L{netbore.edge.limits}).
     max_connections: int = 10000
     max_connections_per_ip: int = 256
+    #: Byte streams (upgraded connections, TCP tunnels' connections) open at
+    #: once per tunnel; one over it is refused (503 page, or closed) and counted.
+    max_byte_streams: int = 1000

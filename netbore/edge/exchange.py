@@ -173,7 +173,7 @@ class ViewerExchange(CheckedExchange):
             error: pages.ViewerError | None = pages.OFFLINE
         else:
             tunnel = router.registry.by_name(label)
-            if tunnel is None:
+            if tunnel is None or tunnel.tcp_port is not None:  # (a TCP tunnel's name serves no HTTP)
                 error = pages.NOT_FOUND
             else:
                 self.tunnel = tunnel

@@ -121,21 +121,33 @@ class ConnectionLimits:
         once.
         """
         host = str(getattr(addr, "host", ""))
+        over = self.admit(host)
+        if over is None:
+            viewer = CountedViewer(site, addr)
+            viewer.limits = self
+            viewer.host = host
+            return viewer
+        refusal = _Refusal()
+        if over == "per-address":
+            refusal.page = self._page
+        return refusal
+
+    def admit(self, host: str) -> str | None:
+        """
+        Count a new connection from C{host}: L{None} when it is within the
+        caps (L{bind} and L{release} it), else which cap it is over
+        (C{"total"}, C{"per-address"}), refused and logged.
+        """
         if self.count >= self.total:
             self._refused("total", self.total)
-            return _Refusal()
+            return "total"
         count = self.by_address.get(host, 0)
         if count >= self.per_address:
             self._refused("per-address", self.per_address)
-            refusal = _Refusal()
-            refusal.page = self._page
-            return refusal
+            return "per-address"
         self.count += 1
         self.by_address[host] = count + 1
-        viewer = CountedViewer(site, addr)
-        viewer.limits = self
-        viewer.host = host
-        return viewer
+        return None
 
     def bind(self, transport: object, host: str) -> None:
         """The connection counted for C{host} has C{transport}."""

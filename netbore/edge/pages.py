@@ -117,6 +117,12 @@ UPGRADE_NOT_SUPPORTED = ViewerError(
     "Upgrade not supported",
     "This tunnel's agent is too old to carry WebSocket or other upgraded connections; update it.",
 )
+TOO_MANY_STREAMS = ViewerError(
+    503,
+    "too_many_streams",
+    "Too many connections to this tunnel",
+    "This tunnel carries as many WebSocket and other long-lived connections as it may right now. Try again later.",
+)
 TARGET_NOT_SERVED = ViewerError(
     400,
     "bad_request",

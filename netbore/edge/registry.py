@@ -95,6 +95,9 @@ class Tunnel:
     #: What the tunnel counts against for quotas: C{"account:<name>"} or
     #: C{"address:<client address>"}; L{None} counts against nothing.
     quota_key: str | None = None
+    #: C{"http"}, or C{"tcp"} for a TCP tunnel, which holds C{tcp_port}.
+    protocol: str = "http"
+    tcp_port: int | None = None
     #: Runtime agent-session objects; the data plane owns them.
     sessions: list[Any] = attrs.field(factory=list)
 
@@ -123,6 +126,11 @@ class IRegistry(Interface):
     def by_name(name: str) -> Tunnel | None:
         """
         The live tunnel holding C{name}, or L{None}.
+        """
+
+    def by_port(port: int) -> Tunnel | None:
+        """
+        The live TCP tunnel holding public C{port}, or L{None}.
         """
 
     def remove(tunnel_id: str) -> Tunnel | None:
@@ -270,6 +278,12 @@ class InMemoryRegistry:
         if tunnel_id is None:
             return None
         return self.get(tunnel_id)
+
+    def by_port(self, port: int) -> Tunnel | None:
+        for tunnel_id, tunnel in list(self._by_id.items()):
+            if tunnel.tcp_port == port:
+                return self.get(tunnel_id)
+        return None
 
     def remove(self, tunnel_id: str) -> Tunnel | None:
         tunnel = self.get(tunnel_id)

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Protocol
 
 from .._types import Clock
 from ..names import split_host
+from ..writes import WriteBatch
 from .config import EdgeConfig
 from .exchange import Deadlines, Fields, ViewerExchange
 
 if TYPE_CHECKING:
+    from .limits import ConnectionLimits
     from .registry import IRegistry
     from .viewer import ViewerProtocol
 
@@ -86,6 +88,14 @@ class TunnelRouter:
         self.timeouts = Deadlines(reactor, config.response_timeout, "timed_out")
         #: The send timeouts of the exchanges whose viewer's connection is full.
         self.send_timeouts = Deadlines(reactor, config.send_timeout, "send_timed_out")
+        #: Open byte streams (WebSockets, TCP connections) per tunnel id, and
+        #: how many were refused for C{--max-byte-streams}.
+        self.byte_streams: dict[str, int] = {}
+        self.byte_streams_refused = 0
+        #: The process's write batch and the connection caps (set by
+        #: L{netbore.edge.site.build_edge}): TCP tunnels' connections use them.
+        self.writes = WriteBatch()
+        self.limits: ConnectionLimits | None = None
         #: The idle timeouts of the upgraded connections (byte streams), if any.
         self.idle_timeouts: Deadlines | None = None
         if config.stream_idle_timeout > 0:

@@ -318,7 +318,10 @@ def build_edge(
     site = EdgeSite(root, router, reactor, writes)
     site.body_limit = config.max_control_body
     site.proxies = TrustedProxies(config.trusted_proxies)
-    site.limits = endpoint.limits = ConnectionLimits(fd_cap(config.max_connections), config.max_connections_per_ip)
+    router.writes = writes
+    router.limits = site.limits = endpoint.limits = ConnectionLimits(
+        fd_cap(config.max_connections), config.max_connections_per_ip
+    )
     edge = EdgeService(config, site, registry, authority, endpoint)
     edge.api_keys = api_keys
     return edge

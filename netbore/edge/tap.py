@@ -257,6 +257,13 @@ class Options(usage.Options):
             "Connections open at once from one address; over it: 429 and closed.",
             _positive(int, "max-connections-per-ip"),
         ],
+        [
+            "max-byte-streams",
+            None,
+            1000,
+            "Byte streams (WebSockets, TCP connections) open at once per tunnel; over it: refused (503 or closed).",
+            _positive(int, "max-byte-streams"),
+        ],
     ]
 
     def __init__(self) -> None:
@@ -328,6 +335,7 @@ class Options(usage.Options):
             body_min_rate=self["body-min-rate"],
             max_connections=self["max-connections"],
             max_connections_per_ip=self["max-connections-per-ip"],
+            max_byte_streams=self["max-byte-streams"],
         )
 
 
