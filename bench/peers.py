@@ -107,7 +107,10 @@ class Netbore(Peer):
             env=py_env,
         )
         self.started.append(edge)
-        wait_port(port, 30, edge.alive)
+        try:
+            wait_port(port, 30, edge.alive)
+        except RuntimeError as e:
+            raise RuntimeError(f"netbore edge: {e}:\n{edge.log_tail()}") from None
         state = env.tmp / f"agent-state-{port}.json"
         agent = env.start(
             "netbore-agent",
