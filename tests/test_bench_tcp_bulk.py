@@ -14,6 +14,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -216,8 +217,10 @@ def test_a_failed_transfer_is_counted_and_never_a_speed() -> None:
 
 
 def test_the_http_table_keeps_its_columns() -> None:
-    row = {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0}
-    med = {p: {"small_c1": dict(row), "totals": {"errors": 0}} for p in ("direct", "netbore", "nginx-proxy", "ssh-R")}
+    row: dict[str, Any] = {"rps": 100.0, "p50_ms": 1.0, "p99_ms": 2.0}
+    med: dict[str, dict[str, dict[str, Any]]] = {
+        p: {"small_c1": dict(row), "totals": {"errors": 0}} for p in ("direct", "netbore", "nginx-proxy", "ssh-R")
+    }
     header = render(med, {p: p for p in med}, [1]).splitlines()[1].split()
     assert header == ["metric", "direct", "netbore", "×direct", "×nginx", "nginx-proxy", "×direct", "ssh-R"] + [
         "×direct",
