@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from twisted.python import usage
 
-from netbore.agent.config import DEFAULTS, AgentConfig, ConfigError, load_config_file, merge
+from netbore.agent.config import DEFAULTS, AgentConfig, ConfigError, load_config_file, merge, tcp_address
 from netbore.agent.tap import Options
 
 
@@ -133,3 +133,59 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_merge_ignores_unset_command_line_values() -> None:
     config = merge({"name": None, "origin": None}, {"origin": "http://127.0.0.1:1", "name": "n"})
     assert (config.origin, config.name) == ("http://127.0.0.1:1", "n")
+
+
+# -- TCP tunnels (issue 11): --tcp HOST:PORT instead of --origin -------------------
+
+
+@pytest.mark.parametrize(
+    "address, parsed",
+    [
+        ("127.0.0.1:5432", ("127.0.0.1", 5432)),
+        ("db.internal:5432", ("db.internal", 5432)),
+        ("localhost:22", ("localhost", 22)),
+        ("[::1]:22", ("::1", 22)),
+        ("[2001:db8::7]:65535", ("2001:db8::7", 65535)),
+        ("h:1", ("h", 1)),
+    ],
+)
+def test_tcp_option(address: str, parsed: tuple[str, int]) -> None:
+    config = parse("--tcp", address)
+    assert config.tcp == address and config.origin is None
+    assert tcp_address(config.tcp) == parsed
+
+
+def test_tcp_in_the_config_file(tmp_path: Path) -> None:
+    config = parse("--config", write(tmp_path, 'tcp: "127.0.0.1:5432"\nrequested_name: db\n'))
+    assert (config.tcp, config.origin, config.name) == ("127.0.0.1:5432", None, "db")
+    assert DEFAULTS["tcp"] is None and parse("--origin", "http://127.0.0.1:3000").tcp is None
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--tcp", "127.0.0.1:5432", "--origin", "http://127.0.0.1:3000"], "not both"),
+        (["--tcp", "5432"], "tcp must be HOST:PORT"),
+        (["--tcp", ":5432"], "tcp must be HOST:PORT"),
+        (["--tcp", "127.0.0.1:0"], "1 to 65535"),
+        (["--tcp", "127.0.0.1:65536"], "1 to 65535"),
+        (["--tcp", "127.0.0.1:ssh"], "1 to 65535"),
+        (["--tcp", "::1:22"], "in brackets"),
+        (["--tcp", "[nope]:22"], "not an IPv6 address"),
+        (["--tcp", "bad host:22"], "not a host name"),
+        (["--tcp", "http://127.0.0.1:5432"], "tcp must be HOST:PORT"),
+        (["--tcp", "127.0.0.1:5432", "--host-header", "rewrite"], "host-header applies to an HTTP origin"),
+        ([], "or --tcp HOST:PORT"),
+    ],
+)
+def test_bad_tcp_is_a_usage_error(argv: list[str], words: str) -> None:
+    with pytest.raises(usage.UsageError) as refused:
+        parse(*argv)
+    assert words in str(refused.value)
+
+
+def test_tcp_and_origin_in_the_file_and_on_the_command_line(tmp_path: Path) -> None:
+    # Exactly one, wherever each comes from.
+    path = write(tmp_path, "origin: http://127.0.0.1:3000\n")
+    with pytest.raises(usage.UsageError, match="not both"):
+        parse("--config", path, "--tcp", "127.0.0.1:22")

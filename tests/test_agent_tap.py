@@ -129,7 +129,7 @@ def test_help_lists_every_contract_option() -> None:
     for option in [
         "--control-url", "--origin", "--name", "--api-key-file", "--state-file", "--config", "--ca-cert",
         "--recreate-ttl", "--backoff-base", "--backoff-cap", "--drain-timeout", "--heartbeat-interval",
-        "--heartbeat-timeout", "--host-header",
+        "--heartbeat-timeout", "--host-header", "--tcp",
     ]:  # fmt: skip
         assert option in text
 

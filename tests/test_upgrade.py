@@ -307,3 +307,21 @@ def test_max_byte_streams_per_tunnel(seen: list[UpgradeOrigin]) -> None:
         assert tunnel.edge.site.router.byte_streams == {tunnel.created["tunnel_id"]: 2}
     finally:
         tunnel.close()
+
+
+def test_data_with_end_stream_keeps_the_viewer_direction_going(
+    tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]
+) -> None:
+    # An agent may end its direction with its last DATA (END_STREAM) rather
+    # than a separate END: the viewer's direction goes on, its window
+    # updates still reach the edge's stream.
+    viewer = upgrade(tunnel)
+    edge_streams = tunnel.edge.registry.by_name("app").sessions[0].streams  # type: ignore[union-attr]
+    ((stream_id, exchange),) = edge_streams.items()
+    tunnel.agent.current.send_data(stream_id, b"last words", end_stream=True)  # type: ignore[union-attr]
+    tunnel.pump()
+    assert viewer.received.endswith(b"last words") and exchange.got_end
+    assert edge_streams.get(stream_id) is exchange
+    viewer.send(b"x" * (8 * 1024 * 1024))  # beyond every window: held, sent as it opens
+    tunnel.pump()
+    assert not exchange.backlog and not exchange.upload_blocked

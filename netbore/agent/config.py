@@ -2,20 +2,23 @@
 The agent's settings: command line over YAML config file over defaults.
 
 The YAML file has the shape of seed 001 §5 (C{agent_id}, C{origin},
-C{control_url}, C{requested_name}) and may also set any command-line option
+C{control_url}, C{requested_name}; C{tcp} instead of C{origin} for a TCP
+tunnel) and may also set any command-line option
 by its long name, with C{-} or C{_}.  Unknown keys and wrong types stop the
 agent at start with a message naming the key.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["AgentConfig", "ConfigError", "DEFAULTS", "OPTION_TYPES", "load_config_file", "merge"]
+__all__ = ["AgentConfig", "ConfigError", "DEFAULTS", "OPTION_TYPES", "load_config_file", "merge", "tcp_address"]
 
 
 class ConfigError(Exception):
@@ -51,6 +54,35 @@ def _seconds_int(value: Any) -> int:
     return int(number)
 
 
+#: A host name: dot-separated labels of letters, digits, C{-} and C{_}.
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
+
+
+def tcp_address(text: str) -> tuple[str, int]:
+    """
+    C{HOST:PORT} (a name, an IPv4 address or C{[IPv6]}; PORT 1-65535) as
+    C{(host, port)}, the IPv6 address without its brackets.
+
+    @raise ValueError: with what is wrong.
+    """
+    host, colon, port_text = text.rpartition(":")
+    if not colon or not host:
+        raise ValueError("no HOST: before the port")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("the port must be a number from 1 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"{host!r} is not an IPv6 address") from None
+    elif ":" in host:
+        raise ValueError("an IPv6 address goes in brackets, [::1]:5432")
+    elif _HOST_NAME.fullmatch(host) is None or len(host) > 253:
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host, int(port_text)
+
+
 #: Every setting, by its long option name, with its coercion.
 OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "control-url": _text,
@@ -67,6 +99,7 @@ OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "drain-timeout": _duration,
     "heartbeat-interval": _duration,
     "heartbeat-timeout": _duration,
+    "tcp": _text,
 }
 
 #: Seed 001 §5 names for some options.
@@ -87,6 +120,7 @@ DEFAULTS: dict[str, Any] = {
     "drain-timeout": 10.0,
     "heartbeat-interval": 10.0,
     "heartbeat-timeout": 10.0,
+    "tcp": None,
 }
 
 
@@ -127,7 +161,7 @@ def load_config_file(path: str) -> dict[str, Any]:
 @attrs.frozen
 class AgentConfig:
     control_url: str
-    origin: str
+    origin: str | None
     name: str | None
     agent_id: str | None
     api_key_file: str | None
@@ -140,6 +174,8 @@ class AgentConfig:
     drain_timeout: float
     heartbeat_interval: float
     heartbeat_timeout: float
+    #: A TCP tunnel's local address (C{HOST:PORT}), instead of C{origin}.
+    tcp: str | None = None
 
 
 def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentConfig:
@@ -149,10 +185,21 @@ def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentCon
     values = dict(DEFAULTS)
     values.update({k: v for k, v in config_file.items() if v is not None})
     values.update({k: v for k, v in command_line.items() if v is not None})
-    origin = values["origin"]
-    if not origin:
-        raise ConfigError("--origin is required (or 'origin' in the config file)")
-    for key in ("origin", "control-url"):
+    origin, tcp = values["origin"], values["tcp"]
+    if not origin and not tcp:
+        raise ConfigError(
+            "--origin is required, or --tcp HOST:PORT for a TCP service ('origin' or 'tcp' in the config file)"
+        )
+    if origin and tcp:
+        raise ConfigError("give --origin (an HTTP service) or --tcp (a TCP service), not both")
+    if tcp:
+        try:
+            tcp_address(tcp)
+        except ValueError as e:
+            raise ConfigError(f"tcp must be HOST:PORT (an IPv6 HOST in brackets), not {tcp!r}: {e}") from None
+        if values["host-header"] is not None:
+            raise ConfigError("host-header applies to an HTTP origin, not to --tcp")
+    for key in ("origin", "control-url") if origin else ("control-url",):
         parts = urlsplit(values[key])
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{key} must be an http:// or https:// URL, not {values[key]!r}")

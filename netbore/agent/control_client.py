@@ -94,6 +94,7 @@ class TunnelControl(Protocol):
         recreate_token: str | None = None,
         management_token: str | None = None,
         recreate_ttl: int | None = None,
+        protocol: str | None = None,
     ) -> Created: ...
 
 
@@ -140,7 +141,12 @@ class ControlClient:
         recreate_token: str | None = None,
         management_token: str | None = None,
         recreate_ttl: int | None = None,
+        protocol: str | None = None,
     ) -> Created:
+        """
+        C{POST /tunnels/create}; C{protocol} C{"tcp"} asks for a TCP tunnel
+        (a public port), none for an HTTP one.
+        """
         body: dict[str, Any] = {"preferred_transports": ["wss"]}
         if requested_name:
             body["requested_name"] = requested_name
@@ -148,6 +154,8 @@ class ControlClient:
             body["recreate_token"] = recreate_token
         if recreate_ttl is not None:
             body["recreate_token_ttl_seconds"] = recreate_ttl
+        if protocol is not None:
+            body["protocol"] = protocol
         data = await self._call("POST", "/tunnels/create", body, management_token)
         hostname = str(data["public_hostname"])
         return Created(

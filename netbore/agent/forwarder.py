@@ -199,9 +199,21 @@ class OriginForwarder:
         return self.pool.close()
 
 
+class _Forwards(Protocol):
+    def forward(
+        self,
+        sink: StreamSink,
+        stream_id: int,
+        method: bytes,
+        target: bytes,
+        headers: Sequence[Header],
+        end_stream: bool,
+    ) -> OriginStream: ...
+
+
 class _Forwarding(Protocol):
     @property
-    def forwarder(self) -> OriginForwarder: ...
+    def forwarder(self) -> _Forwards: ...
 
 
 class OriginRequests:

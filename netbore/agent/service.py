@@ -28,8 +28,10 @@ from .backoff import Backoff
 from .config import AgentConfig
 from .control_client import ControlClient, ControlError, Created, TunnelControl, iso8601, parse_time, token_expiry
 from .forwarder import OriginForwarder
+from .refresh import TUNNEL_DELETED, TokenRefresh
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
+from .tcp import TcpForwarder
 
 __all__ = ["AgentService"]
 
@@ -39,21 +41,10 @@ log = Logger()
 STABLE_AFTER = 10.0
 #: Re-create a little before the ephemeral token runs out.
 TOKEN_MARGIN = 30.0
-#: Refresh the recreate token (by re-creating) at this fraction of its
-#: remaining lifetime, so that an agent connected for longer than the
-#: token's lifetime can still reclaim its name after an edge restart.
-REFRESH_AT = 0.5
-#: Shortest and longest wait between refresh attempts.
-REFRESH_MIN = 1.0
-REFRESH_RETRY_MAX = 60.0
 #: The control API's answers that mean "this recreate token will never
 #: work": bad request, bad or expired signature, not allowed, and the name
 #: taken by another tunnel.
 RECREATE_REFUSED = (400, 401, 403, 409)
-#: The edge's ways of saying "this tunnel was deleted, do not bring it
-#: back": the control API's error code (410) and the WebSocket close code
-#: of a deleted tunnel's sessions (docs/protocol.rst).
-TUNNEL_DELETED = "tunnel_deleted"
 
 #: How a session attempt ended (see L{AgentService._session}).
 UNREACHABLE = "unreachable"
@@ -70,7 +61,7 @@ DELETED = "deleted"
 Connect = Callable[[str, str, Callable[[Hello, Any], None], Callable[[SessionClosed], None]], Awaitable[None]]
 
 
-class AgentService(service.Service):
+class AgentService(TokenRefresh, service.Service):
     """
     Keeps one tunnel up for one origin.
     """
@@ -101,7 +92,12 @@ class AgentService(service.Service):
         #: and the session's WebSocket hold their writes in it while one
         #: input event is handled, and each sends once at its end.
         self.writes = WriteBatch()
-        self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header, writes=self.writes)
+        self.forwarder: OriginForwarder | TcpForwarder
+        if config.tcp:
+            self.forwarder = TcpForwarder(reactor, config.tcp)
+        else:
+            assert config.origin is not None
+            self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header, writes=self.writes)
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
         self.protocol: Any = None
@@ -202,6 +198,10 @@ class AgentService(service.Service):
 
     # -- control plane -----------------------------------------------------------
 
+    def _create_args(self) -> dict[str, Any]:
+        """What a create request carries beside the name and tokens."""
+        return {"protocol": "tcp"} if self.config.tcp else {}
+
     async def _ensure_created(self) -> Created:
         created = self.created
         if created is not None and parse_time(created.candidates_expires_at) - TOKEN_MARGIN > self.reactor.seconds():
@@ -216,6 +216,13 @@ class AgentService(service.Service):
                 old=state.name,
             )
             self._save(recreate_token=None, tunnel_id=None, name=None)
+        if state.recreate_token and (state.tcp is None) != (self.config.tcp is None) and (state.tcp or state.origin):
+            log.info(
+                "the state file's tunnel serves {old}, this agent {new}: creating a new tunnel",
+                old=state.tcp and "TCP" or "HTTP",
+                new=self.config.tcp and "TCP" or "HTTP",
+            )
+            self._save(recreate_token=None, tunnel_id=None, name=None)
         if state.recreate_token:
             try:
                 created = await self.control.create(
@@ -223,6 +230,7 @@ class AgentService(service.Service):
                     recreate_token=state.recreate_token,
                     management_token=management,
                     recreate_ttl=ttl,
+                    **self._create_args(),
                 )
             except ControlError as e:
                 if e.status not in RECREATE_REFUSED:
@@ -234,11 +242,17 @@ class AgentService(service.Service):
                 )
                 self._save(recreate_token=None, tunnel_id=None)
                 created = await self.control.create(
-                    requested_name=self.config.name, management_token=management, recreate_ttl=ttl
+                    requested_name=self.config.name,
+                    management_token=management,
+                    recreate_ttl=ttl,
+                    **self._create_args(),
                 )
         else:
             created = await self.control.create(
-                requested_name=self.config.name or state.name, management_token=management, recreate_ttl=ttl
+                requested_name=self.config.name or state.name,
+                management_token=management,
+                recreate_ttl=ttl,
+                **self._create_args(),
             )
         if state.name and created.name != state.name:
             log.warn(
@@ -255,6 +269,7 @@ class AgentService(service.Service):
             recreate_token=created.recreate_token or state.recreate_token,
             recreate_expires_at=iso8601(token_expiry(created.recreate_token or state.recreate_token)),
             origin=self.config.origin,
+            tcp=self.config.tcp,
             control_url=self.config.control_url,
             agent_id=self.agent_id,
         )
@@ -302,7 +317,7 @@ class AgentService(service.Service):
             public_url = hello.public_url or (self.created.public_url if self.created else "")
             # The log line first: whoever sees "ready" in the state file
             # finds the line in the log too.
-            log.info("tunnel ready: {url} -> {origin}", url=public_url, origin=self.config.origin)
+            log.info("tunnel ready: {url} -> {origin}", url=public_url, origin=self.config.origin or self.config.tcp)
             self._save(state="ready", public_url=public_url)
             self._schedule_refresh()
 
@@ -374,71 +389,3 @@ class AgentService(service.Service):
         if secure:
             endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=self.trust), endpoint)
         await endpoint.connect(factory)
-
-    # -- keeping the recreate token fresh -----------------------------------------
-
-    def _schedule_refresh(self, delay: float | None = None) -> None:
-        """
-        While the tunnel is up, re-create it (same id, same name: the edge
-        answers a valid recreate token for a live tunnel with that tunnel)
-        before the recreate token runs out, for a new one.
-        """
-        self._cancel_refresh()
-        if delay is None:
-            exp = token_expiry(self.state.recreate_token)
-            if exp is None:
-                return
-            delay = max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT)
-        self._refresh = self.reactor.callLater(delay, self._refresh_now)
-
-    def _cancel_refresh(self) -> None:
-        if self._refresh is not None and self._refresh.active():
-            self._refresh.cancel()
-        self._refresh = None
-
-    def _refresh_now(self) -> None:
-        self._refresh = None
-        d = defer.ensureDeferred(self._refresh_token())
-        d.addErrback(lambda f: log.failure("refreshing the recreate token failed", f))
-
-    async def _refresh_token(self) -> None:
-        if not self.running or self.protocol is None or not self.state.recreate_token:
-            return
-        before = self.state.tunnel_id
-        try:
-            management = await self.control.management_token(self.api_key) if self.api_key else None
-            created = await self.control.create(
-                requested_name=self.state.name,
-                recreate_token=self.state.recreate_token,
-                management_token=management,
-                recreate_ttl=self.config.recreate_ttl,
-            )
-        except Exception as e:
-            if isinstance(e, ControlError) and e.code == TUNNEL_DELETED:
-                self._tunnel_deleted(e.message)
-                if self.protocol is not None:
-                    self.protocol.close("tunnel deleted")
-                return
-            exp = token_expiry(self.state.recreate_token) or 0.0
-            retry = min(REFRESH_RETRY_MAX, max(REFRESH_MIN, (exp - self.reactor.seconds()) * REFRESH_AT))
-            log.warn(
-                "cannot refresh the recreate token ({error}); retrying in {retry:.0f} s",
-                error=str(e) or repr(e),
-                retry=retry,
-            )
-            if self.protocol is not None and self.running:
-                self._schedule_refresh(retry)
-            return
-        if created.tunnel_id != before:
-            # Cannot happen with a valid token; do not adopt a stranger.
-            log.warn(
-                "refreshing the recreate token gave another tunnel ({tunnel_id}); ignored", tunnel_id=created.tunnel_id
-            )
-            return
-        self.created = created
-        self._save(
-            recreate_token=created.recreate_token or self.state.recreate_token,
-            recreate_expires_at=iso8601(token_expiry(created.recreate_token or self.state.recreate_token)),
-        )
-        if self.protocol is not None and self.running:
-            self._schedule_refresh()

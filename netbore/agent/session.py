@@ -15,6 +15,7 @@ session ended (L{SessionClosed}) to the reconnect policy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import attrs
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
@@ -47,6 +48,9 @@ from netbore.protocol import (
 from netbore.protocol.errors import CLOSE_NORMAL
 from netbore.websocket import TunnelWebSocket, set_tunnel_options
 from netbore.writes import WriteBatch
+
+if TYPE_CHECKING:
+    from netbore.agent.tcp import TcpForwarder
 
 __all__ = ["AgentSessionFactory", "AgentSessionProtocol", "SessionClosed"]
 
@@ -382,7 +386,7 @@ class AgentSessionFactory(WebSocketClientFactory):
         url: str,
         token: str,
         agent_id: str,
-        forwarder: OriginForwarder,
+        forwarder: OriginForwarder | TcpForwarder,
         reactor: Reactor,
         settings: Settings | None = None,
         heartbeat_interval: float = 10.0,

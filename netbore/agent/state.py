@@ -32,6 +32,7 @@ class AgentState:
     control_url: str | None = None
     agent_id: str | None = None
     state: str | None = None  # "ready" while the tunnel is active, else "offline"
+    tcp: str | None = None  # a TCP tunnel's local HOST:PORT (then origin is None)
 
     def to_json(self) -> dict[str, Any]:
         return attrs.asdict(self)

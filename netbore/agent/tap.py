@@ -46,10 +46,11 @@ def _coerce(name: str) -> Callable[[str], Any]:
 
 
 class Options(usage.Options):
-    synopsis = "--origin URL [options]"
+    synopsis = "(--origin URL | --tcp HOST:PORT) [options]"
     longdesc = (
         "Run a netbore agent: create (or re-create) a tunnel on the edge and "
-        "serve the origin's HTTP service at the tunnel's public URL."
+        "serve the origin's HTTP service at the tunnel's public URL, or (--tcp) "
+        "a local TCP service at a public port of the edge."
     )
 
     # Defaults are None here so that a value given in --config is only
@@ -98,6 +99,12 @@ class Options(usage.Options):
             None,
             "Time to wait for a pong, seconds (default 10).",
             _coerce("heartbeat-timeout"),
+        ],
+        [
+            "tcp",
+            None,
+            None,
+            "A local TCP service to expose instead of --origin, HOST:PORT (e.g. 127.0.0.1:5432, [::1]:22).",
         ],
     ]
 

@@ -76,10 +76,15 @@ class UpgradeRequests:
         if self.going_away:
             session.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"agent going away")
             return
+        from netbore.agent.tcp import TcpForwarder  # (which builds on this module)
+
+        forwarder: OriginForwarder | TcpForwarder = self.factory.forwarder
+        if isinstance(forwarder, TcpForwarder):
+            forwarder.open(session, event)
+            return
         if not event.upgrade:
             session.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"no TCP service here")
             return
-        forwarder: OriginForwarder = self.factory.forwarder
         if TOKEN.fullmatch(event.method) is None or not event.target.startswith(b"/"):
             session.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"upgrade request not sendable")
             return
@@ -314,18 +319,27 @@ class UpgradeStream(Protocol):
         if transport is None or self.got_end or self.state is not _BYTES:
             self.sink.acknowledge(self.stream_id, len(data))
         else:
-            transport.write(data)
-            if self.write_paused:
-                self.unacked += len(data)
-            else:
-                self.sink.acknowledge(self.stream_id, len(data))
+            self._write(transport, data)
         if end_stream:
             self.end_received()
+
+    def _write(self, transport: Any, data: bytes) -> None:
+        """Write the edge's C{data}; acknowledged once the transport is not full."""
+        transport.write(data)
+        if self.write_paused:
+            self.unacked += len(data)
+        else:
+            self.sink.acknowledge(self.stream_id, len(data))
 
     def end_received(self) -> None:
         self.got_end = True
         transport: Any = self.transport
         if transport is not None:
+            # Nothing more to write: this stream stops being the transport's
+            # producer (a transport whose producer is paused when its buffer
+            # drains resumes it and never gets to the half-close).
+            transport.unregisterProducer()
+            self.resumeProducing()
             try:
                 transport.loseWriteConnection()
             except AttributeError:

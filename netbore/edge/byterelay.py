@@ -63,6 +63,9 @@ class ByteRelay:
     session: EdgeSession | None = None
     transport: Any = None
     writes: WriteBatch
+    #: (the session's DATA handler reads it) whether the stream stays
+    #: registered after the agent's C{END_STREAM} on DATA (L{ended}'s answer).
+    keeps_after_end = False
     #: (the drain reads a handed-over channel's C{requests}) a byte stream
     #: is never idle.
     requests = (None,)
@@ -200,7 +203,8 @@ class ByteRelay:
                     transport.loseWriteConnection()
             if self.sent_end and not self.backlog:
                 self._done()  # (the viewer's END went before)
-        return self.state is BYTES and self.session is not None
+        keep = self.keeps_after_end = self.state is BYTES and self.session is not None
+        return keep
 
     def _lose(self, transport: Any) -> None:
         transport.unregisterProducer()  # (else a paused one keeps it open)

@@ -422,7 +422,7 @@ class AgentEvents:
             self.credit_back(event)
             return
         n = exchange.received(event.data, event.end_stream)
-        if event.end_stream:
+        if event.end_stream and not exchange.keeps_after_end:
             self.streams.pop(event.stream_id, None)
         if n:
             # (the stream's session is this one, and it flushes after its events)

@@ -35,6 +35,9 @@ class CheckedExchange(ExchangeEnds):
     """
 
     tunnel: Tunnel
+    #: (the session's DATA handler reads it) an exchange is forgotten with
+    #: the agent's C{END_STREAM}; a byte stream may still send (L{netbore.edge.byterelay}).
+    keeps_after_end = False
 
     def _refuse_head(self, status: int, reason: bytes, headers: Fields) -> None:
         """
