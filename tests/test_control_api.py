@@ -740,6 +740,7 @@ async def test_list(edge: Edge) -> None:
         "owner": "alice",
         "edge_id": "edge-1",
         "sessions": 1,
+        "protocol": "http",
     }
 
     _, _, body = await edge.call("GET", "/tunnels/list", token=edge.management("root", "admin"))

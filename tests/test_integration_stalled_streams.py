@@ -25,7 +25,7 @@ import pytest
 
 from . import procs
 from .procs import Agent, Edge
-from .test_integration_tcp import EchoOrigin, connect, echo_through, port_range, random_chunks, tcp_port
+from .test_integration_tcp import EchoOrigin, connect, echo_through, random_chunks, start_tcp_edge, tcp_port
 from .test_integration_websocket import WsOrigin
 
 pytestmark = pytest.mark.integration
@@ -51,8 +51,7 @@ def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def edge(tmp: Path) -> Iterator[Edge]:
-    first, last = port_range()
-    proc = procs.start_edge(tmp, "--allow-anonymous", "--tcp-ports", f"{first}-{last}", "--tcp-interface", "127.0.0.1")
+    proc = start_tcp_edge(tmp)
     yield proc
     proc.stop()
 

@@ -60,10 +60,15 @@ def origin(tmp: Path) -> Iterator[EchoOrigin]:
     proc.stop()
 
 
+def start_tcp_edge(tmp: Path) -> Edge:
+    """An edge handing out TCP tunnels' ports on loopback."""
+    first, last = port_range()
+    return procs.start_edge(tmp, "--allow-anonymous", "--tcp-ports", f"{first}-{last}", "--tcp-interface", "127.0.0.1")
+
+
 @pytest.fixture(scope="module")
 def edge(tmp: Path) -> Iterator[Edge]:
-    first, last = port_range()
-    proc = procs.start_edge(tmp, "--allow-anonymous", "--tcp-ports", f"{first}-{last}", "--tcp-interface", "127.0.0.1")
+    proc = start_tcp_edge(tmp)
     yield proc
     proc.stop()
 
@@ -104,7 +109,6 @@ def echo_through(port: int, chunks: Iterator[bytes] | list[bytes]) -> tuple[str,
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    got = bytearray()
     received = hashlib.sha256()
     n = 0
     tail = b""
@@ -121,7 +125,6 @@ def echo_through(port: int, chunks: Iterator[bytes] | list[bytes]) -> tuple[str,
             tail = tail[-keep:]
     sender.join(30)
     sock.close()
-    del got
     return sent.hexdigest(), sent_n, received.hexdigest(), n, tail
 
 
@@ -148,7 +151,7 @@ def test_one_hundred_mib_each_way(agent: Agent) -> None:
 
 def test_half_close_the_client_still_receives_the_rest(agent: Agent) -> None:
     # The origin writes its trailer only after it saw the client's EOF.
-    sock = connect(agent and tcp_port(agent))
+    sock = connect(tcp_port(agent))
     sock.sendall(b"hello, half-closed world\n")
     sock.shutdown(socket.SHUT_WR)
     data = b""

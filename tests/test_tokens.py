@@ -641,3 +641,16 @@ def test_load_keyring_creates_one_key_once(tmp_path: Path) -> None:
     again = load_keyring(str(data_dir))
     assert first.signing_key()[0] == again.signing_key()[0]
     assert len(read_keys(str(data_dir))) == 1
+
+
+def test_extra_claims_are_signed_and_cannot_replace_the_standard_ones(authority: TokenAuthority) -> None:
+    """
+    A TCP tunnel's recreate token carries its protocol and port (issue 11,
+    TCP tunnels); extra claims never stand in for a standard one.
+    """
+    token, _ = authority.issue(RECREATE, "tid", 600, name="db", extra={"protocol": "tcp", "port": 20000})
+    claims = authority.verify(token, RECREATE)
+    assert (claims.raw["protocol"], claims.raw["port"], claims.sub, claims.name) == ("tcp", 20000, "tid", "db")
+    for claim in ("sub", "name", "token_use", "exp", "iss", "role"):
+        with pytest.raises(ValueError, match="extra claims"):
+            authority.issue(RECREATE, "tid", 600, name="db", extra={claim: "x"})

@@ -13,11 +13,10 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
-from netbore.agent.session import AgentSessionFactory
 from netbore.agent.upgrade import HIGH_WATER
 from netbore.edge.config import EdgeConfig
 from netbore.protocol import Settings
-from netbore.testing import EDGE_PORT, LOOPBACK, InMemoryTunnel, Viewer
+from netbore.testing import InMemoryTunnel, Viewer
 
 SWITCH = (
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n"
@@ -163,19 +162,7 @@ def test_refused_upgrade_is_an_ordinary_response(tunnel: InMemoryTunnel) -> None
 
 def test_agent_without_byte_streams(tunnel: InMemoryTunnel, seen: list[UpgradeOrigin]) -> None:
     tunnel.disconnect_agent()
-    candidate = tunnel.created["candidates"][0]
-    old = AgentSessionFactory(
-        url=candidate["edge_url"],
-        token=tunnel.created["ephemeral_token"],
-        agent_id="old-agent",
-        forwarder=tunnel.forwarder,
-        reactor=tunnel.reactor,
-        settings=Settings(),  # byte_streams not announced, as before issue 11
-        tunnel_id=tunnel.created["tunnel_id"],
-        writes=tunnel.writes,
-    )
-    tunnel.reactor.connectTCP(LOOPBACK, EDGE_PORT, old)
-    tunnel.pump()
+    old = tunnel.connect_agent("old-agent", settings=Settings())  # byte_streams not announced, as before issue 11
     assert old.current is not None
     response = upgrade(tunnel).response()
     assert response.status == 502

@@ -204,16 +204,21 @@ class TokenAuthority:
         *,
         name: str | None = None,
         role: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> tuple[str, int]:
         """
         A signed token and its C{exp} (integer seconds since the epoch).
 
         C{name} is required for ephemeral and recreate tokens, C{role} for
-        management tokens; C{ttl} is at least 1 second.
+        management tokens; C{ttl} is at least 1 second.  C{extra} claims
+        (e.g. a TCP tunnel's C{protocol} and C{port}) are added as they
+        are; they may not replace a claim named above.
 
         @raise ValueError: for arguments that would make a malformed token.
         """
         _check_issue_args(token_use, sub, ttl, name, role)
+        if extra and not set(extra).isdisjoint({*_REQUIRED_STR, *_REQUIRED_INT, "name", "role"}):
+            raise ValueError(f"extra claims may not replace the standard ones: {sorted(extra)}")
         now = self._clock.seconds()
         iat = int(now)
         exp = int(now + ttl)
@@ -230,6 +235,8 @@ class TokenAuthority:
             claims["name"] = name
         if role is not None:
             claims["role"] = role
+        if extra:
+            claims.update(extra)
         kid, key = self._keyring.signing_key()
         token = jwt.encode(claims, key, algorithm=self._keyring.algorithm, headers={"kid": kid})
         return token, exp

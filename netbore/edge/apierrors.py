@@ -23,9 +23,11 @@ __all__ = [
     "names_exhausted",
     "not_found",
     "payload_too_large",
+    "ports_exhausted",
     "quota_exceeded",
     "rate_limited",
     "render_error",
+    "tcp_not_enabled",
     "tunnel_deleted",
     "unauthorized",
 ]
@@ -104,6 +106,14 @@ def tunnel_deleted(message: str) -> ApiError:
 
 def names_exhausted(message: str) -> ApiError:
     return ApiError(503, "names_exhausted", message, {"Retry-After": "1"})
+
+
+def tcp_not_enabled(message: str) -> ApiError:
+    return ApiError(400, "tcp_not_enabled", message)
+
+
+def ports_exhausted(message: str) -> ApiError:
+    return ApiError(409, "ports_exhausted", message)
 
 
 def json_response(request: Request, status: int, body: Any, *, no_store: bool = False) -> bytes:

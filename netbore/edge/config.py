@@ -4,7 +4,12 @@ The edge's settings, gathered from the command line in one frozen object.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
+
+if TYPE_CHECKING:
+    from .tcp_ports import PortRange
 
 __all__ = ["EdgeConfig"]
 
@@ -72,3 +77,8 @@ class EdgeConfig:
     #: Byte streams (upgraded connections, TCP tunnels' connections) open at
     #: once per tunnel; one over it is refused (503 page, or closed) and counted.
     max_byte_streams: int = 1000
+    #: The public ports TCP tunnels are given (C{--tcp-ports}); L{None}: this
+    #: edge creates no TCP tunnels.
+    tcp_ports: PortRange | None = None
+    #: The address TCP tunnels' ports listen on (C{--tcp-interface}).
+    tcp_interface: str = "127.0.0.1"

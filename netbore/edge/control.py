@@ -7,6 +7,11 @@ tunnel name (DESIGN.md "Host dispatch"), beside C{/connect}.
 
 Order of checks in every authenticated route: rate limit (429), body (413,
 400), credentials (401), existence (404), authorisation (403), names (409).
+
+A create asks for an HTTP tunnel (served at its name) or, with
+C{"protocol": "tcp"}, a TCP tunnel, which also holds a public port of the
+edge's C{--tcp-ports} (L{netbore.edge.tcp_ports}); what that changes is in
+L{netbore.edge.tcp_create}.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ from .config import EdgeConfig
 from .quotas import CreateLimits
 from .ratelimit import AuthFailureLimiter
 from .registry import IRegistry, NameHeld, Tunnel, TunnelState
+from .tcp_create import allocate_port, preferred_port, protocol_fields, recreate_claims, tunnel_protocol
+from .tcp_ports import TcpPorts
 
 __all__ = ["ControlAPI"]
 
@@ -67,6 +74,8 @@ class ControlAPI:
 
     @param on_delete: called with each tunnel deleted through the API, after
         it left the registry; the data plane closes its agent sessions.
+    @param tcp_ports: the ports of TCP tunnels (C{--tcp-ports}); L{None}:
+        this edge creates none (400 C{tcp_not_enabled}).
     """
 
     app = Klein()
@@ -84,6 +93,7 @@ class ControlAPI:
         limiter: AuthFailureLimiter,
         clock: Clock,
         on_delete: Callable[[Tunnel], None] | None = None,
+        tcp_ports: TcpPorts | None = None,
     ) -> None:
         self.config = config
         self.registry = registry
@@ -92,6 +102,7 @@ class ControlAPI:
         self.limiter = limiter
         self.clock = clock
         self.on_delete = on_delete
+        self.tcp_ports = tcp_ports
         self.auth = ApiAuth(authority, api_keys, limiter)
         self.limits = CreateLimits(config, registry, clock)
         #: Where random names come from (tests replace it).
@@ -161,71 +172,95 @@ class ControlAPI:
                 raise invalid_request(str(e)) from None
         if recreate is not None and requested is not None and requested != recreate.name:
             raise invalid_request(f"the recreate token is for the name {recreate.name!r}, not {requested!r}")
+        protocol = tunnel_protocol(body.get("protocol"), recreate, self.tcp_ports)
 
         owner = management.sub if management is not None else None
         if recreate is not None:
-            tunnel = self._recreate(request, recreate, owner, addr)
+            tunnel = self._recreate(request, recreate, owner, addr, protocol)
         elif requested is not None:
-            tunnel = self._claim(request, requested, management, addr)
+            tunnel = self._claim(request, requested, management, addr, protocol)
         else:
-            tunnel = self._new_random(request, owner, addr)
+            tunnel = self._new_random(request, owner, addr, protocol)
         return self._grant(request, tunnel, body)
 
-    def _new_tunnel(self, request: Request, tunnel_id: str, name: str, owner: str | None, addr: str) -> Tunnel:
+    def _new_tunnel(
+        self,
+        request: Request,
+        tunnel_id: str,
+        name: str,
+        owner: str | None,
+        addr: str,
+        protocol: str = "http",
+        preferred: int | None = None,
+    ) -> Tunnel:
         quota_key = self.limits.quota_key(owner, addr)
         hostname = f"{name}.{self.config.domain}"
+        if protocol == "tcp":
+            port: int | None = allocate_port(self.tcp_ports, preferred)
+            url = f"tcp://{self.config.domain}:{port}"
+        else:
+            port, url = None, public_url(request, hostname, self.config.public_scheme)
         tunnel = Tunnel(
             tunnel_id=tunnel_id,
             name=name,
             public_hostname=hostname,
-            public_url=public_url(request, hostname, self.config.public_scheme),
+            public_url=url,
             owner=owner,
             edge_id=self.config.edge_id,
             state=TunnelState.PENDING,
             created_at=self.clock.seconds(),
             quota_key=quota_key,
+            protocol=protocol,
+            tcp_port=port,
         )
         try:
             self.registry.add(tunnel)
         except NameHeld:
+            if port is not None and self.tcp_ports is not None:
+                self.tcp_ports.release(port)
             raise name_taken(f"the name {name!r} is held by another tunnel") from None
         self.log.info(
             "tunnel {tunnel_id} created as {name} for {owner}",
             tunnel_id=tunnel_id,
             name=name,
             owner=owner or "(anonymous)",
+            protocol=protocol,
+            tcp_port=port,
             event="tunnel_created",
         )
         return tunnel
 
-    def _recreate(self, request: Request, claims: Claims, owner: str | None, addr: str) -> Tunnel:
+    def _recreate(self, request: Request, claims: Claims, owner: str | None, addr: str, protocol: str) -> Tunnel:
         tunnel = self.registry.get(claims.sub)
         if tunnel is not None:
-            return tunnel
+            return tunnel  # with its name, and its port if it has one
         # The edge forgot the tunnel (restart, or the hold lapsed while the
-        # token was within its clock-skew leeway): re-create it as it was.
+        # token was within its clock-skew leeway): re-create it as it was,
+        # on the port its token names if that is free.
         assert claims.name is not None
         holder = self.registry.by_name(claims.name)
         if holder is not None:
             raise name_taken(f"the name {claims.name!r} is held by another tunnel")
-        return self._new_tunnel(request, claims.sub, claims.name, owner, addr)
+        return self._new_tunnel(request, claims.sub, claims.name, owner, addr, protocol, preferred_port(claims))
 
-    def _claim(self, request: Request, name: str, management: Claims | None, addr: str) -> Tunnel:
+    def _claim(self, request: Request, name: str, management: Claims | None, addr: str, protocol: str) -> Tunnel:
         holder = self.registry.by_name(name)
         if holder is None:
             owner = management.sub if management is not None else None
-            return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr)
+            return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr, protocol)
         # Only the owning account may take over a held name: not an admin of
-        # another account, not anonymous callers.
+        # another account, not anonymous callers; and as the same protocol.
         if management is not None and holder.owner == management.sub:
-            return holder
+            if holder.protocol == protocol:
+                return holder
+            raise name_taken(f"the name {name!r} is held by your {holder.protocol} tunnel {holder.tunnel_id}")
         raise name_taken(f"the name {name!r} is held by another tunnel")
 
-    def _new_random(self, request: Request, owner: str | None, addr: str) -> Tunnel:
+    def _new_random(self, request: Request, owner: str | None, addr: str, protocol: str) -> Tunnel:
         for _ in range(_RANDOM_NAME_ATTEMPTS):
             name = self.random_name()
             if self.registry.by_name(name) is None:
-                return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr)
+                return self._new_tunnel(request, secrets.token_urlsafe(18), name, owner, addr, protocol)
         raise names_exhausted(f"no free random name found in {_RANDOM_NAME_ATTEMPTS} tries; try again")
 
     def _grant(self, request: Request, tunnel: Tunnel, body: dict[str, Any]) -> bytes:
@@ -236,7 +271,9 @@ class ControlAPI:
         ephemeral, ephemeral_exp = self.authority.issue(
             EPHEMERAL, tunnel.tunnel_id, config.ephemeral_ttl, name=tunnel.name
         )
-        recreate, recreate_exp = self.authority.issue(RECREATE, tunnel.tunnel_id, recreate_ttl, name=tunnel.name)
+        recreate, recreate_exp = self.authority.issue(
+            RECREATE, tunnel.tunnel_id, recreate_ttl, name=tunnel.name, extra=recreate_claims(tunnel)
+        )
         # Pending: held while the candidates just given are usable; down:
         # while the recreate token is (IRegistry.tokens_issued).
         self.registry.tokens_issued(tunnel, ephemeral_exp, recreate_exp)
@@ -262,21 +299,17 @@ class ControlAPI:
             "region": config.region,
             "note": ("open a WebSocket offering subprotocols netbore.v1 and bearer.<ephemeral_token>"),
         }
-        return json_response(
-            request,
-            201,
-            {
-                "tunnel_id": tunnel.tunnel_id,
-                "public_hostname": tunnel.public_hostname,
-                "public_url": tunnel.public_url,
-                "candidates": [candidate],
-                "ephemeral_token": ephemeral,
-                "recreate_token": recreate,
-                "candidates_expires_at": iso8601(ephemeral_exp),
-                "note": note,
-            },
-            no_store=True,
-        )
+        answer = {
+            "tunnel_id": tunnel.tunnel_id,
+            "public_hostname": tunnel.public_hostname,
+            "public_url": tunnel.public_url,
+            "candidates": [candidate],
+            "ephemeral_token": ephemeral,
+            "recreate_token": recreate,
+            "candidates_expires_at": iso8601(ephemeral_exp),
+            "note": note,
+        }
+        return json_response(request, 201, answer | protocol_fields(tunnel), no_store=True)
 
     @app.route("/tunnels/delete", methods=["POST"])
     def delete(self, request: Request) -> bytes:
@@ -345,6 +378,7 @@ class ControlAPI:
                 "edge_id": t.edge_id,
                 "sessions": len(t.sessions),
             }
+            | protocol_fields(t)
             for t in self.registry.all()
             if admin or t.owner == management.sub
         ]

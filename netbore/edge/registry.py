@@ -20,6 +20,12 @@ A tunnel that is not C{ACTIVE} and whose hold has passed is gone: lookups
 forget it lazily.  Each tunnel counts against its C{quota_key} (its owning
 account, or the address that created it anonymously) while it is held.
 
+A TCP tunnel (C{protocol} C{"tcp"}) holds its public port (C{tcp_port})
+exactly as it holds its name: L{IRegistry.by_port} finds it while it is
+live, and no other tunnel may be added with that port.  Whoever listens on
+the port learns that a tunnel was forgotten (deleted, or its hold lapsed)
+from L{InMemoryRegistry.on_forget}.
+
 Deleted tunnels
 ===============
 
@@ -34,9 +40,11 @@ early, however many there are.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import attrs
+from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from .._types import Clock
@@ -49,6 +57,8 @@ __all__ = [
     "Tunnel",
     "TunnelState",
 ]
+
+log = Logger()
 
 #: Seconds of clock skew that token verification tolerates on C{exp}; a
 #: deleted tunnel is remembered that much longer than its last token.
@@ -67,8 +77,8 @@ class TunnelState(enum.Enum):
 
 class NameHeld(Exception):
     """
-    L{IRegistry.add} was asked to add a tunnel whose name (or id) another
-    live tunnel holds.
+    L{IRegistry.add} was asked to add a tunnel whose name (or id, or TCP
+    port) another live tunnel holds.
     """
 
 
@@ -95,8 +105,9 @@ class Tunnel:
     #: What the tunnel counts against for quotas: C{"account:<name>"} or
     #: C{"address:<client address>"}; L{None} counts against nothing.
     quota_key: str | None = None
-    #: C{"http"}, or C{"tcp"} for a TCP tunnel, which holds C{tcp_port}.
+    #: C{"http"} (served by name) or C{"tcp"} (served on C{tcp_port}).
     protocol: str = "http"
+    #: The public port a TCP tunnel holds; L{None} for HTTP tunnels.
     tcp_port: int | None = None
     #: Runtime agent-session objects; the data plane owns them.
     sessions: list[Any] = attrs.field(factory=list)
@@ -115,7 +126,8 @@ class IRegistry(Interface):
         """
         Add C{tunnel}.
 
-        @raise NameHeld: its name or id is taken by another live tunnel.
+        @raise NameHeld: its name, id or TCP port is taken by another live
+            tunnel.
         """
 
     def get(tunnel_id: str) -> Tunnel | None:
@@ -130,14 +142,14 @@ class IRegistry(Interface):
 
     def by_port(port: int) -> Tunnel | None:
         """
-        The live TCP tunnel holding public C{port}, or L{None}.
+        The live TCP tunnel holding public port C{port}, or L{None}.
         """
 
     def remove(tunnel_id: str) -> Tunnel | None:
         """
-        Delete a tunnel now (its name is free at once) and revoke its id
-        until every token issued for it has expired.  Returns the tunnel, or
-        L{None} if there was none.
+        Delete a tunnel now (its name and port are free at once) and revoke
+        its id until every token issued for it has expired.  Returns the
+        tunnel, or L{None} if there was none.
         """
 
     def revoke(tunnel_id: str) -> None:
@@ -199,6 +211,11 @@ class InMemoryRegistry:
         live (the edge's C{--recreate-max-ttl}, or its ephemeral TTL if
         longer): a deleted tunnel's id is revoked for that long plus
         L{TOKEN_LEEWAY}, which covers tokens issued before a restart too.
+
+    @ivar on_forget: called with each tunnel the registry forgets (deleted,
+        or its hold lapsed, noticed by a lookup or L{expire}), once, after
+        its name and port are free: the owner of a TCP tunnel's listener
+        stops it.
     """
 
     def __init__(
@@ -215,6 +232,9 @@ class InMemoryRegistry:
         self.revocations: IRevocations = revocations if revocations is not None else MemoryRevocations()
         self._by_id: dict[str, Tunnel] = {}
         self._by_name: dict[str, str] = {}
+        # TCP port -> id of the tunnel holding it.
+        self._by_port: dict[int, str] = {}
+        self.on_forget: list[Callable[[Tunnel], None]] = []
         # quota key -> ids of the tunnels counting against it.
         self._by_quota: dict[str, set[str]] = {}
 
@@ -224,16 +244,24 @@ class InMemoryRegistry:
         return tunnel.state is not TunnelState.ACTIVE and tunnel.held_until <= now
 
     def _forget(self, tunnel: Tunnel) -> None:
-        if self._by_id.get(tunnel.tunnel_id) is tunnel:
-            del self._by_id[tunnel.tunnel_id]
+        if self._by_id.get(tunnel.tunnel_id) is not tunnel:
+            return
+        del self._by_id[tunnel.tunnel_id]
         if self._by_name.get(tunnel.name) == tunnel.tunnel_id:
             del self._by_name[tunnel.name]
+        if tunnel.tcp_port is not None and self._by_port.get(tunnel.tcp_port) == tunnel.tunnel_id:
+            del self._by_port[tunnel.tcp_port]
         if tunnel.quota_key is not None:
             ids = self._by_quota.get(tunnel.quota_key)
             if ids is not None:
                 ids.discard(tunnel.tunnel_id)
                 if not ids:
                     del self._by_quota[tunnel.quota_key]
+        for observer in list(self.on_forget):
+            try:
+                observer(tunnel)
+            except Exception:
+                log.failure("on_forget observer failed for {tunnel_id}", tunnel_id=tunnel.tunnel_id)
 
     def _live(self, tunnel: Tunnel | None) -> Tunnel | None:
         if tunnel is None:
@@ -265,6 +293,11 @@ class InMemoryRegistry:
         by_id = self.get(tunnel.tunnel_id)
         if by_id is not None and by_id is not tunnel:
             raise NameHeld(f"tunnel id {tunnel.tunnel_id!r} exists")
+        if tunnel.tcp_port is not None:
+            by_port = self.by_port(tunnel.tcp_port)
+            if by_port is not None and by_port is not tunnel:
+                raise NameHeld(f"port {tunnel.tcp_port} is held by another tunnel")
+            self._by_port[tunnel.tcp_port] = tunnel.tunnel_id
         self._by_id[tunnel.tunnel_id] = tunnel
         self._by_name[tunnel.name] = tunnel.tunnel_id
         if tunnel.quota_key is not None:
@@ -280,10 +313,10 @@ class InMemoryRegistry:
         return self.get(tunnel_id)
 
     def by_port(self, port: int) -> Tunnel | None:
-        for tunnel_id, tunnel in list(self._by_id.items()):
-            if tunnel.tcp_port == port:
-                return self.get(tunnel_id)
-        return None
+        tunnel_id = self._by_port.get(port)
+        if tunnel_id is None:
+            return None
+        return self.get(tunnel_id)
 
     def remove(self, tunnel_id: str) -> Tunnel | None:
         tunnel = self.get(tunnel_id)

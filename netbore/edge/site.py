@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import weakref
+from functools import partial
 from typing import Any
 
 from twisted.application import service
@@ -34,6 +35,8 @@ from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
 from .revocations import SQLiteRevocations
 from .router import TunnelRouter
+from .tcp import tcp_factory
+from .tcp_ports import TcpPorts
 from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "OneRequestChannel", "build_edge"]
@@ -182,6 +185,8 @@ class EdgeService(service.MultiService):
         self.registry = registry
         self.authority = authority
         self.endpoint = endpoint
+        #: The TCP tunnels' ports (a child service); L{None}: no TCP tunnels.
+        self.tcp_ports: TcpPorts | None = None
         self._sweep: LoopingCall | None = None
         self._trim: IDelayedCall | None = None
         #: The C{--api-keys-file}, re-read on SIGHUP.
@@ -211,9 +216,10 @@ class EdgeService(service.MultiService):
         take no new connections; requests arriving on open connections get
         a 502 "offline" page; agents get go-away; in-flight streams get up
         to C{drain_timeout} to finish and their connections to flush, and
-        only then does the reactor stop.
+        only then does the reactor stop.  The TCP tunnels' ports (a child
+        service) stop listening at once too.
         """
-        super().stopService()
+        stopped = super().stopService()
         self._restore_sighup()
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
@@ -221,7 +227,9 @@ class EdgeService(service.MultiService):
             self._trim.cancel()
         self.site.router.draining = True
         self.endpoint.go_away_all()
-        return Deferred.fromCoroutine(self._drain())
+        drained = Deferred.fromCoroutine(self._drain())
+        drained.addCallback(lambda _: stopped)
+        return drained.addCallback(lambda _: None)
 
     def _install_sighup(self) -> None:
         """
@@ -304,6 +312,10 @@ def build_edge(
     # one event causes leave together.
     writes = WriteBatch()
     endpoint = AgentEndpoint(config, registry, authority, limiter, reactor, writes)
+    router = TunnelRouter(config, registry, reactor)
+    tcp_ports = None
+    if config.tcp_ports is not None:
+        tcp_ports = TcpPorts(config.tcp_ports, config.tcp_interface, registry, reactor, partial(tcp_factory, router))
     control = ControlAPI(
         config,
         registry,
@@ -312,8 +324,8 @@ def build_edge(
         limiter,
         reactor,
         on_delete=endpoint.tunnel_deleted,
+        tcp_ports=tcp_ports,
     )
-    router = TunnelRouter(config, registry, reactor)
     root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor, writes)
     site.body_limit = config.max_control_body
@@ -324,4 +336,8 @@ def build_edge(
     )
     edge = EdgeService(config, site, registry, authority, endpoint)
     edge.api_keys = api_keys
+    if tcp_ports is not None:
+        tcp_ports.setName("tcp-ports")
+        tcp_ports.setServiceParent(edge)
+        edge.tcp_ports = tcp_ports
     return edge

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from twisted.application import service
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
@@ -23,6 +24,7 @@ from ..auth.keystore import key_file_paths
 from ..names import is_valid_label
 from .clientaddr import parse_network
 from .config import EdgeConfig
+from .tcp_ports import parse_port_range
 
 __all__ = ["Options", "makeService"]
 
@@ -264,6 +266,19 @@ class Options(usage.Options):
             "Byte streams (WebSockets, TCP connections) open at once per tunnel; over it: refused (503 or closed).",
             _positive(int, "max-byte-streams"),
         ],
+        [
+            "tcp-ports",
+            None,
+            None,
+            "Public ports of TCP tunnels: a range A-B (e.g. 20000-20999) or one port (default: no TCP tunnels).",
+            parse_port_range,
+        ],
+        [
+            "tcp-interface",
+            None,
+            "127.0.0.1",
+            "Address the TCP tunnels' ports listen on (0.0.0.0 or :: to make them public).",
+        ],
     ]
 
     def __init__(self) -> None:
@@ -300,6 +315,9 @@ class Options(usage.Options):
         self["domain"] = domain
         if self["public-scheme"] not in (None, "http", "https"):
             raise usage.UsageError("--public-scheme must be http or https")
+        interface = self["tcp-interface"]
+        if not (isIPAddress(interface) or isIPv6Address(interface)):
+            raise usage.UsageError(f"--tcp-interface must be an IP address (e.g. 0.0.0.0 or ::), not {interface!r}")
         for name in ("api-keys-file", "jwt-secret-file"):
             path = self[name]
             if path is not None and not os.path.isfile(path):
@@ -336,6 +354,8 @@ class Options(usage.Options):
             max_connections=self["max-connections"],
             max_connections_per_ip=self["max-connections-per-ip"],
             max_byte_streams=self["max-byte-streams"],
+            tcp_ports=self["tcp-ports"],
+            tcp_interface=self["tcp-interface"],
         )
 
 

@@ -19,7 +19,7 @@ from netbore.agent.forwarder import OriginForwarder
 from netbore.agent.session import AgentSessionFactory, SessionClosed
 from netbore.edge.config import EdgeConfig
 from netbore.edge.site import EdgeService, build_edge
-from netbore.protocol.handshake import Hello
+from netbore.protocol.handshake import Hello, Settings
 from netbore.writes import WriteBatch
 
 from ._memory import LOOPBACK, MemoryNetwork, Response, Viewer, hello_origin
@@ -136,12 +136,16 @@ class InMemoryTunnel:
         self.created = json.loads(response.body)
         self.host = self.created["public_hostname"]
 
-    def connect_agent(self, agent_id: str = "agent-1") -> AgentSessionFactory:
+    def connect_agent(self, agent_id: str = "agent-1", settings: Settings | None = None) -> AgentSessionFactory:
         """
         Open an agent session with the ephemeral token of L{created} and
         pump until it is up (or refused).
+
+        @param settings: the agent's hello settings (default: this
+            version's; e.g. C{Settings()} for an agent from before byte streams).
         """
         candidate = self.created["candidates"][0]
+        extra: dict[str, Any] = {} if settings is None else {"settings": settings}
         agent = AgentSessionFactory(
             url=candidate["edge_url"],
             token=self.created["ephemeral_token"],
@@ -152,6 +156,7 @@ class InMemoryTunnel:
             on_closed=self.closes.append,
             tunnel_id=self.created["tunnel_id"],
             writes=self.writes,
+            **extra,
         )
         self.agent = agent
         self.reactor.connectTCP(LOOPBACK, EDGE_PORT, agent)
