@@ -16,7 +16,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Target", "LoadResult", "TransferResult", "run_load", "download", "upload", "ttfb", "parse_wrk", "healthy"]
+__all__ = [
+    "Target",
+    "LoadResult",
+    "TransferResult",
+    "run_load",
+    "download",
+    "upload",
+    "ttfb",
+    "parse_wrk",
+    "healthy",
+    "connect",
+]
 
 
 @dataclass(frozen=True)
@@ -223,7 +234,7 @@ class _Deadline(socket.socket):
         super().sendall(data, *a)
 
 
-def _connect(target: Target, timeout: float) -> socket.socket:
+def connect(target: Target, timeout: float) -> socket.socket:
     """A connection whose whole use must end within C{timeout} seconds."""
     sock = _Deadline(socket.AF_INET, socket.SOCK_STREAM)
     sock.deadline = time.monotonic() + timeout
@@ -236,7 +247,7 @@ def _connect(target: Target, timeout: float) -> socket.socket:
 def healthy(target: Target, timeout: float = 5) -> bool:
     """Whether one GET /13 answers 200 within C{timeout} seconds."""
     try:
-        sock = _connect(target, timeout)
+        sock = connect(target, timeout)
         try:
             sock.sendall(f"GET /13 HTTP/1.1\r\nHost: {target.host}\r\nConnection: close\r\n\r\n".encode())
             status, headers, body = _read_head(sock)
@@ -300,7 +311,7 @@ def _read_chunked(sock: socket.socket, rest: bytes) -> bytes:
 
 def download(target: Target, path: str, expected_sha: str, expected_len: int, timeout: float) -> TransferResult:
     """GET C{path} into memory; MB/s (10^6 bytes) from request sent to last byte."""
-    sock = _connect(target, timeout)
+    sock = connect(target, timeout)
     try:
         body = bytearray(expected_len)
         t0 = time.perf_counter()
@@ -332,7 +343,7 @@ def upload(target: Target, path: str, payload: bytes, check: Any, timeout: float
     response. C{check(status, body)} returns whether the origin saw the right
     bytes (it compares a SHA-256).
     """
-    sock = _connect(target, timeout)
+    sock = connect(target, timeout)
     try:
         t0 = time.perf_counter()
         sock.sendall(
@@ -359,7 +370,7 @@ def ttfb(target: Target, path: str, count: int, timeout: float) -> float:
     samples = []
     for _ in range(count):
         t0 = time.perf_counter()
-        sock = _connect(target, timeout)
+        sock = connect(target, timeout)
         try:
             sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {target.host}\r\nConnection: close\r\n\r\n".encode())
             if not sock.recv(1):

@@ -14,13 +14,14 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.load import Target
 from bench.origins import REPO, TOOLS, Env, start_nginx, which
 from bench.procs import Proc, descendants, free_port, wait_port
 
-__all__ = ["PEERS", "TUNNEL_PYTHON", "Direct", "Netbore", "NginxProxy", "Peer", "SshRemote"]
+__all__ = ["PEERS", "TUNNEL_PYTHON", "Direct", "Netbore", "NginxProxy", "Peer", "SshRemote", "start_paths"]
 
 
 # -------------------------------------------------------------------- paths
@@ -101,11 +102,15 @@ class Netbore(Peer):
                 "--data-dir",
                 str(env.tmp / f"edge-data-{port}"),
                 "--allow-anonymous",
+                *self.edge_args(),
             ),
             env=py_env,
         )
         self.started.append(edge)
-        wait_port(port, 30, edge.alive)
+        try:
+            wait_port(port, 30, edge.alive)
+        except RuntimeError as e:
+            raise RuntimeError(f"netbore edge: {e}:\n{edge.log_tail()}") from None
         state = env.tmp / f"agent-state-{port}.json"
         agent = env.start(
             "netbore-agent",
@@ -113,18 +118,26 @@ class Netbore(Peer):
                 "netbore-agent",
                 "--control-url",
                 f"http://127.0.0.1:{port}",
-                "--origin",
-                f"http://127.0.0.1:{origin_port}",
-                "--name",
-                "bench",
+                *self.agent_args(origin_port),
                 "--state-file",
                 str(state),
             ),
             env=py_env,
         )
         self.started.append(agent)
-        url = self._wait_ready(state, agent, 30)
-        return Target(port, url.split("://", 1)[1].split("/", 1)[0])
+        return self.target(self._wait_ready(state, agent, 30), port)
+
+    def edge_args(self) -> list[str]:
+        """Options added to the edge's command line."""
+        return []
+
+    def agent_args(self, origin_port: int) -> list[str]:
+        """What the agent exposes: the origin on C{origin_port}."""
+        return ["--origin", f"http://127.0.0.1:{origin_port}", "--name", "bench"]
+
+    def target(self, public_url: str, edge_port: int) -> Target:
+        """Where the load goes, given the tunnel's C{public_url}: the edge, with the tunnel's Host."""
+        return Target(edge_port, public_url.split("://", 1)[1].split("/", 1)[0])
 
     @staticmethod
     def _wait_ready(state: Path, agent: Proc, timeout: float) -> str:
@@ -204,6 +217,8 @@ class SshRemote(Peer):
 
     name = "ssh-R"
     label = "OpenSSH -R"
+    #: C{ssh}'s forwarding option: C{-R} (sshd listens) or C{-L} (ssh listens)
+    forward = "-R"
 
     def __init__(self) -> None:
         self.sshd: Proc | None = None
@@ -255,18 +270,18 @@ LogLevel ERROR
             os.makedirs("/run/sshd", mode=0o755)
 
     def start(self, env: Env, origin_port: int) -> Target:
-        workdir = env.tmp / "ssh"
-        workdir.mkdir(exist_ok=True)
-        self._keys(workdir)
         ssh_port, fwd_port = free_port(), free_port()
+        workdir = env.tmp / f"{self.name}-{ssh_port}"  # one per start: fresh keys, no overwrite prompt
+        workdir.mkdir()
+        self._keys(workdir)
         conf = self._config(workdir, ssh_port)
         self._privsep_dir()
         sshd = which("sshd")
         assert sshd is not None
-        self.sshd = env.start("sshd", [sshd, "-D", "-e", "-f", str(conf)])
+        self.sshd = env.start(f"sshd-{self.name}", [sshd, "-D", "-e", "-f", str(conf)])
         wait_port(ssh_port, 10, self.sshd.alive)
         self.ssh = env.start(
-            "ssh-client",
+            f"ssh-client-{self.name}",
             [
                 which("ssh") or "ssh",
                 "-F",
@@ -289,7 +304,7 @@ LogLevel ERROR
                 "ExitOnForwardFailure=yes",
                 "-o",
                 "LogLevel=ERROR",
-                "-R",
+                self.forward,
                 f"127.0.0.1:{fwd_port}:127.0.0.1:{origin_port}",
                 f"{getpass.getuser()}@127.0.0.1",
             ],
@@ -314,3 +329,38 @@ LogLevel ERROR
 
 #: every path, in table order; direct first
 PEERS: list[type[Peer]] = [Direct, Netbore, NginxProxy, SshRemote]
+
+
+def start_paths(
+    env: Env,
+    origin_port: int,
+    only: list[str] | None,
+    classes: list[type[Peer]],
+    check: Callable[[Target], None],
+    scheme: str = "http",
+) -> list[tuple[Peer, Target]]:
+    """
+    Start each path of C{classes} to the service on C{origin_port} (those
+    named in C{only}, and direct), each checked once by C{check}; one that is
+    not installed or does not start is skipped with a line saying why.
+    """
+    started = []
+    for cls in classes:
+        peer = cls()
+        if only and peer.name not in only and peer.name != "direct":
+            continue
+        why = peer.missing()
+        if why:
+            print(f"skipping {peer.label}: {why}")
+            continue
+        try:
+            target = peer.start(env, origin_port)
+            check(target)
+        except Exception as e:
+            print(f"skipping {peer.label}: could not start it: {e}")
+            peer.stop()
+            continue
+        host = f" (Host: {target.host})" if scheme == "http" else ""
+        print(f"  {peer.label:<12} {scheme}://127.0.0.1:{target.port}{host} pids {sorted(peer.pids()) or '-'}")
+        started.append((peer, target))
+    return started

@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from pathlib import Path
 __all__ = [
     "Proc",
     "ProcessGroup",
+    "Sampler",
     "Usage",
     "free_port",
     "wait_port",
@@ -107,6 +109,38 @@ def usage_of(pids: Iterable[int]) -> Usage:
         cpu[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
         rss += int(fields[21]) * PAGE
     return Usage(cpu, rss)
+
+
+class Sampler:
+    """CPU and peak RSS of a set of processes around one load."""
+
+    def __init__(self, pids: Callable[[], set[int]], interval: float = 0.2) -> None:
+        self.pids = pids
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.before: Usage | None = None
+        self.cpu = 0.0
+
+    def __enter__(self) -> Sampler:
+        self.before = usage_of(self.pids())
+        self.peak = self.before.rss
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, usage_of(self.pids()).rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None and self.before is not None
+        self._thread.join()
+        after = usage_of(self.pids() | set(self.before.cpu))
+        self.peak = max(self.peak, after.rss)
+        self.cpu = after.cpu_since(self.before)
 
 
 def _pinner(cores: set[int] | None) -> Callable[[], None] | None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Row", "rows_for", "medians", "render"]
+__all__ = ["Ref", "Row", "rows_for", "medians", "render", "render_table"]
 
 Results = dict[str, dict[str, list[dict[str, Any]]]]  # peer -> test -> rounds
 
@@ -124,33 +124,84 @@ def _table(header: list[str], body: list[list[str]]) -> str:
     return "\n".join([rule, line(header), rule, *(line(r) for r in body), rule])
 
 
+@dataclass(frozen=True)
+class Ref:
+    """A ratio column: value / C{peer}'s value, after the columns of the paths it applies to."""
+
+    title: str
+    peer: str
+    #: whether the ratio is shown on a row (default: rows with a sense)
+    applies: Callable[[Row], bool] = lambda row: bool(row.sense)
+    #: the paths that get this column (default: every path but direct and C{peer})
+    only: tuple[str, ...] = ()
+
+    def columns(self, peer: str, med: dict[str, Any]) -> bool:
+        return self.peer in med and peer not in ("direct", self.peer) and (not self.only or peer in self.only)
+
+
+def render_table(
+    med: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str], rows: list[Row], refs: list[Ref]
+) -> str:
+    """One column per path (in C{med}'s order), each followed by its ratio columns (C{refs})."""
+    peers = list(med)
+    direct = med.get("direct", {})
+    header = ["metric"]
+    for p in peers:
+        header.append(labels[p])
+        header += [ref.title for ref in refs if ref.columns(p, med)]
+    body = []
+    for row in rows:
+        cells = [row.label]
+        for p in peers:
+            v = None if (p == "direct" and row.derive) else _value(row, med[p], direct)
+            cells.append("" if v is None else row.fmt(v))
+            for ref in refs:
+                if ref.columns(p, med):
+                    cells.append(_ratio(v, _value(row, med[ref.peer], direct)) if ref.applies(row) else "")
+        body.append(cells)
+    return _table(header, body)
+
+
+def _nginx_ratio(row: Row) -> bool:
+    return (bool(row.sense) or row.test in ("small_c50", "after") or row.key.startswith("rss")) and row.test != "totals"
+
+
 def render(med: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str], conns: list[int]) -> str:
     """
     One column per path; after each tunnel's column its ratio to direct
     (C{×direct}) and, when the nginx proxy ran, to it (C{×nginx}). Ratios are
     value / reference for every row (so for latency, lower is better).
     """
-    peers = list(med)
-    direct = med.get("direct", {})
-    nginx = med.get("nginx-proxy")
-    header = ["metric"]
-    for p in peers:
-        header.append(labels[p])
-        if p != "direct":
-            header.append("×direct")
-            if nginx is not None and p != "nginx-proxy":
-                header.append("×nginx")
-    body = []
-    for row in rows_for(conns):
-        cells = [row.label]
-        for p in peers:
-            v = None if (p == "direct" and row.derive) else _value(row, med[p], direct)
-            cells.append("" if v is None else row.fmt(v))
-            if p == "direct":
-                continue
-            cells.append(_ratio(v, _value(row, direct, direct)) if row.sense else "")
-            if nginx is not None and p != "nginx-proxy":
-                ratio_n = row.sense or row.test in ("small_c50", "after") or row.key.startswith("rss")
-                cells.append(_ratio(v, _value(row, nginx, direct)) if ratio_n and row.test != "totals" else "")
-        body.append(cells)
-    return _table(header, body)
+    return render_table(
+        med, labels, rows_for(conns), [Ref("×direct", "direct"), Ref("×nginx", "nginx-proxy", _nginx_ratio)]
+    )
+
+
+#: the TCP bulk test's transfers (issue 11): test name -> what it moves
+TCP_TESTS = {"tcp_upload": "upload, client→server", "tcp_download": "download, server→client"}
+
+
+def _s(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def tcp_rows(size: str) -> list[Row]:
+    rows = [Row(f"TCP {size} {what}: MB/s", test, "mb_s", _mb) for test, what in TCP_TESTS.items()]
+    rows += [Row(f"tunnel CPU, {test[4:]}: s", test, "cpu_s", _s, "down") for test in TCP_TESTS]
+    rows += [Row(f"tunnel RSS peak, {test[4:]}: MB", test, "rss_peak_mb", _mb, "") for test in TCP_TESTS]
+    rows += [
+        Row("failed transfers", "totals", "failures", _n, ""),
+        Row("restarts (path stopped answering)", "totals", "restarts", _n, ""),
+        Row("SHA-256 checks passed", "totals", "sha_ok", lambda v: "yes" if v else "NO", ""),
+    ]
+    return rows
+
+
+def render_tcp(med: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str], size: str) -> str:
+    """
+    The TCP bulk table: one column per path, ×direct after each tunnel's
+    MB/s, and netbore's ratios to OpenSSH C{-L} and C{-R} (MB/s and CPU).
+    """
+    refs = [Ref("×direct", "direct", lambda row: row.key == "mb_s")]
+    refs += [Ref(f"×ssh {flag}", f"ssh{flag}", only=("netbore",)) for flag in ("-L", "-R")]
+    return render_table(med, labels, tcp_rows(size), refs)

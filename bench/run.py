@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,10 +27,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import peers as peers_mod  # noqa: E402
+from bench import tcp_bulk  # noqa: E402
 from bench.load import Target, download, healthy, run_load, ttfb, upload  # noqa: E402
 from bench.origins import TOOLS, BuiltinOrigin, Env, NginxOrigin, Origin, which  # noqa: E402
-from bench.peers import PEERS, Peer  # noqa: E402
-from bench.procs import ProcessGroup, Usage, usage_of  # noqa: E402
+from bench.peers import PEERS, Peer, start_paths  # noqa: E402
+from bench.procs import ProcessGroup, Sampler, usage_of  # noqa: E402
 from bench.report import medians, render  # noqa: E402
 
 MiB = 1024 * 1024
@@ -54,38 +54,6 @@ FULL = Plan(conns=[1, 10, 50, 200], duration=2, rounds=3, ttfb_count=30, transfe
 
 
 # ------------------------------------------------------------- measurement
-
-
-class Sampler:
-    """CPU and peak RSS of a set of processes around one load."""
-
-    def __init__(self, pids: Callable[[], set[int]], interval: float = 0.2) -> None:
-        self.pids = pids
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.before: Usage | None = None
-        self.cpu = 0.0
-
-    def __enter__(self) -> Sampler:
-        self.before = usage_of(self.pids())
-        self.peak = self.before.rss
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
-        return self
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak = max(self.peak, usage_of(self.pids()).rss)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None and self.before is not None
-        self._thread.join()
-        after = usage_of(self.pids() | set(self.before.cpu))
-        self.peak = max(self.peak, after.rss)
-        self.cpu = after.cpu_since(self.before)
 
 
 def _tunnel_fields(peer: Peer, sampler: Sampler, requests: int) -> dict[str, Any]:
@@ -248,29 +216,6 @@ def sanity(target: Target) -> None:
         raise RuntimeError(f"GET /13 failed ({r.errors} errors, {r.requests} requests) {r.error_detail}")
 
 
-def start_peers(env: Env, origin_port: int, only: list[str] | None) -> list[tuple[Peer, Target]]:
-    started = []
-    for cls in PEERS:
-        peer = cls()
-        if only and peer.name not in only and peer.name != "direct":
-            continue
-        why = peer.missing()
-        if why:
-            print(f"skipping {peer.label}: {why}")
-            continue
-        try:
-            target = peer.start(env, origin_port)
-            sanity(target)
-        except Exception as e:
-            print(f"skipping {peer.label}: could not start it: {e}")
-            continue
-        print(
-            f"  {peer.label:<12} http://127.0.0.1:{target.port} (Host: {target.host}) pids {sorted(peer.pids()) or '-'}"
-        )
-        started.append((peer, target))
-    return started
-
-
 # ----------------------------------------------------------------- profile
 
 
@@ -335,7 +280,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--origin", choices=["auto", "nginx", "builtin"], default="auto", help="default: nginx when installed"
     )
-    p.add_argument("--only", nargs="+", metavar="PEER", help="paths besides direct: netbore nginx-proxy ssh-R")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        metavar="PEER",
+        help="paths besides direct: netbore nginx-proxy ssh-R; for the TCP bulk test netbore ssh-L ssh-R",
+    )
     p.add_argument("--rounds", type=int, help="interleaved rounds (medians are reported); default 3, quick 1")
     p.add_argument("--duration", type=float, help="seconds per wrk load (default 2)")
     p.add_argument(
@@ -354,7 +304,79 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="interpreter for the edge and the agent (default: this one), e.g. a PyPy venv's python",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, configs)")
+    p.add_argument(
+        "--tcp",
+        choices=["on", "off", "only"],
+        default="on",
+        help="the TCP bulk test (netbore TCP tunnel vs OpenSSH -L/-R); only: skip the HTTP tests",
+    )
+    p.add_argument(
+        "--tcp-size",
+        type=int,
+        default=100,
+        choices=range(1, 101),
+        metavar="MIB",
+        help="MiB each way per TCP transfer (1-100, default 100)",
+    )
     return p.parse_args(argv)
+
+
+def http_sweep(
+    args: argparse.Namespace,
+    plan: Plan,
+    env: Env,
+    payload: bytes,
+    sha: dict[str, str],
+    load_cores: set[int] | None,
+    started: float,
+) -> dict[str, Any]:
+    """The HTTP tests of issue 5 on every path; the figures for the JSON report."""
+    origin = pick_origin(args.origin)
+    origin_port = origin.start(env)
+    print(f"origin: {origin.name} on 127.0.0.1:{origin_port}; work dir {env.tmp}")
+    paths = start_paths(env, origin_port, args.only, PEERS, sanity)
+    bench = Bench(plan, env, origin, payload, sha, load_cores, {p.name: t for p, t in paths})
+    for n in range(plan.rounds):
+        for peer, _ in paths:
+            print(f"round {n + 1}/{plan.rounds}: {peer.label}")
+            bench.round(peer)
+    paths = [(p, bench.targets[p.name]) for p, _ in paths]
+    for peer, _ in paths:
+        u = usage_of(peer.pids())
+        bench.record(peer, "after", {"rss_mb": u.rss / 1e6} if peer.tunnel else {})
+        runs = [r for test, rs in bench.results[peer.name].items() for r in rs]
+        bench.record(
+            peer,
+            "totals",
+            {
+                "errors": sum(r.get("errors", 0) for r in runs),
+                "failures": len(bench.results[peer.name].get("failures", [])),
+                "restarts": len(bench.results[peer.name].get("restarts", [])),
+                "sha_ok": all(r.get("sha_ok", True) for r in runs),
+            },
+        )
+    med = medians(bench.results)
+    labels = {p.name: p.label for p, _ in paths}
+    table = render(med, labels, plan.conns)
+    elapsed = time.monotonic() - started
+    print(
+        f"\nmedians of {plan.rounds} interleaved round(s), {plan.duration:g} s per load, origin {origin.name},"
+        f" load generator {'wrk' if which('wrk') else 'built-in'}; {elapsed:.0f} s in all\n"
+    )
+    print(table)
+    profiled = profile(bench, paths, args.profile, env.tmp, args.profile_conns) if args.profile else {}
+    for peer, _ in paths:  # the TCP bulk test runs on a quiet machine
+        peer.stop()
+    if origin.proc:
+        origin.proc.stop()
+    return {
+        "origin": origin.name,
+        "paths": labels,
+        "medians": med,
+        "rounds": bench.results,
+        "table": table,
+        "profile": profiled,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,53 +396,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files, sha, payload = make_files(tmp, plan.big)
         env = Env(tmp, group, server_cores, files)
-        origin = pick_origin(args.origin)
-        origin_port = origin.start(env)
-        print(f"origin: {origin.name} on 127.0.0.1:{origin_port}; work dir {tmp}")
-        paths = start_peers(env, origin_port, args.only)
-        bench = Bench(plan, env, origin, payload, sha, load_cores, {p.name: t for p, t in paths})
-        for n in range(plan.rounds):
-            for peer, _ in paths:
-                print(f"round {n + 1}/{plan.rounds}: {peer.label}")
-                bench.round(peer)
-        paths = [(p, bench.targets[p.name]) for p, _ in paths]
-        for peer, _ in paths:
-            u = usage_of(peer.pids())
-            bench.record(peer, "after", {"rss_mb": u.rss / 1e6} if peer.tunnel else {})
-            runs = [r for test, rs in bench.results[peer.name].items() for r in rs]
-            bench.record(
-                peer,
-                "totals",
-                {
-                    "errors": sum(r.get("errors", 0) for r in runs),
-                    "failures": len(bench.results[peer.name].get("failures", [])),
-                    "restarts": len(bench.results[peer.name].get("restarts", [])),
-                    "sha_ok": all(r.get("sha_ok", True) for r in runs),
-                },
+        report = http_sweep(args, plan, env, payload, sha, load_cores, started) if args.tcp != "only" else {}
+        if args.tcp != "off":
+            report["tcp_bulk"] = tcp_bulk.run(
+                env, payload, args.tcp_size * MiB, plan.rounds, plan.transfer_timeout, args.only
             )
-        med = medians(bench.results)
-        labels = {p.name: p.label for p, _ in paths}
-        table = render(med, labels, plan.conns)
         elapsed = time.monotonic() - started
-        print(
-            f"\nmedians of {plan.rounds} interleaved round(s), {plan.duration:g} s per load, origin {origin.name},"
-            f" load generator {'wrk' if which('wrk') else 'built-in'}; {elapsed:.0f} s in all\n"
-        )
-        print(table)
-        profiled = profile(bench, paths, args.profile, tmp, args.profile_conns) if args.profile else {}
+        print(f"\n{elapsed:.0f} s in all")
         if args.json:
             args.json.write_text(
                 json.dumps(
                     {
                         "plan": plan.__dict__,
-                        "origin": origin.name,
                         "machine": machine(),
                         "pinning": {"server": sorted(server_cores or []), "load": sorted(load_cores or [])},
-                        "paths": labels,
-                        "medians": med,
-                        "rounds": bench.results,
-                        "table": table,
-                        "profile": profiled,
+                        **report,
                         "elapsed_s": elapsed,
                         "tunnel_python": peers_mod.TUNNEL_PYTHON,
                     },
