@@ -215,7 +215,7 @@ def test_a_stalled_viewer_stops_the_local_reads(tunnel: InMemoryTunnel, seen: li
     # The agent sent a stream window and holds the rest; beyond its high
     # water it stopped reading the local connection.
     assert len(end.data) == WINDOW
-    assert stream.reading_paused and len(stream.out) > HIGH_WATER
+    assert stream.reading_paused and stream.out.size > HIGH_WATER
     end.hold = False
     edge_session(tunnel).acknowledge(stream_id, end.held)
     tunnel.pump()

@@ -220,7 +220,7 @@ def test_a_full_viewer_holds_its_stream_window(tunnel: InMemoryTunnel, seen: lis
     assert len(viewer.received) <= WINDOW
     assert exchange.unacked == len(viewer.received)
     # (iosim's transports ignore pauseProducing: the agent asked, that is what shows here)
-    assert stream.reading_paused and len(stream.out) > HIGH_WATER
+    assert stream.reading_paused and stream.out.size > HIGH_WATER
     exchange.resumeProducing()
     tunnel.pump()
     assert viewer.received == data

@@ -350,3 +350,27 @@ def test_a_changed_read_path_is_not_relied_on(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(WebSocketProtocol, "onFrameEnd", changed)
     installed = install_fast_paths()
     assert not installed.own_frame_reads and not TunnelWebSocket.read_frames
+
+
+def test_a_binary_frame_split_across_reads_is_read_without_autobahn(tmp_path: Path) -> None:
+    # A bulk transfer's 64 KiB frames never end where a 64 KiB read does:
+    # their front is kept and the frame read once it is in, in one join,
+    # rather than going through autobahn's frame reader (three calls a
+    # frame) -- however small the reads.
+    install_fast_paths()
+    h = EdgeHarness(tmp_path)
+    agent, session, pump = h.connect(h.token())
+    got: list[bytes] = []
+    session.onMessage = lambda payload, is_binary: got.append(payload)  # type: ignore[method-assign]
+    handed: list[bytes] = []
+    session._dataReceived = handed.append  # type: ignore[method-assign]
+    written: list[bytes] = agent.transport.stream
+    del written[:]
+    messages = [bytes([i]) * 65536 for i in range(5)]
+    for message in messages:
+        agent.sendMessage(message, isBinary=True)
+    data = b"".join(written)
+    for chunk in _splits(data, [65536, 1, 4000, 3]):
+        session.dataReceived(chunk)
+    assert got == messages and not handed
+    assert session.partial is None

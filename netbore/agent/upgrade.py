@@ -40,6 +40,7 @@ from netbore.agent.origin_connection import _OneConnection
 from netbore.http1 import END_OF_MESSAGE, ParseError, ResponseHead, ResponseParser
 from netbore.http1.grammar import HOP_BY_HOP, TOKEN
 from netbore.protocol import BytesOpened
+from netbore.protocol.credit import SendQueue
 from netbore.protocol.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class UpgradeStream(Protocol):
         self.head = head
         self.state = _HEAD
         self.buf = b""
-        self.out = bytearray()  # origin bytes not sent to the edge yet
+        self.out = SendQueue()  # origin bytes not sent to the edge yet
         self.limit = max(1, sink.max_data_payload())
         self.parser: ResponseParser | None = None
         self.eof_in = False  # the origin has no more to send
@@ -165,7 +166,7 @@ class UpgradeStream(Protocol):
     def dataReceived(self, data: bytes) -> None:
         state = self.state
         if state is _BYTES:
-            self.out += data
+            self.out.push(data)
             self._pump()
         elif state is _HEAD:
             self._head(self.buf + data)
@@ -210,7 +211,7 @@ class UpgradeStream(Protocol):
         self.sink.send_response_head(self.stream_id, 101, reason, headers)
         rest = buf[end + 4 :]
         if rest:
-            self.out += rest
+            self.out.push(rest)
             self._pump()
 
     def _response(self, data: bytes) -> None:
@@ -218,7 +219,7 @@ class UpgradeStream(Protocol):
         assert parser is not None
         for event in parser.receive(data):
             if event.__class__ is bytes:
-                self.out += event
+                self.out.push(event)
             elif event is END_OF_MESSAGE:
                 self.eof_in = True
             elif isinstance(event, ParseError):
@@ -269,13 +270,17 @@ class UpgradeStream(Protocol):
             return
         out = self.out
         sink = self.sink
-        while out:
-            n = sink.send_data(self.stream_id, bytes(out[: self.limit]))
+        limit = self.limit
+        while out.size:
+            chunk = out.peek()
+            if len(chunk) > limit:
+                chunk = memoryview(chunk)[:limit]  # (a view: the session copies into the frame)
+            n = sink.send_data(self.stream_id, chunk)
             if not n:
                 break
-            del out[:n]
-        if out:
-            if len(out) > HIGH_WATER:
+            out.advance(n)
+        if out.size:
+            if out.size > HIGH_WATER:
                 self._pause_reading()
         elif self.eof_in and not self.sent_end:
             self.sent_end = True
@@ -324,8 +329,12 @@ class UpgradeStream(Protocol):
             self.end_received()
 
     def _write(self, transport: Any, data: bytes) -> None:
-        """Write the edge's C{data}; acknowledged once the transport is not full."""
-        transport.write(data)
+        """
+        Write the edge's C{data} (through the process's write batch: it goes
+        out with the read that brought it); acknowledged once the transport
+        is not full.
+        """
+        self.sink.writes.write(transport, data)
         if self.write_paused:
             self.unacked += len(data)
         else:
@@ -335,6 +344,7 @@ class UpgradeStream(Protocol):
         self.got_end = True
         transport: Any = self.transport
         if transport is not None:
+            self.sink.writes.flush(transport)
             # Nothing more to write: this stream stops being the transport's
             # producer (a transport whose producer is paused when its buffer
             # drains resumes it and never gets to the half-close).
@@ -369,6 +379,7 @@ class UpgradeStream(Protocol):
     def _close(self) -> None:
         transport: Any = self.transport
         if transport is not None:
+            self.sink.writes.flush(transport)
             # (a transport with a paused producer registered would not close)
             transport.unregisterProducer()
             transport.loseConnection()

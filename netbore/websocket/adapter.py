@@ -107,6 +107,11 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
     own_reads = False
     #: The mask bit the peer's frames carry (a client's are masked).
     peer_mask = 0
+    #: The reads holding the front of a binary frame not ended in its read (a bulk
+    #: transfer's rarely are), their size and the frame's: joined once it is in.
+    partial: list[bytes] | None = None
+    partial_size = 0
+    partial_need = 0
 
     # autobahn's, as the framing uses them.
     logFrames: bool
@@ -194,11 +199,21 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
         Read the complete, unfragmented binary frames at the front of
         C{data} as autobahn would (its checks, unmasking, counts, and the
         reset of a pending ping timeout), and hand each payload to
-        L{onMessage}; hand the rest (a control frame, text, a fragment, a
-        partial frame, anything autobahn would refuse) to autobahn.
+        L{onMessage}; keep a binary frame that does not end in C{data} for
+        the next read (L{partial}); hand the rest (a control frame, text, a
+        fragment, anything autobahn would refuse) to autobahn.
         """
+        parts = self.partial
+        if parts is not None:
+            parts.append(data)
+            self.partial_size += len(data)
+            if self.partial_size < self.partial_need:
+                return
+            data = b"".join(parts)
+            self.partial = None
         size = len(data)
         offset = 0
+        incomplete = False
         if (
             self.state == OPEN
             and not self.data
@@ -237,6 +252,7 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
                     i += 4
                 end = i + n
                 if end > size:
+                    incomplete = True
                     break
                 payload = data[i:end]
                 if peer_mask and n:
@@ -259,7 +275,11 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
                 if self.state != OPEN:
                     break
         if offset < size:
-            self._dataReceived(data[offset:] if offset else data)
+            rest = data[offset:] if offset else data
+            if incomplete:  # (its header checked: the rest comes with the next reads)
+                self.partial, self.partial_size, self.partial_need = [rest], len(rest), end - offset
+            else:
+                self._dataReceived(rest)
 
     def _onMessageEnd(self) -> None:
         if not self.skip_message_observers:
