@@ -405,3 +405,22 @@ def test_a_bug_in_the_session_closes_it_without_escaping(edge: Any, monkeypatch:
         pump.flush()
     assert len(_failures(events)) == 1
     assert agent.closed is not None and agent.closed[1] == 4000 + ErrorCode.INTERNAL_ERROR
+
+
+# -- the tunnel WebSocket's socket ------------------------------------------------------
+
+
+def test_both_ends_set_tcp_nodelay(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # autobahn's own tcpNoDelay option never takes effect (it reads it
+    # before copying it from the factory); without TCP_NODELAY an agent's
+    # second small frame waited 40 ms for the ACK of its first (the TCP bulk
+    # benchmark's stalled uploads).
+    from twisted.test import iosim
+
+    calls: list[tuple[object, bool]] = []
+    monkeypatch.setattr(iosim.FakeTransport, "setTcpNoDelay", lambda self, on: calls.append((self, on)))
+    h = AgentHarness()
+    assert (h.client_io, True) in calls
+    e = EdgeHarness(tmp_path)
+    agent, session, pump = e.connect(e.token())
+    assert (session.transport, True) in calls
