@@ -47,7 +47,7 @@ def _until(cert: x509.Certificate) -> str:
 
 def _ca(args: argparse.Namespace, now: Now) -> str:
     key = new_key(args.rsa)
-    cert = make_ca(key, now(), days=args.days or CA_DAYS, common_name=args.cn)
+    cert = make_ca(key, now(), days=CA_DAYS if args.days is None else args.days, common_name=args.cn)
     cert_path, key_path = os.path.join(args.out, CA_CERT), os.path.join(args.out, CA_KEY)
     write_all([Output(cert_path, cert_pem(cert), False), Output(key_path, key_pem(key), True)], args.force)
     return (
@@ -59,7 +59,9 @@ def _ca(args: argparse.Namespace, now: Now) -> str:
 def _server(args: argparse.Namespace, now: Now) -> str:
     ca, ca_key = load_ca(args.ca)
     key = new_key(args.rsa)
-    cert = make_server(ca, ca_key, key, now(), args.domain, args.name, days=args.days or LEAF_DAYS)
+    cert = make_server(
+        ca, ca_key, key, now(), args.domain, args.name, days=LEAF_DAYS if args.days is None else args.days
+    )
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     shown = ", ".join(str(n.value) for n in names)
     path = os.path.join(args.out or args.ca, f"{args.domain.lower().rstrip('.')}.pem")
@@ -75,7 +77,7 @@ def _server(args: argparse.Namespace, now: Now) -> str:
 def _agent(args: argparse.Namespace, now: Now) -> str:
     ca, ca_key = load_ca(args.ca)
     key = new_key(args.rsa)
-    cert = make_agent(ca, ca_key, key, now(), args.account, days=args.days or LEAF_DAYS)
+    cert = make_agent(ca, ca_key, key, now(), args.account, days=LEAF_DAYS if args.days is None else args.days)
     out = args.out or args.ca
     cert_path = os.path.join(out, f"agent-{args.account}.crt")
     key_path = os.path.join(out, f"agent-{args.account}.key")
