@@ -1,7 +1,9 @@
 """
 C{python -m netbore.demo}: start an edge, an agent and the sample origin on
 loopback, print the public URL and a curl line, and keep them running until
-interrupted (or, with C{--check}, fetch the URL once and stop).
+interrupted (or, with C{--check}, fetch the URL once and stop).  With
+C{--tls}, the edge serves HTTPS with a throwaway CA's certificate and the
+agent verifies it (C{--ca-cert}).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from typing import NoReturn
+
+from . import tls
 
 __all__ = ["main"]
 
@@ -40,16 +45,27 @@ def _wait_port(port: int, deadline: float) -> None:
     raise SystemExit(f"nothing is listening on 127.0.0.1:{port}")
 
 
+def _terminated(signum: int, frame: object) -> NoReturn:
+    # SIGTERM stops the demo as Ctrl-C does: its processes with it.
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m netbore.demo", description=__doc__)
-    parser.add_argument("--port", type=int, default=8080, help="edge port (default 8080; 0 = any free one)")
+    parser.add_argument(
+        "--port", type=int, default=None, help="edge port (default 8080, or 8443 with --tls; 0 = any free one)"
+    )
     parser.add_argument("--name", default="demo", help="tunnel name to ask for")
     parser.add_argument("--dir", default=None, help="where to keep keys and the agent state (default: a temp dir)")
     parser.add_argument("--check", action="store_true", help="fetch the public URL once, print it and stop")
+    parser.add_argument("--tls", action="store_true", help="serve HTTPS, with a throwaway CA and certificate")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminated)
 
     workdir = args.dir or tempfile.mkdtemp(prefix="netbore-demo-")
     os.makedirs(workdir, exist_ok=True)
+    if args.port is None:
+        args.port = 8443 if args.tls else 8080
     edge_port = args.port or _free_port()
     origin_port = _free_port()
     state_file = os.path.join(workdir, "agent-state.json")
@@ -59,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     def start(cmd: list[str], log: str) -> None:
         out = open(os.path.join(workdir, log), "wb")
         procs.append(subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env))
+
+    domain, listen, scheme, agent_tls, ca = "localhost", f"tcp:{edge_port}:interface=127.0.0.1", "http", [], ""
+    if args.tls:
+        ca, pem = tls.make_pki(os.path.join(workdir, "pki"))
+        domain, listen, scheme, agent_tls = tls.DOMAIN, tls.listen(edge_port, pem), "https", ["--ca-cert", ca]
 
     try:
         start([sys.executable, "-m", "netbore.demo.origin", str(origin_port)], "origin.log")
@@ -70,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--logfile=-",
                 "netbore-edge",
                 "--listen",
-                f"tcp:{edge_port}:interface=127.0.0.1",
+                listen,
                 "--domain",
-                "localhost",
+                domain,
                 "--data-dir",
                 os.path.join(workdir, "edge-data"),
                 "--allow-anonymous",
@@ -90,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--logfile=-",
                 "netbore-agent",
                 "--control-url",
-                f"http://127.0.0.1:{edge_port}",
+                f"{scheme}://127.0.0.1:{edge_port}",
+                *agent_tls,
                 "--origin",
                 f"http://127.0.0.1:{origin_port}",
                 "--name",
@@ -117,10 +139,15 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the tunnel did not come up in 30 s; see the logs in {workdir}")
         host = url.split("://", 1)[1].split("/", 1)[0]
         print(f"netbore demo: origin http://127.0.0.1:{origin_port} is public at {url}")
-        print(f"try:  curl {url}/echo")
-        print(f"  or: curl --connect-to {host}:127.0.0.1:{edge_port} {url}/echo")
+        cacert = f"--cacert {ca} " if args.tls else ""
+        print(f"try:  curl {cacert}{url}/echo")
+        print(f"  or: curl {cacert}--connect-to {host}:127.0.0.1:{edge_port} {url}/echo")
         print(f"logs and state in {workdir}")
         sys.stdout.flush()
+        if args.check and args.tls:
+            status, body = tls.fetch(host, edge_port, ca)
+            print(f"GET {url}/ -> {status} (certificate verified): {body.decode(errors='replace').strip()}")
+            return 0 if status == 200 else 1
         if args.check:
             request = urllib.request.Request(f"http://127.0.0.1:{edge_port}/", headers={"Host": host})
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -128,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"GET {url}/ -> {response.status}: {body.decode(errors='replace').strip()}")
             return 0 if response.status == 200 else 1
         print("press Ctrl-C to stop")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        return 0
+        sys.stdout.flush()
+        while True:
+            signal.pause()
     except KeyboardInterrupt:
         return 0
     finally:
