@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"the tunnel did not come up in 30 s; see the logs in {workdir}")
         host = url.split("://", 1)[1].split("/", 1)[0]
         print(f"netbore demo: origin http://127.0.0.1:{origin_port} is public at {url}")
-        cacert = f"--cacert {ca} " if args.tls else ""
+        cacert = f"--cacert {shlex.quote(ca)} " if args.tls else ""
         print(f"try:  curl {cacert}{url}/echo")
         print(f"  or: curl {cacert}--connect-to {host}:127.0.0.1:{edge_port} {url}/echo")
         print(f"logs and state in {workdir}")

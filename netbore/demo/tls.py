@@ -25,16 +25,19 @@ DOMAIN = "tunnel.localhost"
 def make_pki(directory: str) -> tuple[str, str]:
     """
     Make a CA and a certificate for L{DOMAIN}, C{*.DOMAIN} and C{127.0.0.1}
-    (the agent reaches the control API there) in C{directory}; return the
-    paths of the CA certificate and of the server's PEM (key and
-    certificate).
+    (the agent reaches the control API there) in C{directory}, or keep
+    those made by an earlier run (C{--dir}); return the paths of the CA
+    certificate and of the server's PEM (certificate and key).
     """
+    ca, pem = os.path.join(directory, "ca.pem"), os.path.join(directory, f"{DOMAIN}.pem")
+    if os.path.exists(ca) and os.path.exists(pem):
+        return ca, pem
     quiet = io.StringIO()
     if certs(["ca", "--out", directory, "--cn", "netbore demo CA (throwaway)"], out=quiet) != 0:
         raise SystemExit(f"could not make the demo's CA in {directory}")
     if certs(["server", "--ca", directory, "--domain", DOMAIN, "--name", "127.0.0.1"], out=quiet) != 0:
         raise SystemExit(f"could not make the demo's server certificate in {directory}")
-    return os.path.join(directory, "ca.pem"), os.path.join(directory, f"{DOMAIN}.pem")
+    return ca, pem
 
 
 def _escape(path: str) -> str:
