@@ -335,3 +335,18 @@ def test_sighup_reloads_the_listeners_and_the_directory_once(
         "SIGHUP: reloading the TLS certificates",
         "SIGHUP: no --api-keys-file to reload",
     ]
+
+
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1:DeprecationWarning")
+def test_tls_1_0_is_refused_even_where_the_system_policy_would_allow_it(tmp_path: Path, ca: TestCA) -> None:
+    # Security level 0 (as an openssl.cnf with CipherString=DEFAULT@SECLEVEL=0
+    # sets it) lets OpenSSL 3 speak TLS 1.0 again: our minimum version holds.
+    path = ca.issue("edge.example.com").write(tmp_path / "c.pem")
+    context = new_context()
+    context.set_cipher_list(b"DEFAULT:@SECLEVEL=0")
+    context.use_certificate_chain_file(str(path))
+    context.use_privatekey_file(str(path))
+    refused = Handshake(SSL.Connection(context, None), version=ssl.TLSVersion.TLSv1, legacy=True)
+    with pytest.raises(ssl.SSLError):
+        refused.run()
+    assert "unsupported protocol" in str(refused.server_error)
