@@ -82,3 +82,6 @@ class EdgeConfig:
     tcp_ports: PortRange | None = None
     #: The address TCP tunnels' ports listen on (C{--tcp-interface}).
     tcp_interface: str = "127.0.0.1"
+    #: The directory of certificates chosen by SNI on C{ssl:} listeners
+    #: (C{--tls-dir}); L{None}: each listener has its own certificate only.
+    tls_dir: str | None = None

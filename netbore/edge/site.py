@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import weakref
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -37,6 +38,8 @@ from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .tcp import tcp_factory
 from .tcp_ports import TcpPorts
+from .tls import ListenerCertificates
+from .tls import reloads as tls_reloads
 from .viewer import ViewerProtocol
 
 __all__ = ["EdgeService", "EdgeSite", "OneRequestChannel", "build_edge"]
@@ -191,6 +194,8 @@ class EdgeService(service.MultiService):
         self._trim: IDelayedCall | None = None
         #: The C{--api-keys-file}, re-read on SIGHUP.
         self.api_keys = ApiKeysFile()
+        #: The C{ssl:} listeners' certificates, re-read on SIGHUP.
+        self.tls_listeners: list[ListenerCertificates] = []
         self._sighup_installed = False
         self._previous_sighup: Any = None
 
@@ -233,7 +238,8 @@ class EdgeService(service.MultiService):
 
     def _install_sighup(self) -> None:
         """
-        SIGHUP re-reads the C{--api-keys-file} (in the reactor's thread);
+        SIGHUP re-reads the C{ssl:} listeners' certificates and the
+        C{--tls-dir}, and the C{--api-keys-file} (in the reactor's thread);
         without one it is logged and ignored, rather than ending the edge
         (its default action) when an operator reloads it.
         """
@@ -252,15 +258,20 @@ class EdgeService(service.MultiService):
             signal.signal(signal.SIGHUP, previous if previous is not None else signal.SIG_DFL)
 
     def _sighup(self, signum: int, frame: Any) -> None:
+        reloads: list[Callable[[], object]] = list(tls_reloads(self.tls_listeners))
+        if reloads:
+            log.info("SIGHUP: reloading the TLS certificates", event="sighup")
         if self.api_keys.path is None:
             log.info("SIGHUP: no --api-keys-file to reload", event="sighup")
-            return
-        log.info("SIGHUP: reloading the API keys file", event="sighup")
-        call = getattr(self.site.reactor, "callFromThread", None)
-        if call is not None:
-            call(self.api_keys.reload)
         else:
-            self.api_keys.reload()
+            log.info("SIGHUP: reloading the API keys file", event="sighup")
+            reloads.append(self.api_keys.reload)
+        call = getattr(self.site.reactor, "callFromThread", None)
+        for reload in reloads:
+            if call is not None:
+                call(reload)
+            else:
+                reload()
 
     async def _drain(self) -> None:
         reactor = self.site.reactor

@@ -25,6 +25,8 @@ from ..names import is_valid_label
 from .clientaddr import parse_network
 from .config import EdgeConfig
 from .tcp_ports import parse_port_range
+from .tls import CertificateError
+from .tls_listen import is_ssl, ssl_listener, tls_directory
 
 __all__ = ["Options", "makeService"]
 
@@ -279,6 +281,7 @@ class Options(usage.Options):
             "127.0.0.1",
             "Address the TCP tunnels' ports listen on (0.0.0.0 or :: to make them public).",
         ],
+        ["tls-dir", None, None, "Directory of <name>.pem files (key + chain) chosen by SNI on ssl: listeners."],
     ]
 
     def __init__(self) -> None:
@@ -318,6 +321,8 @@ class Options(usage.Options):
         interface = self["tcp-interface"]
         if not (isIPAddress(interface) or isIPv6Address(interface)):
             raise usage.UsageError(f"--tcp-interface must be an IP address (e.g. 0.0.0.0 or ::), not {interface!r}")
+        if self["tls-dir"] is not None and not os.path.isdir(self["tls-dir"]):
+            raise usage.UsageError(f"--tls-dir: no such directory: {self['tls-dir']}")
         for name in ("api-keys-file", "jwt-secret-file"):
             path = self[name]
             if path is not None and not os.path.isfile(path):
@@ -356,6 +361,7 @@ class Options(usage.Options):
             max_byte_streams=self["max-byte-streams"],
             tcp_ports=self["tcp-ports"],
             tcp_interface=self["tcp-interface"],
+            tls_dir=self["tls-dir"],
         )
 
 
@@ -412,9 +418,17 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
     parent = service.MultiService()
     edge.setName("edge")
     edge.setServiceParent(parent)
+    directory = tls_directory(options["tls-dir"], options["listen"])
     for description in options["listen"]:
         try:
-            endpoint = endpoints.serverFromString(reactor, description)
+            if is_ssl(description):  # our TLS context factory (netbore.edge.tls)
+                endpoint, certificates = ssl_listener(reactor, description, directory)
+                edge.tls_listeners.append(certificates)
+            else:
+                endpoint = endpoints.serverFromString(reactor, description)
+        except CertificateError as e:
+            sys.stderr.write(f"netbore-edge: --listen {description!r}: {e}\n")
+            raise SystemExit(1) from None
         except (ValueError, KeyError, TypeError, IndexError) as e:
             # IndexError: a systemd: index with no socket passed for it.
             why = "no socket was passed at that index" if isinstance(e, IndexError) else str(e)
