@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.task import Clock
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
+from twisted.internet.task import Clock
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
@@ -90,8 +90,7 @@ def test_wrong_ca_is_named(ca: CA, tmp_path: Path) -> None:
     assert client.lost is not None and client.lost.check(CertificateRefused)
     problem = tls.take_problem()
     assert problem == (
-        "the edge's certificate (issued by CN=netbore other CA) is not signed by a trusted CA "
-        f"(--ca-cert {ca.path})"
+        f"the edge's certificate (issued by CN=netbore other CA) is not signed by a trusted CA (--ca-cert {ca.path})"
     )
     assert client.lost.getErrorMessage() == problem
     assert tls.take_problem() is None  # once

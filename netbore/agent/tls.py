@@ -27,11 +27,18 @@ from service_identity.pyopenssl import extract_patterns
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import Certificate, TLSVersion, optionsForClientTLS, platformTrust
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-__all__ = ["TLS_VERSIONS", "CertificateRefused", "PeerTLS"]
+__all__ = ["TLS_VERSIONS", "CertificateRefused", "PeerTLS", "origin_reporter"]
+
+log = Logger()
+
+#: An origin's refusal is logged again after this long (or at once when
+#: it changes): one line per failed request would flood the log.
+REPORT_EVERY = 60.0
 
 #: C{--tls-min} values.
 TLS_VERSIONS = {"1.2": TLSVersion.TLSv1_2, "1.3": TLSVersion.TLSv1_3}
@@ -84,6 +91,22 @@ def certificate_names(certificate: x509.Certificate) -> list[str]:
     names: list[str] = [str(n) for n in san.get_values_for_type(x509.DNSName)]
     names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
     return names
+
+
+def origin_reporter(seconds: Callable[[], float], origin: str) -> Callable[[str], None]:
+    """
+    Logs why an C{https} origin's TLS failed: a warning per distinct
+    problem, repeated every L{REPORT_EVERY} seconds while it lasts.
+    """
+    last: list[Any] = [None, 0.0]
+
+    def report(problem: str) -> None:
+        now = seconds()
+        if problem != last[0] or now - last[1] >= REPORT_EVERY:
+            last[:] = [problem, now]
+            log.warn("cannot reach the origin {origin}: {problem}", origin=origin, problem=problem)
+
+    return report
 
 
 @implementer(IPolicyForHTTPS)
