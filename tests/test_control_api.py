@@ -242,6 +242,16 @@ async def test_create_https_urls(edge: Edge) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_public_scheme_wins_over_the_requests(tmp_path: Any) -> None:
+    # An operator's --public-scheme is kept even for a create over TLS;
+    # the candidate still follows the request (wss).
+    edge = make_edge(tmp_path, public_scheme="http")
+    _, _, body = await edge.create(base="https://control.localhost")
+    assert body["public_url"] == f"http://{body['public_hostname']}"
+    assert body["candidates"][0]["supported_transport"] == "wss"
+
+
+@pytest_twisted.ensureDeferred
 async def test_create_configured_urls(tmp_path: Any) -> None:
     edge = make_edge(
         tmp_path,
