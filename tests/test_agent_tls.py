@@ -13,11 +13,12 @@ import pytest
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions, PrivateCertificate, TLSVersion
 from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.test.iosim import connectedServerAndClient
 
-from netbore.agent.tls import CertificateRefused, PeerTLS
+from netbore.agent.tls import CertificateRefused, PeerTLS, origin_reporter
 
 from .tls_certs import CA, Issued
 
@@ -175,3 +176,21 @@ def test_tls_min_12_refuses_a_server_below_12(ca: CA) -> None:
     client, _ = handshake(tls, "edge.example", old)
     assert client.data == b""
     assert client.lost is not None
+
+
+def test_origin_refusals_are_logged_once_a_minute_while_they_last() -> None:
+    clock = Clock()
+    report = origin_reporter(clock.seconds, "https://origin.internal")
+    with capturedLogs() as events:
+        report("problem A")
+        clock.advance(59)
+        report("problem A")  # a request a second: not a line each
+        report("problem B")  # another problem: at once
+        clock.advance(60)
+        report("problem B")
+    assert [(e["log_level"].name, e["problem"]) for e in events] == [
+        ("warn", "problem A"),
+        ("warn", "problem B"),
+        ("warn", "problem B"),
+    ]
+    assert events[0]["origin"] == "https://origin.internal"
