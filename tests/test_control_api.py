@@ -197,7 +197,8 @@ async def test_create_anonymous(edge: Edge) -> None:
     [candidate] = body["candidates"]
     assert candidate["edge_url"] == "ws://localhost:8080/connect"
     assert candidate["edge_id"] == "edge-1"
-    assert candidate["supported_transport"] == "wss"
+    # Plain HTTP: the edge serves plain WebSocket, and says so.
+    assert candidate["supported_transport"] == "ws"
     assert candidate["region"] == "local"
 
     ephemeral = edge.authority.verify(body["ephemeral_token"], EPHEMERAL)
@@ -235,8 +236,19 @@ async def test_create_https_urls(edge: Edge) -> None:
     name = body["public_hostname"].split(".")[0]
     assert body["public_url"] == f"https://{name}.localhost"
     assert body["candidates"][0]["edge_url"] == "wss://control.localhost/connect"
+    assert body["candidates"][0]["supported_transport"] == "wss"
     _, _, body = await edge.create(base="https://localhost:8443")
     assert body["candidates"][0]["edge_url"] == "wss://localhost:8443/connect"
+
+
+@pytest_twisted.ensureDeferred
+async def test_public_scheme_wins_over_the_requests(tmp_path: Any) -> None:
+    # An operator's --public-scheme is kept even for a create over TLS;
+    # the candidate still follows the request (wss).
+    edge = make_edge(tmp_path, public_scheme="http")
+    _, _, body = await edge.create(base="https://control.localhost")
+    assert body["public_url"] == f"http://{body['public_hostname']}"
+    assert body["candidates"][0]["supported_transport"] == "wss"
 
 
 @pytest_twisted.ensureDeferred
@@ -577,7 +589,11 @@ async def test_accepted_optional_fields(edge: Edge) -> None:
         }
     )
     assert status == 201
+    assert "only the ws transport" in body["note"]  # a plain listener
+    _, _, body = await edge.create({"preferred_transports": ["quic"]}, base="https://control.localhost")
     assert "only the wss transport" in body["note"]
+    _, _, body = await edge.create({"preferred_transports": ["wss"]}, base="https://control.localhost")
+    assert "only the" not in body["note"]
 
 
 @pytest_twisted.ensureDeferred

@@ -54,6 +54,13 @@ def _seconds_int(value: Any) -> int:
     return int(number)
 
 
+def _tls_version(value: Any) -> str:
+    text = str(value).strip() if isinstance(value, (str, float)) else ""
+    if text not in ("1.2", "1.3"):
+        raise TypeError("1.2 or 1.3")
+    return text
+
+
 #: A host name: dot-separated labels of letters, digits, C{-} and C{_}.
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9_-]{1,63}(?<!-))*\.?")
 
@@ -100,6 +107,8 @@ OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "heartbeat-interval": _duration,
     "heartbeat-timeout": _duration,
     "tcp": _text,
+    "tls-min": _tls_version,
+    "origin-ca-cert": _text,
 }
 
 #: Seed 001 §5 names for some options.
@@ -121,6 +130,8 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat-interval": 10.0,
     "heartbeat-timeout": 10.0,
     "tcp": None,
+    "tls-min": "1.2",
+    "origin-ca-cert": None,
 }
 
 
@@ -176,6 +187,10 @@ class AgentConfig:
     heartbeat_timeout: float
     #: A TCP tunnel's local address (C{HOST:PORT}), instead of C{origin}.
     tcp: str | None = None
+    #: The lowest TLS version offered to the edge (C{"1.2"} or C{"1.3"}).
+    tls_min: str = "1.2"
+    #: A CA (PEM) to trust for an C{https://} origin, instead of the system's.
+    origin_ca_cert: str | None = None
 
 
 def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentConfig:
@@ -203,6 +218,8 @@ def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentCon
         parts = urlsplit(values[key])
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"{key} must be an http:// or https:// URL, not {values[key]!r}")
+    if values["origin-ca-cert"] is not None and urlsplit(origin or "").scheme != "https":
+        raise ConfigError("origin-ca-cert applies to an https:// origin")
     if values["backoff-cap"] < values["backoff-base"]:
         raise ConfigError("backoff-cap must not be smaller than backoff-base")
     return AgentConfig(**{k.replace("-", "_"): v for k, v in values.items()})

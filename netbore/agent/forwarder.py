@@ -43,6 +43,7 @@ from netbore.agent.stream import (
     StreamSink,
 )
 from netbore.agent.stream_states import RESPONSE_MOVES
+from netbore.agent.tls import PeerTLS
 from netbore.http1 import HOP_BY_HOP, Header, ResponseHead, connection_tokens
 from netbore.http1.grammar import TOKEN, content_length
 from netbore.protocol import RequestReceived
@@ -73,6 +74,7 @@ class OriginForwarder:
     @param pool: an L{OriginPool} to use (tests); else one is made for
         C{origin_url}, writing through C{writes}.
     @param writes: the process's write batch (see L{OriginPool}).
+    @param tls: how an C{https} origin is verified (see L{origin_endpoint}).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class OriginForwarder:
         pool: OriginPool | None = None,
         connect_timeout: float = 10.0,
         writes: WriteBatch | None = None,
+        tls: PeerTLS | None = None,
     ) -> None:
         parts = urlsplit(origin_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -101,7 +104,7 @@ class OriginForwarder:
                 raise ValueError(f"bad host header value: {host_header!r}")
         if pool is None:
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            endpoint = origin_endpoint(reactor, parts.scheme, parts.hostname, port, connect_timeout)
+            endpoint = origin_endpoint(reactor, parts.scheme, parts.hostname, port, connect_timeout, tls)
             pool = OriginPool(endpoint, reactor, writes=writes)
         self.pool = pool
         # The last session streams came from, and its DATA payload limit

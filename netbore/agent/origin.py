@@ -21,13 +21,13 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
 from zope.interface import implementer
 
 from netbore._types import Clock, Reactor
 from netbore.writes import WriteBatch
 
 from .origin_connection import Exchange, OriginConnection
+from .tls import PeerTLS
 
 __all__ = [
     "DEFAULT_MAX_IDLE",
@@ -55,10 +55,22 @@ class origin_endpoint:
     """
     The endpoint of an C{http} or C{https} origin, made at the first
     connection (so that building a forwarder needs no name resolver).
+
+    @param tls: how an C{https} origin is verified (L{PeerTLS}; default:
+        against the system's CAs).
     """
 
-    def __init__(self, reactor: Reactor, scheme: str, host: str, port: int, connect_timeout: float) -> None:
+    def __init__(
+        self,
+        reactor: Reactor,
+        scheme: str,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        tls: PeerTLS | None = None,
+    ) -> None:
         self._args = (reactor, scheme, host, port, connect_timeout)
+        self.tls = tls
         self._endpoint: IStreamClientEndpoint | None = None
 
     def connect(self, factory: Any) -> Deferred[Any]:
@@ -67,7 +79,8 @@ class origin_endpoint:
             reactor, scheme, host, port, timeout = self._args
             endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
             if scheme == "https":
-                endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+                tls = self.tls if self.tls is not None else PeerTLS("origin", None, "--origin-ca-cert")
+                endpoint = wrapClientTLS(tls.creator(host), endpoint)
             self._endpoint = endpoint
         return endpoint.connect(factory)
 

@@ -15,9 +15,8 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IDelayedCall
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import Logger
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+from twisted.web.client import Agent
 
 from .._types import Reactor
 from ..auth.apikeys import read_api_key_file
@@ -32,6 +31,7 @@ from .refresh import TUNNEL_DELETED, TokenRefresh
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
 from .tcp import TcpForwarder
+from .tls import PeerTLS, origin_reporter
 
 __all__ = ["AgentService"]
 
@@ -79,13 +79,13 @@ class AgentService(TokenRefresh, service.Service):
         self.state = load_state(config.state_file) if config.state_file else AgentState()
         self.agent_id = config.agent_id or self.state.agent_id or "agent-" + secrets.token_hex(6)
         self.api_key = read_api_key_file(config.api_key_file) if config.api_key_file else None
-        self.trust = None
-        if config.ca_cert:
-            with open(config.ca_cert, "rb") as f:
-                self.trust = Certificate.loadPEM(f.read())
+        #: TLS to the edge (control API and wss): verified against
+        #: --ca-cert or the system's CAs, never unverified; its refusals
+        #: say why (L{PeerTLS.take_problem}).
+        self.edge_tls = PeerTLS("edge", config.ca_cert, "--ca-cert", minimum=config.tls_min)
+        self.trust = self.edge_tls.trust
         if control is None:
-            policy = BrowserLikePolicyForHTTPS(trustRoot=self.trust) if self.trust else BrowserLikePolicyForHTTPS()
-            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=policy)), config.control_url)
+            control = ControlClient(HTTPClient(Agent(reactor, contextFactory=self.edge_tls)), config.control_url)
         self.control: TunnelControl = control
         self._connect: Connect = connect if connect is not None else self._connect_websocket
         #: The process's one write batch: the forwarder's origin connections
@@ -97,7 +97,11 @@ class AgentService(TokenRefresh, service.Service):
             self.forwarder = TcpForwarder(reactor, config.tcp)
         else:
             assert config.origin is not None
-            self.forwarder = OriginForwarder(reactor, config.origin, host_header=config.host_header, writes=self.writes)
+            report = origin_reporter(reactor.seconds, config.origin)
+            origin_tls = PeerTLS("origin", config.origin_ca_cert, "--origin-ca-cert", report=report)
+            self.forwarder = OriginForwarder(
+                reactor, config.origin, host_header=config.host_header, writes=self.writes, tls=origin_tls
+            )
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
         self.protocol: Any = None
@@ -177,15 +181,26 @@ class AgentService(TokenRefresh, service.Service):
             log.error("control API refused the tunnel: {error}", error=str(e))
             return NO_TUNNEL
         except Exception as e:
-            log.warn(
-                "cannot reach the control API at {url}: {error}", url=self.config.control_url, error=str(e) or repr(e)
+            problem = self.edge_tls.take_problem()
+            (log.error if problem else log.warn)(
+                "cannot reach the control API at {url}: {error}",
+                url=self.config.control_url,
+                error=problem or str(e) or repr(e),
             )
             return NO_TUNNEL
         outcome = UNREACHABLE
         for candidate in created.candidates:
             if not self.running:
                 break
-            outcome = await self._session(str(candidate["edge_url"]), created.ephemeral_token)
+            url = str(candidate["edge_url"])
+            if downgraded(self.config.control_url, url):
+                log.error(
+                    "refusing the edge's candidate {url}: the control API is https, the tunnel must be wss "
+                    "(the token would travel in clear; give the edge --advertise-url wss://...)",
+                    url=url,
+                )
+                continue
+            outcome = await self._session(url, created.ephemeral_token)
             if outcome != UNREACHABLE:
                 break  # refused, or it was up: start over from the first
         return outcome
@@ -337,7 +352,10 @@ class AgentService(TokenRefresh, service.Service):
                     )
                     ended.callback(REFUSED)
                 else:
-                    log.warn("session to {url} failed: {reason}", url=url, reason=closed.reason)
+                    problem = self.edge_tls.take_problem()
+                    (log.error if problem else log.warn)(
+                        "session to {url} failed: {reason}", url=url, reason=problem or closed.reason
+                    )
                     ended.callback(UNREACHABLE)
                 return
             up = self.reactor.seconds() - opened_at[0] if opened_at else 0.0
@@ -351,7 +369,10 @@ class AgentService(TokenRefresh, service.Service):
         try:
             await self._connect(url, token, on_ready, on_closed)
         except Exception as e:
-            log.warn("cannot connect to {url}: {error}", url=url, error=str(e) or repr(e))
+            problem = self.edge_tls.take_problem()
+            (log.error if problem else log.warn)(
+                "cannot connect to {url}: {error}", url=url, error=problem or str(e) or repr(e)
+            )
             return UNREACHABLE
         return await ended
 
@@ -387,5 +408,13 @@ class AgentService(TokenRefresh, service.Service):
         port = parts.port or (443 if secure else 80)
         endpoint: Any = HostnameEndpoint(self.reactor, host, port, timeout=10)
         if secure:
-            endpoint = wrapClientTLS(optionsForClientTLS(host, trustRoot=self.trust), endpoint)
+            endpoint = wrapClientTLS(self.edge_tls.creator(host), endpoint)
         await endpoint.connect(factory)
+
+
+def downgraded(control_url: str, edge_url: str) -> bool:
+    """
+    The control API was reached over TLS but the candidate is plain
+    (C{ws://}): the ephemeral token would go out in clear.
+    """
+    return urlsplit(control_url).scheme == "https" and urlsplit(edge_url).scheme not in ("wss", "https")

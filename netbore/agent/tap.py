@@ -21,7 +21,7 @@ __all__ = ["Options", "makeService"]
 
 #: Options naming files that must exist (checked once the config file is
 #: merged, so that a missing file stops twistd with a usage error).
-_FILES = ("api-key-file", "ca-cert")
+_FILES = ("api-key-file", "ca-cert", "origin-ca-cert")
 
 #: The agent's files that hold a credential, and what to call each.
 _SECRET_FILES = (("api_key_file", "API key file"), ("state_file", "state file (it holds the recreate token)"))
@@ -106,6 +106,14 @@ class Options(usage.Options):
             None,
             "A local TCP service to expose instead of --origin, HOST:PORT (e.g. 127.0.0.1:5432, [::1]:22).",
         ],
+        [
+            "tls-min",
+            None,
+            None,
+            "Lowest TLS version offered to the edge: 1.2 or 1.3 (default 1.2).",
+            _coerce("tls-min"),
+        ],
+        ["origin-ca-cert", None, None, "Trust this CA (PEM) for an https:// origin (default: the system's CAs)."],
     ]
 
     def postOptions(self) -> None:

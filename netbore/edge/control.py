@@ -289,13 +289,17 @@ class ControlAPI:
             + f"; ephemeral token and candidates valid for "
             f"{seconds_text(config.ephemeral_ttl)} s"
         )
+        # The transport is the edge_url's: ws on a plain listener (or
+        # behind a proxy not trusted to say https), wss over TLS.
+        url = edge_url(request, self.config.advertise_url)
+        transport = "wss" if url.startswith(("wss:", "https:")) else "ws"
         preferred = body.get("preferred_transports")
-        if preferred is not None and "wss" not in preferred:
-            note += "; this edge offers only the wss transport"
+        if preferred is not None and transport not in preferred:
+            note += f"; this edge offers only the {transport} transport"
         candidate = {
             "edge_id": config.edge_id,
-            "edge_url": edge_url(request, self.config.advertise_url),
-            "supported_transport": "wss",
+            "edge_url": url,
+            "supported_transport": transport,
             "region": config.region,
             "note": ("open a WebSocket offering subprotocols netbore.v1 and bearer.<ephemeral_token>"),
         }
