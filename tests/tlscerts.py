@@ -88,8 +88,11 @@ class TestCA:
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, *names: str) -> Issued:
-        """A server certificate for these DNS names (or IP literals), CN the first."""
+    def issue(self, *names: str, expired: bool = False) -> Issued:
+        """
+        A server certificate for these DNS names (or IP literals), CN the
+        first; valid now, or (C{expired}) until yesterday.
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = []
         for name in names:
@@ -103,8 +106,8 @@ class TestCA:
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(self.now - datetime.timedelta(minutes=5))
-            .not_valid_after(self.now + datetime.timedelta(days=1))
+            .not_valid_before(self.now - datetime.timedelta(days=10 if expired else 0, minutes=5))
+            .not_valid_after(self.now + datetime.timedelta(days=-1 if expired else 1))
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(self.key, hashes.SHA256())
