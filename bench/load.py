@@ -11,6 +11,7 @@ import hashlib
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,10 +33,27 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Target:
-    """Where a path is reached: a loopback port and the Host header to send."""
+    """
+    Where a path is reached: a loopback port and the Host header to send;
+    over TLS when C{cafile} is given (the CA the server's certificate is
+    verified against, by the Host's name, which is also the SNI).
+    """
 
     port: int
     host: str
+    cafile: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.cafile else "http"
+
+    def tls(self) -> ssl.SSLContext | None:
+        """The client context of a TLS target (verifying the name), else None."""
+        return ssl.create_default_context(cafile=self.cafile) if self.cafile else None
+
+    @property
+    def server_name(self) -> str:
+        return self.host.rsplit(":", 1)[0] if self.host.count(":") == 1 else self.host
 
 
 @dataclass
@@ -128,7 +146,7 @@ def _wrk(target: Target, path: str, connections: int, duration: float, threads: 
         "10s",
         "-H",
         f"Host: {target.host}",
-        f"http://127.0.0.1:{target.port}{path}",
+        f"{target.scheme}://127.0.0.1:{target.port}{path}",
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     if done.returncode != 0:
@@ -160,7 +178,9 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
 
 async def _worker(target: Target, request: bytes, stop_at: float, latencies: list[float], counts: list[int]) -> None:
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", target.port)
+        tls = target.tls()
+        server = target.server_name if tls else None
+        reader, writer = await asyncio.open_connection("127.0.0.1", target.port, ssl=tls, server_hostname=server)
     except OSError:
         counts[1] += 1
         return
@@ -241,7 +261,11 @@ def connect(target: Target, timeout: float) -> socket.socket:
     sock.settimeout(timeout)
     sock.connect(("127.0.0.1", target.port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    tls = target.tls()
+    if tls is None:
+        return sock
+    # TLS: each call is bounded by the time left at the handshake (not re-armed per call)
+    return tls.wrap_socket(sock, server_hostname=target.server_name)
 
 
 def healthy(target: Target, timeout: float = 5) -> bool:

@@ -84,6 +84,8 @@ def twistd(*args: str) -> list[str]:
 
 class Netbore(Peer):
     name = label = "netbore"
+    #: the edge's C{--domain}
+    domain = "localhost"
 
     def __init__(self) -> None:
         self.started: list[Proc] = []
@@ -96,9 +98,9 @@ class Netbore(Peer):
             twistd(
                 "netbore-edge",
                 "--listen",
-                f"tcp:{port}:interface=127.0.0.1",
+                self.listen(port),
                 "--domain",
-                "localhost",
+                self.domain,
                 "--data-dir",
                 str(env.tmp / f"edge-data-{port}"),
                 "--allow-anonymous",
@@ -117,7 +119,7 @@ class Netbore(Peer):
             twistd(
                 "netbore-agent",
                 "--control-url",
-                f"http://127.0.0.1:{port}",
+                self.control_url(port),
                 *self.agent_args(origin_port),
                 "--state-file",
                 str(state),
@@ -126,6 +128,14 @@ class Netbore(Peer):
         )
         self.started.append(agent)
         return self.target(self._wait_ready(state, agent, 30), port)
+
+    def listen(self, port: int) -> str:
+        """The edge's C{--listen} endpoint on C{port}."""
+        return f"tcp:{port}:interface=127.0.0.1"
+
+    def control_url(self, port: int) -> str:
+        """The agent's C{--control-url} for an edge on C{port}."""
+        return f"http://127.0.0.1:{port}"
 
     def edge_args(self) -> list[str]:
         """Options added to the edge's command line."""
@@ -181,12 +191,19 @@ class NginxProxy(Peer):
     def missing(self) -> str | None:
         return None if which("nginx") else "nginx is not installed (Debian package: nginx)"
 
-    def start(self, env: Env, origin_port: int) -> Target:
-        port = free_port()
-        body = f"""
+    def listen(self, port: int) -> str:
+        """The C{server} block's C{listen} directive (and what goes with it)."""
+        return f"listen 127.0.0.1:{port} backlog=4096;"
+
+    def target(self, port: int) -> Target:
+        return Target(port, f"127.0.0.1:{port}")
+
+    def config(self, port: int, origin_port: int) -> str:
+        """The C{http} block's body: the proxy on C{port} to the origin on C{origin_port}."""
+        return f"""
   upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 256; }}
   server {{
-    listen 127.0.0.1:{port} backlog=4096;
+    {self.listen(port)}
     client_max_body_size 0;
     location / {{
       proxy_pass http://origin;
@@ -197,9 +214,12 @@ class NginxProxy(Peer):
     }}
   }}
 """
-        self.proc = start_nginx(env, "nginx-proxy", body)
+
+    def start(self, env: Env, origin_port: int) -> Target:
+        port = free_port()
+        self.proc = start_nginx(env, self.name, self.config(port, origin_port))
         wait_port(port, 10, self.proc.alive)
-        return Target(port, f"127.0.0.1:{port}")
+        return self.target(port)
 
     def pids(self) -> set[int]:
         return descendants(self.proc.pid) if self.proc and self.proc.alive() else set()
@@ -361,6 +381,7 @@ def start_paths(
             peer.stop()
             continue
         host = f" (Host: {target.host})" if scheme == "http" else ""
-        print(f"  {peer.label:<12} {scheme}://127.0.0.1:{target.port}{host} pids {sorted(peer.pids()) or '-'}")
+        shown = target.scheme if scheme == "http" else scheme
+        print(f"  {peer.label:<12} {shown}://127.0.0.1:{target.port}{host} pids {sorted(peer.pids()) or '-'}")
         started.append((peer, target))
     return started

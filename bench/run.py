@@ -26,6 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import https as https_bench  # noqa: E402
 from bench import peers as peers_mod  # noqa: E402
 from bench import tcp_bulk  # noqa: E402
 from bench.load import Target, download, healthy, run_load, ttfb, upload  # noqa: E402
@@ -311,6 +312,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the TCP bulk test (netbore TCP tunnel vs OpenSSH -L/-R); only: skip the HTTP tests",
     )
     p.add_argument(
+        "--https",
+        choices=["on", "off", "only"],
+        default="on",
+        help="the HTTPS test (netbore and nginx terminating TLS, issue 12); only: no HTTP or TCP tests",
+    )
+    p.add_argument(
         "--tcp-size",
         type=int,
         default=100,
@@ -387,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = Plan(
         plan.conns, args.duration or plan.duration, args.rounds or plan.rounds, plan.ttfb_count, plan.transfer_timeout
     )
-    started = time.monotonic()
+    started, modes = time.monotonic(), (args.tcp, args.https)
     check_tools(args.install)
     server_cores, load_cores = pin_cores()
     shm = Path("/dev/shm")
@@ -396,8 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         files, sha, payload = make_files(tmp, plan.big)
         env = Env(tmp, group, server_cores, files)
-        report = http_sweep(args, plan, env, payload, sha, load_cores, started) if args.tcp != "only" else {}
-        if args.tcp != "off":
+        report = http_sweep(args, plan, env, payload, sha, load_cores, started) if "only" not in modes else {}
+        if args.https != "off" and args.tcp != "only":
+            bench_for = lambda o, t: Bench(plan, env, o, payload, sha, load_cores, t)  # noqa: E731
+            report["https"] = https_bench.run(bench_for, pick_origin(args.origin), args.only, sanity)
+        if args.tcp != "off" and args.https != "only":
             report["tcp_bulk"] = tcp_bulk.run(
                 env, payload, args.tcp_size * MiB, plan.rounds, plan.transfer_timeout, args.only
             )
