@@ -190,7 +190,9 @@ class AgentCA:
         """
         if certificate is None:
             return AgentCertRefusal(
-                "client_certificate_required", "this edge requires an agent client certificate signed by its agent CA"
+                "client_certificate_required",
+                "this edge requires an agent client certificate signed by its agent CA"
+                " (the agent's --client-cert and --client-key)",
             )
         if self._issuer(certificate) is None:
             return AgentCertRefusal(
