@@ -78,8 +78,8 @@ def test_a_crl_by_another_ca_is_refused(ca: TestCA) -> None:
 
 
 def test_a_text_file_of_hex_serials() -> None:
-    text = b"# revoked agents\n0a\n\n0x1F  # bob's laptop\n01:00:ff\nDEADbeef\n"
-    assert parse_revoked("serials", text) == {0x0A, 0x1F, 0x0100FF, 0xDEADBEEF}
+    text = b"# revoked agents\n0a\n\n0x1F  # bob's laptop\n01:00:ff\nDEADbeef\nserial=5B3E\n"
+    assert parse_revoked("serials", text) == {0x0A, 0x1F, 0x0100FF, 0xDEADBEEF, 0x5B3E}
     assert parse_revoked("serials", b"") == frozenset()
 
 

@@ -41,7 +41,8 @@ log = Logger()
 #: The SAN URI naming an account (C{python -m netbore.certs agent}).
 ACCOUNT_URI_PREFIX = "netbore:account:"
 
-_HEX_SERIAL = re.compile(r"^(?:0x)?([0-9a-f:]+)$", re.IGNORECASE)
+#: A serial as OpenSSL prints it (C{serial=5B3E...}), bare, with C{0x} or colons.
+_HEX_SERIAL = re.compile(r"^(?:serial=)?(?:0x)?([0-9a-f:]+)$", re.IGNORECASE)
 
 
 class AgentCAError(Exception):
@@ -81,8 +82,8 @@ def parse_revoked(path: str, data: bytes, cas: list[x509.Certificate] | None = N
     """
     The revoked serial numbers of a C{--agent-crl} file: a PEM (or DER) CRL,
     whose signature must be by one of C{cas} when given, or a text file of
-    hexadecimal serials, one per line (C{#} comments, blank lines and
-    colons between bytes allowed).
+    hexadecimal serials, one per line (C{#} comments, blank lines,
+    C{0x}, colons between bytes and OpenSSL's C{serial=} allowed).
 
     @raise AgentCAError: neither, or a CRL not signed by C{--agent-ca}.
     """
