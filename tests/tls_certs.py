@@ -62,3 +62,18 @@ class CA:
         # (the leaf alone: the tests that use these files hand the CA over separately)
         cert_path.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
         return Issued(cert_path, key_path, issued.cert)
+
+    def issue_client(self, account: str) -> Issued:
+        """
+        An agent client certificate for C{account} (CN and SAN URI
+        C{netbore:account:<account>}) as files.
+        """
+        self._count += 1
+        issued = self._ca.issue_client(account, account_uri=f"netbore:account:{account}")
+        stem = self.directory / f"{self.label}-{self._count}"
+        key_path, cert_path = issued.write_pair(stem.with_suffix(".key.pem"), stem.with_suffix(".crt.pem"))
+        return Issued(cert_path, key_path, issued.cert)
+
+    def crl(self, *serials: int) -> bytes:
+        """A PEM CRL by this CA revoking C{serials}."""
+        return self._ca.crl(*serials)

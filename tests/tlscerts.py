@@ -113,3 +113,37 @@ class TestCA:
             .sign(self.key, hashes.SHA256())
         )
         return Issued(key, cert, self.cert)
+
+    def issue_client(self, cn: str, *, account_uri: str | None = None, expired: bool = False) -> Issued:
+        """
+        An agent client certificate (clientAuth): subject CN C{cn} and, when
+        given, the SAN URI C{account_uri} (C{netbore:account:<name>}).
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(_name(cn))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(self.now - datetime.timedelta(days=10 if expired else 0, minutes=5))
+            .not_valid_after(self.now + datetime.timedelta(days=-1 if expired else 1))
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        )
+        if account_uri is not None:
+            san = x509.SubjectAlternativeName([x509.UniformResourceIdentifier(account_uri)])
+            builder = builder.add_extension(san, critical=False)
+        return Issued(key, builder.sign(self.key, hashes.SHA256()), self.cert)
+
+    def crl(self, *serials: int) -> bytes:
+        """A PEM CRL by this CA revoking C{serials}."""
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self.cert.subject)
+            .last_update(self.now - datetime.timedelta(minutes=5))
+            .next_update(self.now + datetime.timedelta(days=1))
+        )
+        for serial in serials:
+            revoked = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(self.now).build()
+            builder = builder.add_revoked_certificate(revoked)
+        return builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)

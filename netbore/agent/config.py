@@ -109,6 +109,8 @@ OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "tcp": _text,
     "tls-min": _tls_version,
     "origin-ca-cert": _text,
+    "client-cert": _text,
+    "client-key": _text,
 }
 
 #: Seed 001 §5 names for some options.
@@ -132,6 +134,8 @@ DEFAULTS: dict[str, Any] = {
     "tcp": None,
     "tls-min": "1.2",
     "origin-ca-cert": None,
+    "client-cert": None,
+    "client-key": None,
 }
 
 
@@ -191,6 +195,10 @@ class AgentConfig:
     tls_min: str = "1.2"
     #: A CA (PEM) to trust for an C{https://} origin, instead of the system's.
     origin_ca_cert: str | None = None
+    #: The agent's client certificate (PEM) and its key, presented to the
+    #: edge (control API and wss) for an edge with C{--agent-ca}.
+    client_cert: str | None = None
+    client_key: str | None = None
 
 
 def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentConfig:
@@ -220,6 +228,8 @@ def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentCon
             raise ConfigError(f"{key} must be an http:// or https:// URL, not {values[key]!r}")
     if values["origin-ca-cert"] is not None and urlsplit(origin or "").scheme != "https":
         raise ConfigError("origin-ca-cert applies to an https:// origin")
+    if (values["client-cert"] is None) != (values["client-key"] is None):
+        raise ConfigError("client-cert and client-key go together")
     if values["backoff-cap"] < values["backoff-base"]:
         raise ConfigError("backoff-cap must not be smaller than backoff-base")
     return AgentConfig(**{k.replace("-", "_"): v for k, v in values.items()})

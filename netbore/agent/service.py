@@ -82,7 +82,9 @@ class AgentService(TokenRefresh, service.Service):
         #: TLS to the edge (control API and wss): verified against
         #: --ca-cert or the system's CAs, never unverified; its refusals
         #: say why (L{PeerTLS.take_problem}).
-        self.edge_tls = PeerTLS("edge", config.ca_cert, "--ca-cert", minimum=config.tls_min)
+        self.edge_tls = PeerTLS(
+            "edge", config.ca_cert, "--ca-cert", minimum=config.tls_min, client=(config.client_cert, config.client_key)
+        )
         self.trust = self.edge_tls.trust
         if control is None:
             control = ControlClient(HTTPClient(Agent(reactor, contextFactory=self.edge_tls)), config.control_url)

@@ -21,10 +21,14 @@ __all__ = ["Options", "makeService"]
 
 #: Options naming files that must exist (checked once the config file is
 #: merged, so that a missing file stops twistd with a usage error).
-_FILES = ("api-key-file", "ca-cert", "origin-ca-cert")
+_FILES = ("api-key-file", "ca-cert", "origin-ca-cert", "client-cert", "client-key")
 
 #: The agent's files that hold a credential, and what to call each.
-_SECRET_FILES = (("api_key_file", "API key file"), ("state_file", "state file (it holds the recreate token)"))
+_SECRET_FILES = (
+    ("api_key_file", "API key file"),
+    ("state_file", "state file (it holds the recreate token)"),
+    ("client_key", "client key"),
+)
 
 log = Logger()
 
@@ -114,6 +118,8 @@ class Options(usage.Options):
             _coerce("tls-min"),
         ],
         ["origin-ca-cert", None, None, "Trust this CA (PEM) for an https:// origin (default: the system's CAs)."],
+        ["client-cert", None, None, "Client certificate (PEM) to present to an edge with --agent-ca."],
+        ["client-key", None, None, "The private key (PEM) of --client-cert."],
     ]
 
     def postOptions(self) -> None:

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography import x509
+from OpenSSL import crypto
 from OpenSSL.crypto import X509
 from OpenSSL.SSL import VERIFY_FAIL_IF_NO_PEER_CERT, VERIFY_PEER, Connection
 from service_identity import VerificationError
@@ -26,7 +27,14 @@ from service_identity.hazmat import DNS_ID, IPAddress_ID, ServiceID, verify_serv
 from service_identity.pyopenssl import extract_patterns
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.ssl import Certificate, TLSVersion, optionsForClientTLS, platformTrust
+from twisted.internet.ssl import (
+    Certificate,
+    KeyPair,
+    PrivateCertificate,
+    TLSVersion,
+    optionsForClientTLS,
+    platformTrust,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IPolicyForHTTPS
@@ -109,6 +117,30 @@ def origin_reporter(seconds: Callable[[], float], origin: str) -> Callable[[str]
     return report
 
 
+def load_client_certificate(cert: str, key: str) -> PrivateCertificate:
+    """
+    The client certificate of C{--client-cert} with the key of
+    C{--client-key}.
+
+    @raise ValueError: a file that cannot be read or parsed, or a key that
+        is not the certificate's; the message names the file.
+    """
+    try:
+        with open(cert, "rb") as f:
+            certificate = Certificate.loadPEM(f.read())
+    except (OSError, crypto.Error, ValueError) as e:
+        raise ValueError(f"--client-cert {cert}: not a PEM certificate: {e}") from None
+    try:
+        with open(key, "rb") as f:
+            pair = KeyPair.load(f.read(), crypto.FILETYPE_PEM)
+    except (OSError, crypto.Error, ValueError) as e:
+        raise ValueError(f"--client-key {key}: not a PEM private key: {e}") from None
+    if pair.keyHash() != certificate.getPublicKey().keyHash():
+        raise ValueError(f"--client-key {key} is not the key of --client-cert {cert}")
+    client: PrivateCertificate = PrivateCertificate.fromCertificateAndKeyPair(certificate, pair)
+    return client
+
+
 @implementer(IPolicyForHTTPS)
 class PeerTLS:
     """
@@ -122,6 +154,8 @@ class PeerTLS:
         (C{"--ca-cert"}), named in messages.
     @param minimum: the lowest TLS version offered; L{None}: Twisted's.
     @param report: called with each refusal's message as it happens.
+    @param client: the client certificate and key files (PEM) to present
+        (C{--client-cert}, C{--client-key}), for an edge with C{--agent-ca}.
     """
 
     def __init__(
@@ -131,6 +165,7 @@ class PeerTLS:
         trust_option: str,
         minimum: str | None = None,
         report: Callable[[str], object] | None = None,
+        client: tuple[str | None, str | None] = (None, None),
     ) -> None:
         self.peer = peer
         self.trust_file = trust_file
@@ -142,6 +177,9 @@ class PeerTLS:
             with open(trust_file, "rb") as f:
                 self.trust = Certificate.loadPEM(f.read())
         self._extra: dict[str, Any] = {}
+        self.client_cert: PrivateCertificate | None = None
+        if client[0] is not None and client[1] is not None:
+            self.client_cert = load_client_certificate(client[0], client[1])
         if minimum is not None:
             self._extra["raiseMinimumTo"] = TLS_VERSIONS[minimum]
         self._problem: str | None = None
@@ -164,7 +202,9 @@ class PeerTLS:
         The client connection creator for C{hostname}.
         """
         trust = self.trust if self.trust is not None else platformTrust()
-        inner = optionsForClientTLS(hostname, trustRoot=trust, extraCertificateOptions=dict(self._extra))
+        inner = optionsForClientTLS(
+            hostname, trustRoot=trust, clientCertificate=self.client_cert, extraCertificateOptions=dict(self._extra)
+        )
         return _Creator(self, inner, hostname)
 
     # -- diagnosis ------------------------------------------------------------------

@@ -38,6 +38,7 @@ from ..protocol import (
 from ..protocol.errors import CLOSE_TUNNEL_DELETED
 from ..websocket import TunnelWebSocket, set_tunnel_options
 from ..writes import WriteBatch
+from .agentca import AgentCA, peer_certificate
 from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .exchange import AgentEvents
@@ -131,6 +132,11 @@ class EdgeSession(AgentEvents, TunnelWebSocket["ViewerExchange"], WebSocketServe
         tunnel = endpoint.registry.get(claims.sub)
         if tunnel is None or tunnel.name != claims.name:
             raise ConnectionDeny(403, "tunnel unknown or deleted: create it again")
+        ca = endpoint.agent_ca
+        refusal = ca.check(peer_certificate(self.transport), tunnel.owner) if ca is not None else None
+        if refusal is not None:
+            endpoint.limiter.failed(self.peer_host)
+            raise ConnectionDeny(403, f"{refusal.code}: {refusal.message}")
         self.tunnel = tunnel
         return SUBPROTOCOL if SUBPROTOCOL in request.protocols else None
 
@@ -393,6 +399,8 @@ class AgentEndpoint:
         #: The site's connection caps (set by the site's builder), released
         #: by a session whose connection autobahn took over.
         self.limits: ConnectionLimits | None = None
+        #: C{--agent-ca}: sessions need a client certificate naming the tunnel's owner.
+        self.agent_ca: AgentCA | None = None
 
     def resource(self) -> WebSocketResource:
         return _UpgradeResource(self.factory)

@@ -17,6 +17,7 @@ from twisted.web.server import Request
 from ..auth.apikeys import Account, ApiKeys, ApiKeysError
 from ..auth.filemodes import loose_permissions
 from ..auth.tokens import MANAGEMENT, Claims, TokenAuthority, TokenError
+from .agentca import AgentCA, peer_certificate
 from .apierrors import ApiError, invalid_request, rate_limited, unauthorized
 from .apirequest import client_address
 from .ratelimit import AuthFailureLimiter
@@ -107,6 +108,23 @@ class ApiAuth:
         self.authority = authority
         self.api_keys = api_keys
         self.limiter = limiter
+        #: C{--agent-ca}: agents' calls need a client certificate naming
+        #: their account (L{agent_certificate}); L{None}: no such check.
+        self.agent_ca: AgentCA | None = None
+
+    def agent_certificate(self, request: Request, addr: str, account: str | None) -> None:
+        """
+        With C{--agent-ca}, refuse (403, counted) an agent's call whose TLS
+        client certificate is missing, not ours, revoked or for another
+        account than C{account}.
+        """
+        if self.agent_ca is None:
+            return
+        refusal = self.agent_ca.check(peer_certificate(request.channel.transport), account)
+        if refusal is not None:
+            self.limiter.failed(addr)
+            self.log.info("refused client certificate: {reason}", reason=refusal.message, event="auth_failure")
+            raise ApiError(403, refusal.code, refusal.message)
 
     def check_rate(self, request: Request) -> str:
         """

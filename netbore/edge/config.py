@@ -85,3 +85,8 @@ class EdgeConfig:
     #: The directory of certificates chosen by SNI on C{ssl:} listeners
     #: (C{--tls-dir}); L{None}: each listener has its own certificate only.
     tls_dir: str | None = None
+    #: The CA that signs agents' client certificates (C{--agent-ca}); L{None}:
+    #: agents need none (netbore.edge.agentca).
+    agent_ca: str | None = None
+    #: Revoked agent certificates (C{--agent-crl}): a PEM CRL or hex serials.
+    agent_crl: str | None = None

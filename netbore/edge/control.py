@@ -159,6 +159,7 @@ class ControlAPI:
                 raise tunnel_deleted(
                     f"tunnel {recreate.sub} ({recreate.name}) was deleted; its recreate tokens are revoked"
                 )
+        self.auth.agent_certificate(request, addr, management.sub if management is not None else None)
         if management is None and recreate is None and not self.config.allow_anonymous:
             raise unauthorized(
                 "this edge needs a management token (POST /auth/token) or a recreate token to create tunnels"
@@ -393,6 +394,7 @@ class ControlAPI:
         addr = self.auth.check_rate(request)
         body = self._body(request, _AUTH_TOKEN)
         sub, role = self.auth.api_key_account(request, addr, body.get("api_key"))
+        self.auth.agent_certificate(request, addr, sub)
         token, exp = self.authority.issue(MANAGEMENT, sub, self.config.management_ttl, role=role)
         self.log.info(
             "management token issued to {account} ({role})",

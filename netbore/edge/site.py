@@ -25,6 +25,7 @@ from .._types import Reactor
 from ..auth import TokenAuthority, load_keyring
 from ..memory import release_free_heap
 from ..writes import WriteBatch
+from .agentca import AgentCA
 from .agents import AgentEndpoint
 from .apiauth import ApiKeysFile
 from .clientaddr import TrustedProxies
@@ -38,7 +39,7 @@ from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .tcp import tcp_factory
 from .tcp_ports import TcpPorts
-from .tls import ListenerCertificates
+from .tls import ListenerCertificates, request_client_certificates
 from .tls import reloads as tls_reloads
 from .viewer import ViewerProtocol
 
@@ -196,6 +197,8 @@ class EdgeService(service.MultiService):
         self.api_keys = ApiKeysFile()
         #: The C{ssl:} listeners' certificates, re-read on SIGHUP.
         self.tls_listeners: list[ListenerCertificates] = []
+        #: C{--agent-ca} and C{--agent-crl}, re-read on SIGHUP.
+        self.agent_ca: AgentCA | None = None
         self._sighup_installed = False
         self._previous_sighup: Any = None
 
@@ -239,7 +242,7 @@ class EdgeService(service.MultiService):
     def _install_sighup(self) -> None:
         """
         SIGHUP re-reads the C{ssl:} listeners' certificates and the
-        C{--tls-dir}, and the C{--api-keys-file} (in the reactor's thread);
+        C{--tls-dir}, C{--agent-ca} and C{--agent-crl}, and the C{--api-keys-file} (in the reactor's thread);
         without one it is logged and ignored, rather than ending the edge
         (its default action) when an operator reloads it.
         """
@@ -259,6 +262,9 @@ class EdgeService(service.MultiService):
 
     def _sighup(self, signum: int, frame: Any) -> None:
         reloads: list[Callable[[], object]] = list(tls_reloads(self.tls_listeners))
+        if self.agent_ca is not None:  # first: the listeners then name its CAs
+            log.info("SIGHUP: reloading --agent-ca and --agent-crl", event="sighup")
+            reloads.insert(0, self.agent_ca.reload)
         if reloads:
             log.info("SIGHUP: reloading the TLS certificates", event="sighup")
         if self.api_keys.path is None:
@@ -319,6 +325,9 @@ def build_edge(
         token_lifetime=max(config.recreate_max_ttl, config.ephemeral_ttl),
     )
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
+    agent_ca = AgentCA(reactor, config.agent_ca, config.agent_crl) if config.agent_ca is not None else None
+    # Before any ssl: listener builds a context: ask clients for certificates.
+    request_client_certificates(agent_ca.cas if agent_ca is not None else None)
     # One write batch for the process: viewer bytes and tunnel frames that
     # one event causes leave together.
     writes = WriteBatch()
@@ -347,6 +356,7 @@ def build_edge(
     )
     edge = EdgeService(config, site, registry, authority, endpoint)
     edge.api_keys = api_keys
+    edge.agent_ca = control.auth.agent_ca = endpoint.agent_ca = agent_ca
     if tcp_ports is not None:
         tcp_ports.setName("tcp-ports")
         tcp_ports.setServiceParent(edge)

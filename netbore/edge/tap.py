@@ -282,6 +282,8 @@ class Options(usage.Options):
             "Address the TCP tunnels' ports listen on (0.0.0.0 or :: to make them public).",
         ],
         ["tls-dir", None, None, "Directory of <name>.pem files (key + chain) chosen by SNI on ssl: listeners."],
+        ["agent-ca", None, None, "PEM CA whose client certificates agents must present, naming their account."],
+        ["agent-crl", None, None, "Revoked agent certificates: a PEM CRL or hex serials one a line (SIGHUP)."],
     ]
 
     def __init__(self) -> None:
@@ -323,7 +325,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"--tcp-interface must be an IP address (e.g. 0.0.0.0 or ::), not {interface!r}")
         if self["tls-dir"] is not None and not os.path.isdir(self["tls-dir"]):
             raise usage.UsageError(f"--tls-dir: no such directory: {self['tls-dir']}")
-        for name in ("api-keys-file", "jwt-secret-file"):
+        if self["agent-crl"] is not None and self["agent-ca"] is None:
+            raise usage.UsageError("--agent-crl needs --agent-ca")
+        if self["agent-ca"] is not None and not any(is_ssl(d) for d in self["listen"]):
+            raise usage.UsageError("--agent-ca needs an ssl: --listen (the edge must see the TLS handshake)")
+        for name in ("api-keys-file", "jwt-secret-file", "agent-ca", "agent-crl"):
             path = self[name]
             if path is not None and not os.path.isfile(path):
                 raise usage.UsageError(f"--{name}: no such file: {path}")
@@ -362,6 +368,8 @@ class Options(usage.Options):
             tcp_ports=self["tcp-ports"],
             tcp_interface=self["tcp-interface"],
             tls_dir=self["tls-dir"],
+            agent_ca=self["agent-ca"],
+            agent_crl=self["agent-crl"],
         )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "CertificateFiles",
     "ListenerCertificates",
     "load_context",
+    "request_client_certificates",
 ]
 
 log = Logger()
@@ -125,6 +126,27 @@ def _use(method: Callable[[Any], None], value: Any, convert: Callable[[Any], Any
         method(convert(value))
 
 
+#: The CA certificates named in a CertificateRequest (C{--agent-ca}), or
+#: L{None}: set by L{request_client_certificates} before any listener loads.
+_client_cas: list[x509.Certificate] | None = None
+
+
+def request_client_certificates(cas: list[x509.Certificate] | None) -> None:
+    """
+    Make every context L{new_context} builds from now on ask clients for a
+    certificate (naming C{cas}) without requiring one; L{None} stops asking.
+    """
+    global _client_cas
+    _client_cas = cas
+
+
+def _accept_any(connection: SSL.Connection, certificate: object, error: int, depth: int, ok: int) -> bool:
+    # Viewers share the port and need no certificate, and an agent's is
+    # checked against --agent-ca on its requests (netbore.edge.agentca),
+    # where a refusal can be a clear 403 rather than a bare TLS alert.
+    return True
+
+
 def new_context() -> SSL.Context:
     """
     A server context that speaks TLS 1.2 and 1.3 only, with
@@ -139,6 +161,12 @@ def new_context() -> SSL.Context:
     context.set_cipher_list(CIPHERS_TLS12.encode())
     # Resumption across the several contexts SNI switches between.
     context.set_session_id(b"netbore-edge")
+    # On every context, SNI's too: OpenSSL does not carry the verify mode
+    # over when the servername callback switches context.
+    if _client_cas is not None:
+        context.set_verify(SSL.VERIFY_PEER, _accept_any)
+        for ca in _client_cas:
+            _use(context.add_client_ca, ca, crypto.X509.from_cryptography)
     return context
 
 
