@@ -171,7 +171,9 @@ def test_contexts_ask_for_a_certificate_without_requiring_one(ca: TestCA, asking
     assert not mode & SSL.VERIFY_FAIL_IF_NO_PEER_CERT
 
 
-def _handshake(server: SSL.Connection, client_cert: Issued | None, tmp_path: Path) -> SSL.Connection:
+def _handshake(
+    server: SSL.Connection, client_cert: Issued | None, tmp_path: Path, sni: str | None = None
+) -> SSL.Connection:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
@@ -179,7 +181,7 @@ def _handshake(server: SSL.Connection, client_cert: Issued | None, tmp_path: Pat
         key, cert = client_cert.write_pair(tmp_path / "client.key", tmp_path / "client.crt")
         context.load_cert_chain(str(cert), str(key))
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    client = context.wrap_bio(incoming, outgoing)
+    client = context.wrap_bio(incoming, outgoing, server_hostname=sni)
     server.set_accept_state()
     for _ in range(10):
         try:
@@ -234,3 +236,20 @@ def test_a_viewer_without_a_certificate_and_an_agent_with_one_both_handshake(
 def test_a_der_crl_gives_its_serials(ca: TestCA) -> None:
     der = x509.load_pem_x509_crl(ca.crl(7)).public_bytes(serialization.Encoding.DER)
     assert parse_revoked("crl.der", der, [ca.cert]) == {7}
+
+
+def test_viewers_tunnel_names_are_not_asked_for_a_certificate(tmp_path: Path, ca: TestCA, asking: None) -> None:
+    # A browser asked for a certificate may ask its user to pick one: a
+    # handshake for a tunnel name (a viewer's) gets no CertificateRequest;
+    # the edge's own names (agents', the control API's) and no SNI do.
+    request_client_certificates([ca.cert], "tunnel.test")
+    path = tmp_path / "server.pem"
+    ca.issue("tunnel.test", "*.tunnel.test").write(path)
+    listener = ListenerCertificates(CertificateFiles(key=str(path), cert=str(path)))
+    agent = ca.issue_client("alice", account_uri="netbore:account:alice")
+    sent = {
+        sni: peer_certificate(_Transport(_handshake(listener.serverConnectionForTLS(None), agent, tmp_path, sni)))
+        for sni in ("app.tunnel.test", "tunnel.test", "control.tunnel.test", None)
+    }
+    assert sent["app.tunnel.test"] is None  # not asked, so the client sent none
+    assert all(sent[name] is not None for name in ("tunnel.test", "control.tunnel.test", None))

@@ -327,7 +327,7 @@ def build_edge(
     limiter = AuthFailureLimiter(reactor, config.auth_failures_per_minute)
     agent_ca = AgentCA(reactor, config.agent_ca, config.agent_crl) if config.agent_ca is not None else None
     # Before any ssl: listener builds a context: ask clients for certificates.
-    request_client_certificates(agent_ca.cas if agent_ca is not None else None)
+    request_client_certificates(agent_ca.cas if agent_ca is not None else None, config.domain)
     # One write batch for the process: viewer bytes and tunnel frames that
     # one event causes leave together.
     writes = WriteBatch()

@@ -27,6 +27,8 @@ from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from ..names import split_host
+
 __all__ = [
     "CIPHERS_TLS12",
     "CertificateDirectory",
@@ -131,13 +133,21 @@ def _use(method: Callable[[Any], None], value: Any, convert: Callable[[Any], Any
 _client_cas: list[x509.Certificate] | None = None
 
 
-def request_client_certificates(cas: list[x509.Certificate] | None) -> None:
+#: The tunnel domain: a handshake whose SNI is a tunnel name
+#: (C{<label>.<domain>}, a viewer's) is not asked for a certificate.
+_tunnel_domain: str | None = None
+
+
+def request_client_certificates(cas: list[x509.Certificate] | None, domain: str | None = None) -> None:
     """
     Make every context L{new_context} builds from now on ask clients for a
-    certificate (naming C{cas}) without requiring one; L{None} stops asking.
+    certificate (naming C{cas}) without requiring one, except handshakes
+    for the tunnel names of C{domain} (viewers); L{None} stops asking.
     """
-    global _client_cas
+    global _client_cas, _tunnel_domain
     _client_cas = cas
+    if domain is not None:
+        _tunnel_domain = domain
 
 
 def _accept_any(connection: SSL.Connection, certificate: object, error: int, depth: int, ok: int) -> bool:
@@ -320,14 +330,17 @@ class ListenerCertificates:
         return []
 
     def _servername(self, connection: SSL.Connection) -> None:
-        if self.directory is None:
-            return
         name = connection.get_servername()
         if not name:
             return
-        chosen = self.directory.lookup(name.decode("ascii", "replace"))
-        if chosen is not None:
-            connection.set_context(chosen)
+        if self.directory is not None:
+            chosen = self.directory.lookup(name.decode("ascii", "replace"))
+            if chosen is not None:
+                connection.set_context(chosen)
+        if _client_cas is not None and _tunnel_domain is not None and split_host(name, _tunnel_domain) is not None:
+            # A viewer's tunnel name: no CertificateRequest (a browser would
+            # ask its user to pick a certificate); agents use the edge's own names.
+            connection.set_verify(SSL.VERIFY_NONE, _accept_any)
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return SSL.Connection(self._context, None)
