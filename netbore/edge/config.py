@@ -90,3 +90,7 @@ class EdgeConfig:
     agent_ca: str | None = None
     #: Revoked agent certificates (C{--agent-crl}): a PEM CRL or hex serials.
     agent_crl: str | None = None
+    #: Plain-HTTP endpoints redirecting to HTTPS (C{--redirect-listen}).
+    redirect_listen: tuple[str, ...] = ()
+    #: The ACME webroot answered on them (C{--acme-dir}); L{None}: none.
+    acme_dir: str | None = None

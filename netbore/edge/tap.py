@@ -10,11 +10,8 @@ import sys
 from collections.abc import Callable
 
 from twisted.application import service
-from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -24,6 +21,8 @@ from ..auth.keystore import key_file_paths
 from ..names import is_valid_label
 from .clientaddr import parse_network
 from .config import EdgeConfig
+from .listener import Listener
+from .redirect import redirect_listeners
 from .tcp_ports import parse_port_range
 from .tls import CertificateError
 from .tls_listen import is_ssl, ssl_listener, tls_directory
@@ -33,28 +32,6 @@ __all__ = ["Options", "makeService"]
 DEFAULT_LISTEN = "tcp:8080:interface=127.0.0.1"
 
 log = Logger()
-
-
-class Listener(StreamServerEndpointService):
-    """
-    One C{--listen} endpoint.  A port that cannot be bound stops the daemon
-    at start-up with one clear line (and exit status 1), so that systemd
-    and the operator see why.
-    """
-
-    def __init__(self, description: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
-        super().__init__(endpoint, factory)
-        self.description = description
-        self._raiseSynchronously = True
-
-    def privilegedStartService(self) -> None:
-        try:
-            super().privilegedStartService()
-        except CannotListenError as e:
-            message = f"netbore-edge: cannot listen on {self.description}: {e.socketError}"
-            log.critical(message)
-            sys.stderr.write(message + "\n")
-            raise SystemExit(1) from None
 
 
 def _positive(kind: type[float] | type[int], option: str) -> Callable[[str], float]:
@@ -284,12 +261,18 @@ class Options(usage.Options):
         ["tls-dir", None, None, "Directory of <name>.pem files (key + chain) chosen by SNI on ssl: listeners."],
         ["agent-ca", None, None, "PEM CA whose client certificates agents must present, naming their account."],
         ["agent-crl", None, None, "Revoked agent certificates: a PEM CRL or hex serials one a line (SIGHUP)."],
+        ["acme-dir", None, None, "ACME webroot answered on --redirect-listen: DIR/.well-known/acme-challenge/<token>."],
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
         self["trusted-proxy"] = []
+        self["redirect-listen"] = []
+
+    def opt_redirect_listen(self, description: str) -> None:
+        """Plain-HTTP endpoint redirecting the edge's names to HTTPS (308); repeatable; off by default."""
+        self["redirect-listen"].append(description)
 
     def opt_listen(self, description: str) -> None:
         """
@@ -323,8 +306,9 @@ class Options(usage.Options):
         interface = self["tcp-interface"]
         if not (isIPAddress(interface) or isIPv6Address(interface)):
             raise usage.UsageError(f"--tcp-interface must be an IP address (e.g. 0.0.0.0 or ::), not {interface!r}")
-        if self["tls-dir"] is not None and not os.path.isdir(self["tls-dir"]):
-            raise usage.UsageError(f"--tls-dir: no such directory: {self['tls-dir']}")
+        for name in ("tls-dir", "acme-dir"):
+            if self[name] is not None and not os.path.isdir(self[name]):
+                raise usage.UsageError(f"--{name}: no such directory: {self[name]}")
         if self["agent-crl"] is not None and self["agent-ca"] is None:
             raise usage.UsageError("--agent-crl needs --agent-ca")
         if self["agent-ca"] is not None and not any(is_ssl(d) for d in self["listen"]):
@@ -370,6 +354,8 @@ class Options(usage.Options):
             tls_dir=self["tls-dir"],
             agent_ca=self["agent-ca"],
             agent_crl=self["agent-crl"],
+            redirect_listen=tuple(self["redirect-listen"]),
+            acme_dir=self["acme-dir"],
         )
 
 
@@ -443,4 +429,13 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
             sys.stderr.write(f"netbore-edge: bad --listen {description!r}: {why}\n")
             raise SystemExit(1) from None
         Listener(description, endpoint, edge.site).setServiceParent(parent)
+    try:
+        redirects = redirect_listeners(
+            reactor, options["redirect-listen"], options["domain"], options["listen"], options["acme-dir"]
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        sys.stderr.write(f"netbore-edge: bad --redirect-listen: {e}\n")
+        raise SystemExit(1) from None
+    for redirect in redirects:  # stopped with the rest on SIGTERM
+        redirect.setServiceParent(parent)
     return parent
