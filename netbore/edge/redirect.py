@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from twisted.internet import endpoints
 from twisted.web.resource import Resource
+from twisted.web.http import Request as HTTPRequest
 from twisted.web.server import Request, Site
 
 from .._types import Reactor
@@ -53,7 +54,10 @@ def _host(request: Request) -> str | None:
     raw = request.getHeader(b"host")
     if raw is None:
         return None
-    host = raw.strip().lower()
+    try:
+        host = raw.decode("ascii").strip().lower()
+    except UnicodeDecodeError:
+        return None
     if host.startswith("["):  # an IPv6 literal is none of our names
         return None
     name, _, port = host.partition(":")
@@ -125,7 +129,7 @@ class _QuietSite(Site):
 
     displayTracebacks = False
 
-    def log(self, request: Request) -> None:
+    def log(self, request: HTTPRequest) -> None:
         pass
 
 
