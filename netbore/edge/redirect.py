@@ -13,8 +13,8 @@ import re
 from collections.abc import Sequence
 
 from twisted.internet import endpoints
-from twisted.web.resource import Resource
 from twisted.web.http import Request as HTTPRequest
+from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from .._types import Reactor
