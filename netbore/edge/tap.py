@@ -377,7 +377,8 @@ def _loose_secret_file(options: Options) -> str | None:
 def makeService(options: Options, reactor: Reactor | None = None) -> service.MultiService:
     """
     The edge's service tree: the L{EdgeService} (named C{"edge"}) and one
-    L{Listener} per C{--listen}, all serving its one Site.  Installs
+    L{Listener} per C{--listen}, all serving its one Site, then one per
+    C{--redirect-listen} (L{netbore.edge.redirect}).  Installs
     autobahn's fast paths (L{netbore.websocket.install_fast_paths}) for the
     process.
 
