@@ -756,6 +756,8 @@ async def test_list(edge: Edge) -> None:
         "owner": "alice",
         "edge_id": "edge-1",
         "sessions": 1,
+        "connected_at": iso8601(NOW),
+        "last_seen_at": None,
         "protocol": "http",
     }
 

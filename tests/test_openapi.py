@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
@@ -25,6 +26,7 @@ from twisted.internet.task import Clock
 from netbore.auth import MANAGEMENT, TokenAuthority, load_keyring
 from netbore.edge.config import EdgeConfig
 from netbore.edge.control import ControlAPI
+from netbore.edge.health import Readiness
 from netbore.edge.ratelimit import AuthFailureLimiter
 from netbore.edge.registry import InMemoryRegistry
 
@@ -119,6 +121,7 @@ def make(
     tmp_path: Path,
     authority: TokenAuthority | None = None,
     random_name: Callable[[], str] | None = None,
+    draining: bool = False,
     **config: Any,
 ) -> tuple[StubTreq, TokenAuthority]:
     clock = Clock()
@@ -145,6 +148,7 @@ def make(
     )
     if random_name is not None:
         api.random_name = random_name
+    api.readiness = Readiness(SimpleNamespace(draining=draining), SimpleNamespace(running=True))
     return StubTreq(api.app.resource()), authority
 
 
@@ -257,6 +261,14 @@ async def test_real_responses_match_document(tmp_path: Path) -> None:
     # jwks
     await r.call(stub, "GET", "/.well-known/jwks.json", 200)
     await r.call(stub, "POST", "/.well-known/jwks.json", 405, {})
+
+    # health
+    await r.call(stub, "GET", "/healthz", 200)
+    await r.call(stub, "POST", "/healthz", 405, {})
+    await r.call(stub, "GET", "/readyz", 200)
+    await r.call(stub, "POST", "/readyz", 405, {})
+    draining, _ = make(tmp_path / "d", authority=authority, draining=True)
+    await r.call(draining, "GET", "/readyz", 503)
 
     # delete
     gone = {"tunnel_id": created["tunnel_id"]}

@@ -53,9 +53,11 @@ from .apirequest import (
     validator,
 )
 from .config import EdgeConfig
+from .health import Readiness, add_routes
 from .quotas import CreateLimits
 from .ratelimit import AuthFailureLimiter
 from .registry import IRegistry, NameHeld, Tunnel, TunnelState
+from .sessiontimes import session_fields
 from .tcp_create import allocate_port, preferred_port, protocol_fields, recreate_claims, tunnel_protocol
 from .tcp_ports import TcpPorts
 
@@ -107,6 +109,8 @@ class ControlAPI:
         self.limits = CreateLimits(config, registry, clock)
         #: Where random names come from (tests replace it).
         self.random_name: Callable[[], str] = random_name
+        #: What C{GET /readyz} answers from (L{netbore.edge.health}).
+        self.readiness: Readiness | None = None
 
     def _body(self, request: Request, schema: Draft202012Validator) -> dict[str, Any]:
         return json_body(request, schema, self.config.max_control_body)
@@ -381,8 +385,8 @@ class ControlAPI:
                 ),
                 "owner": t.owner,
                 "edge_id": t.edge_id,
-                "sessions": len(t.sessions),
             }
+            | session_fields(t, now)
             | protocol_fields(t)
             for t in self.registry.all()
             if admin or t.owner == management.sub
@@ -417,3 +421,6 @@ class ControlAPI:
     def jwks(self, request: Request) -> bytes:
         request.setHeader(b"Cache-Control", b"public, max-age=300")
         return json_response(request, 200, self.authority.jwks())
+
+
+add_routes(ControlAPI.app)

@@ -49,6 +49,7 @@ from zope.interface import Interface, implementer
 
 from .._types import Clock
 from .revocations import IRevocations, MemoryRevocations
+from .sessiontimes import last_seen, sample
 
 __all__ = [
     "IRegistry",
@@ -111,6 +112,11 @@ class Tunnel:
     tcp_port: int | None = None
     #: Runtime agent-session objects; the data plane owns them.
     sessions: list[Any] = attrs.field(factory=list)
+    #: When the current agent session(s) connected; L{None} while none is.
+    connected_at: float | None = None
+    #: The last frame read from a session that has since gone (a live
+    #: session's own C{last_read} is newer); L{None} if none ever came.
+    last_seen_at: float | None = None
 
 
 class IRegistry(Interface):
@@ -351,6 +357,8 @@ class InMemoryRegistry:
         return sum(1 for tunnel_id in list(ids) if self.get(tunnel_id) is not None)
 
     def attach_session(self, tunnel: Tunnel, session: object) -> None:
+        if not tunnel.sessions:
+            tunnel.connected_at = self._clock.seconds()
         if session not in tunnel.sessions:
             tunnel.sessions.append(session)
         tunnel.state = TunnelState.ACTIVE
@@ -358,7 +366,10 @@ class InMemoryRegistry:
     def detach_session(self, tunnel: Tunnel, session: object) -> None:
         if session in tunnel.sessions:
             tunnel.sessions.remove(session)
+            sample([session], self._clock.seconds())
+            tunnel.last_seen_at = last_seen(tunnel.last_seen_at, session)
         if not tunnel.sessions:
+            tunnel.connected_at = None
             tunnel.state = TunnelState.DOWN
             # Grace or the recreate token, whichever is longer; not what
             # the hold was while the tunnel was pending or up.

@@ -32,11 +32,13 @@ from .clientaddr import TrustedProxies
 from .config import EdgeConfig
 from .control import ControlAPI
 from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
+from .health import Readiness
 from .limits import ConnectionLimits, fd_cap
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
 from .revocations import SQLiteRevocations
 from .router import TunnelRouter
+from .sessiontimes import sample
 from .tcp import tcp_factory
 from .tcp_ports import TcpPorts
 from .tls import ListenerCertificates, request_client_certificates
@@ -192,6 +194,7 @@ class EdgeService(service.MultiService):
         #: The TCP tunnels' ports (a child service); L{None}: no TCP tunnels.
         self.tcp_ports: TcpPorts | None = None
         self._sweep: LoopingCall | None = None
+        self._seen: LoopingCall | None = None
         self._trim: IDelayedCall | None = None
         #: The C{--api-keys-file}, re-read on SIGHUP.
         self.api_keys = ApiKeysFile()
@@ -201,6 +204,8 @@ class EdgeService(service.MultiService):
         self.agent_ca: AgentCA | None = None
         self._sighup_installed = False
         self._previous_sighup: Any = None
+        #: What C{GET /readyz} answers from; its listeners are added by tap.
+        self.readiness: Readiness | None = None
 
     def startService(self) -> None:
         super().startService()
@@ -211,6 +216,10 @@ class EdgeService(service.MultiService):
         self._sweep.start(60, now=False)
         # Once the reactor runs: start-up is over, its freed heap can go.
         self._trim = self.site.reactor.callLater(0, release_free_heap)
+        # Turns the sessions' per-read flags into times (last_seen_at).
+        self._seen = LoopingCall(lambda: sample(self.endpoint.sessions, self.site.reactor.seconds()))
+        self._seen.clock = self.site.reactor
+        self._seen.start(1, now=False)
         self._install_sighup()
         log.info(
             "netbore edge ready for *.{domain} (edge {edge_id})",
@@ -231,6 +240,8 @@ class EdgeService(service.MultiService):
         self._restore_sighup()
         if self._sweep is not None and self._sweep.running:
             self._sweep.stop()
+        if self._seen is not None and self._seen.running:
+            self._seen.stop()
         if self._trim is not None and self._trim.active():
             self._trim.cancel()
         self.site.router.draining = True
@@ -355,6 +366,7 @@ def build_edge(
         fd_cap(config.max_connections), config.max_connections_per_ip
     )
     edge = EdgeService(config, site, registry, authority, endpoint)
+    control.readiness = edge.readiness = Readiness(router, edge)
     edge.api_keys = api_keys
     edge.agent_ca = control.auth.agent_ca = endpoint.agent_ca = agent_ca
     if tcp_ports is not None:

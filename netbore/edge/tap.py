@@ -429,7 +429,10 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.Mul
             why = "no socket was passed at that index" if isinstance(e, IndexError) else str(e)
             sys.stderr.write(f"netbore-edge: bad --listen {description!r}: {why}\n")
             raise SystemExit(1) from None
-        Listener(description, endpoint, edge.site).setServiceParent(parent)
+        listener = Listener(description, endpoint, edge.site)
+        listener.setServiceParent(parent)
+        if edge.readiness is not None:
+            edge.readiness.listeners.append(listener)
     try:
         redirects = redirect_listeners(
             reactor, options["redirect-listen"], options["domain"], options["listen"], options["acme-dir"]

@@ -171,6 +171,7 @@ class TunnelWebSocket(TunnelLifecycle[StreamT]):
     # -- reads ---------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        self.heard = True
         writes = self.writes
         writes.hold()
         # Every frame this read causes is flushed at its end: asking for a

@@ -98,6 +98,12 @@ class TunnelLifecycle(BatchedWebSocket, Generic[StreamT]):
         self.session: Session | None = None
         self.peer_hello: Hello | None = None
         self.streams: dict[int, StreamT] = {}
+        #: Read from the peer since the last sample (the one store per read,
+        #: in L{TunnelWebSocket.dataReceived}; no clock call per read).
+        self.heard = False
+        #: The reactor's time when a sample last found L{heard} set
+        #: (C{netbore.edge.sessiontimes.sample}); L{None}: never.
+        self.last_read: float | None = None
         self.closed = False
         self.paused = False
         self.dispatching = False
