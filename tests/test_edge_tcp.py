@@ -74,7 +74,14 @@ def connect(tunnel: InMemoryTunnel) -> Client:
 
 
 def test_bytes_both_ways_with_the_peer_as_metadata(tunnel: InMemoryTunnel, seen: list[Echo]) -> None:
+    forwarder = tunnel.agent.forwarder  # type: ignore[union-attr]
+    opened: list[object] = []
+    open_stream = forwarder.open
+    forwarder.open = lambda session, event: (opened.append(event), open_stream(session, event))[1]
     client = connect(tunnel)
+    (event,) = opened
+    peer = client.transport.getHost()  # type: ignore[union-attr]
+    assert event.headers == [(b"peer", f"{peer.host}:{peer.port}".encode())]  # type: ignore[attr-defined]
     data = bytes(range(256)) * (4 * 4096 + 7)  # ~4 MiB, beyond every window
     client.transport.write(data)  # type: ignore[union-attr]
     tunnel.pump()

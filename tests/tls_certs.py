@@ -10,7 +10,6 @@ from pathlib import Path
 
 import attrs
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from .tlscerts import TestCA
 
@@ -59,8 +58,6 @@ class CA:
         issued = self._ca.issue(*names, expired=expired)
         stem = self.directory / f"{self.label}-{self._count}"
         key_path, cert_path = issued.write_pair(stem.with_suffix(".key.pem"), stem.with_suffix(".crt.pem"))
-        # (the leaf alone: the tests that use these files hand the CA over separately)
-        cert_path.write_bytes(issued.cert.public_bytes(serialization.Encoding.PEM))
         return Issued(cert_path, key_path, issued.cert)
 
     def issue_client(self, account: str) -> Issued:

@@ -175,12 +175,16 @@ class ByteRelay:
             return len(data)
         self._active()
         self.writes.write(transport, data)
+        return self._written(len(data), end_stream)
+
+    def _written(self, n: int, end_stream: bool) -> int:
+        """C{n} agent bytes went to the viewer: what to acknowledge now."""
         if end_stream:
             self.ended()
         if self.write_paused:
-            self.unacked += len(data)
+            self.unacked += n
             return 0
-        return len(data)
+        return n
 
     def received(self, data: bytes, end_stream: bool) -> int:
         if self.state is BYTES:

@@ -183,12 +183,7 @@ class UpgradeExchange(ByteRelay):
         if state is not RESPONSE:
             return len(data)
         self.viewer.write_body(data)
-        if end_stream:
-            self.ended()
-        if self.write_paused:
-            self.unacked += len(data)
-            return 0
-        return len(data)
+        return self._written(len(data), end_stream)
 
     def ended(self) -> bool:
         if self.state is RESPONSE:

@@ -57,9 +57,10 @@ class TcpConnection(ByteRelay, Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
+        peer = transport.getPeer()
         if self.limits is not None:
-            self.limits.bind(transport, transport.getPeer().host)
-        why = self._open(transport)
+            self.limits.bind(transport, peer.host)
+        why = self._open(peer)
         if why is not None:
             log.info("TCP connection to port {port} refused: {why}", port=self.port, why=why)
             self.state = DONE
@@ -70,7 +71,7 @@ class TcpConnection(ByteRelay, Protocol):
         transport.registerProducer(self, True)
         self._active()
 
-    def _open(self, transport: Any) -> str | None:
+    def _open(self, peer: Any) -> str | None:
         """Open the byte stream; why not, when it cannot be."""
         router = self.router
         if router.draining:
@@ -82,7 +83,6 @@ class TcpConnection(ByteRelay, Protocol):
             return f"tunnel {tunnel.name}'s agent is not connected"
         if not self._count(tunnel.tunnel_id):
             return f"tunnel {tunnel.name} has --max-byte-streams open"
-        peer = transport.getPeer()
         metadata = [(b"peer", f"{peer.host}:{peer.port}".encode())]
         why = f"tunnel {tunnel.name}'s agent is going away"
         for session in sorted(tunnel.sessions, key=lambda s: s.stream_count()):
