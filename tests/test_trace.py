@@ -13,6 +13,11 @@ from bench.trace import Trace, is_netbore, render, trace_request
 #: restructure (122 as this trace measures that code, at bc91e30).
 BEFORE = 128
 
+#: Issue 13: what observing each request adds to it, the request log's one
+#: call (netbore.edge.requestlog) and its clock reads (head read, response
+#: head written, done).
+OBSERVED = 4
+
 
 def test_the_driver_is_not_part_of_the_tunnel() -> None:
     assert is_netbore("netbore") and is_netbore("netbore.edge.viewer")
@@ -47,4 +52,4 @@ def test_one_steady_state_get_is_traced(tmp_path: Path) -> None:
 
 def test_one_get_crosses_modules_at_most_half_as_often_as_before(tmp_path: Path) -> None:
     trace = trace_request(str(tmp_path))
-    assert trace.crossings <= BEFORE // 2, render(trace, 20)
+    assert trace.crossings <= BEFORE // 2 + OBSERVED, render(trace, 20)

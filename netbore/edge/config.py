@@ -77,6 +77,9 @@ class EdgeConfig:
     #: Byte streams (upgraded connections, TCP tunnels' connections) open at
     #: once per tunnel; one over it is refused (503 page, or closed) and counted.
     max_byte_streams: int = 1000
+    #: Label the viewer request and byte counters with the tunnel's name
+    #: (C{--metrics-per-tunnel}; off: no label takes unbounded values).
+    metrics_per_tunnel: bool = False
     #: The public ports TCP tunnels are given (C{--tcp-ports}); L{None}: this
     #: edge creates no TCP tunnels.
     tcp_ports: PortRange | None = None

@@ -17,6 +17,7 @@ from .exchange import Deadlines, Fields, ViewerExchange
 
 if TYPE_CHECKING:
     from .limits import ConnectionLimits
+    from .metrics import EdgeMetrics
     from .registry import IRegistry
     from .viewer import ViewerProtocol
 
@@ -92,6 +93,8 @@ class TunnelRouter:
         #: how many were refused for C{--max-byte-streams}.
         self.byte_streams: dict[str, int] = {}
         self.byte_streams_refused = 0
+        #: The edge's tallies (L{netbore.edge.metrics}; set by L{netbore.edge.site.build_edge}).
+        self.metrics: EdgeMetrics | None = None
         #: The process's write batch and the connection caps (set by
         #: L{netbore.edge.site.build_edge}): TCP tunnels' connections use them.
         self.writes = WriteBatch()

@@ -34,8 +34,10 @@ from .control import ControlAPI
 from .controlhttp import DEFAULT_BODY_LIMIT, ControlRequest, OneRequestChannel
 from .health import Readiness
 from .limits import ConnectionLimits, fd_cap
+from .metrics import EdgeMetrics
 from .ratelimit import AuthFailureLimiter
 from .registry import InMemoryRegistry, IRegistry
+from .requestlog import RequestLog
 from .revocations import SQLiteRevocations
 from .router import TunnelRouter
 from .sessiontimes import sample
@@ -100,6 +102,8 @@ class EdgeSite(server.Site):
         self.router = router
         self.writes = writes if writes is not None else WriteBatch()
         self.channels: weakref.WeakSet[ViewerProtocol] = weakref.WeakSet()
+        #: What each tunnel request is counted and logged by (L{None}: neither).
+        self.requests: RequestLog | None = None
 
     def buildProtocol(self, addr: Any) -> Any:
         limits = self.limits
@@ -359,6 +363,8 @@ def build_edge(
     )
     root = EdgeRoot(control.app.resource(), endpoint.resource())
     site = EdgeSite(root, router, reactor, writes)
+    router.metrics = EdgeMetrics(router, registry, config.metrics_per_tunnel)
+    site.requests = RequestLog(reactor, router.metrics)
     site.body_limit = config.max_control_body
     site.proxies = TrustedProxies(config.trusted_proxies)
     router.writes = writes

@@ -109,6 +109,15 @@ class ViewerProtocol(ViewerAnswers, Protocol):
     client_ip = b""
     secure = False
     proxy_ip: bytes | None = None  # a trusted proxy, or b"": client and scheme per request (site.forwarded)
+    # The request in flight, for the request log (netbore.edge.requestlog): its
+    # tunnel, when its head was read (None: logged) and its answer's went out,
+    # the status sent (0: none yet), the body bytes each way.
+    label: str | None = None
+    started_at: float | None = None
+    answered_at = 0.0
+    status = 0
+    received_bytes = 0
+    sent_bytes = 0
 
     def __init__(self, site: EdgeSite, addr: Any) -> None:
         self.site = site
@@ -117,6 +126,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         self.addr = addr
         self.phase = Phase.IDLE
         self._writes = site.writes
+        self._requests = site.requests
         self._parser = RequestParser()
         self._exchange: ViewerExchange | None = None
         self._handed: Any = None  # the twisted.web channel, once handed over
@@ -169,6 +179,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
             timer.cancel()
         exchange, self._exchange = self._exchange, None
         if exchange is not None:
+            self._done()
             exchange.viewer_gone()
 
     def is_open(self) -> bool:
@@ -221,6 +232,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
                     if phase is not Phase.EXCHANGE and phase is not Phase.IDLE:
                         return
                     if event.__class__ is bytes:
+                        self.received_bytes += len(event)
                         exchange = self._exchange
                         if exchange is not None:
                             exchange.body_received(event)
@@ -252,6 +264,9 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         self.phase = Phase.EXCHANGE
         self._deadline = None
         self.head = head
+        self.label = label
+        self.started_at = self.clock.seconds()
+        self.status = self.received_bytes = self.sent_bytes = 0
         if self.proxy_ip is not None:
             self.client_ip, self.secure, self.proxy_ip = self.site.forwarded(self, head.headers)
         self._keep_alive = head.keep_alive
@@ -286,6 +301,9 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         L{netbore.edge.bytestream.UpgradeExchange}) gets the connection's
         bytes and is its producer.  Returns the bytes read after the request.
         """
+        self.status = 101
+        self.answered_at = self.clock.seconds()
+        self._done()
         self._release()
         self._exchange = self.head = None
         self._handed = handler
@@ -365,6 +383,8 @@ class ViewerProtocol(ViewerAnswers, Protocol):
 
     def _write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], framing: Framing) -> None:
         self._framing = framing
+        self.status = status
+        self.answered_at = self.clock.seconds()
         if framing is _CLOSE or self.router.draining:
             self._keep_alive = False
         if not self._keep_alive:
@@ -382,14 +402,17 @@ class ViewerProtocol(ViewerAnswers, Protocol):
             if len(data) > n:
                 data = data[:n]  # beyond the announced length: never sent
             self._remaining = n - len(data)
+            self.sent_bytes += len(data)
             self._writes.write(transport, data)
         elif framing is _CHUNKED:
             if data:
+                self.sent_bytes += len(data)
                 write = self._writes.write
                 write(transport, chunk_head(len(data)))
                 write(transport, data)
                 write(transport, CHUNK_END)
         elif framing is _CLOSE:
+            self.sent_bytes += len(data)
             self._writes.write(transport, data)
 
     def finish(self) -> None:
@@ -403,6 +426,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         elif framing is _LENGTH and self._remaining:
             # Shorter than announced: the viewer must see it cut.
             self._keep_alive = False
+        self._done()
         self._exchange = None
         self.head = None
         if self.phase is not Phase.EXCHANGE:
@@ -423,6 +447,7 @@ class ViewerProtocol(ViewerAnswers, Protocol):
         """
         Cut the connection (the response cannot be completed).
         """
+        self._done()
         self.phase = Phase.CLOSED
         transport: Any = self.transport
         if transport is not None:
@@ -444,3 +469,11 @@ class ViewerProtocol(ViewerAnswers, Protocol):
 
     def stopProducing(self) -> None:
         pass  # connectionLost follows and ends the exchange.
+
+    def _done(self) -> None:
+        """The request in flight is over (answered or cut): log it, once."""
+        started = self.started_at
+        if started is not None:
+            self.started_at = None
+            if self._requests is not None:
+                self._requests.done(self, self.status, started)

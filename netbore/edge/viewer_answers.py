@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import ITransport
 
+from .._types import Clock
 from ..http1 import Framing, RequestHead, reason_phrase
 from . import pages
 
@@ -50,6 +51,11 @@ class ViewerAnswers:
 
     head: RequestHead | None
     transport: ITransport | None
+    clock: Clock
+    label: str | None
+    started_at: float | None
+    received_bytes: int
+    sent_bytes: int
     _keep_alive: bool
     _writes: WriteBatch
 
@@ -70,6 +76,9 @@ class ViewerAnswers:
     def _close(self) -> None:
         raise NotImplementedError
 
+    def _done(self) -> None:
+        raise NotImplementedError
+
     # -- answers ----------------------------------------------------------------
 
     def refuse(self, status: int) -> None:
@@ -78,11 +87,17 @@ class ViewerAnswers:
         refused, or the request in flight (408: its body is too slow).
         """
         self._keep_alive = False
-        self.head = None
+        if self.started_at is None:  # a request refused before its head was whole: logged too
+            self.started_at = self.clock.seconds()
+            self.head = self.label = None
+            self.received_bytes = 0
         error = _ERROR_STATUSES.get(status, pages.BAD_REQUEST)
         ctype, body = pages.render(error, b"", b"")
         self._write_head(error.status, reason_phrase(error.status), pages.headers(ctype, body, error), Framing.NONE)
         self._writes.write(self.transport, body)
+        self.sent_bytes = len(body)
+        self._done()
+        self.head = None
         self._close()
 
     def _not_forwarded(self, head: RequestHead) -> None:
