@@ -159,8 +159,9 @@ def edge_registry(tmp_path_factory: pytest.TempPathFactory) -> CollectorRegistry
     """The registry of a real edge, as C{--metrics} serves it."""
     config = EdgeConfig(domain="tunnel.test", data_dir=str(tmp_path_factory.mktemp("data")))
     edge = build_edge(config, reactor=MemoryReactorClock())
-    registry: CollectorRegistry = edge.site.router.metrics.registry
-    return registry
+    metrics = edge.site.router.metrics
+    assert metrics is not None
+    return metrics.registry
 
 
 def agent_registry() -> CollectorRegistry:
@@ -196,7 +197,7 @@ def unknown_names(exprs: Iterable[tuple[str, str]], known: set[str]) -> list[str
 
 def unknown_label_values(exprs: Iterable[tuple[str, str]], values: dict[tuple[str, str], set[str]]) -> list[str]:
     """Matcher values (or alternatives of a C{a|b} regex) not in C{values}."""
-    out = []
+    out: list[str] = []
     for where, expr in exprs:
         for metric, label, op, value in label_matchers(expr):
             if (metric, label) not in values or "$" in value:
@@ -216,7 +217,12 @@ def test_metric_names_reads_promql() -> None:
         and histogram_quantile(0.95, sum by (le) (rate(some_seconds_bucket{instance=~"$edge"}[$__rate_interval])))
         unless bool ${x} or netbore:recorded:rate5m
     """
-    assert metric_names(expr) == {"netbore_edge_viewer_requests_total", "up", "some_seconds_bucket", "netbore:recorded:rate5m"}
+    assert metric_names(expr) == {
+        "netbore_edge_viewer_requests_total",
+        "up",
+        "some_seconds_bucket",
+        "netbore:recorded:rate5m",
+    }
 
 
 def test_series_names_follow_types(edge_registry: CollectorRegistry) -> None:
