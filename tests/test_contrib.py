@@ -356,3 +356,14 @@ def test_agent_names_are_exported() -> None:
             for label, value in sample.labels.items():
                 if (sample.name, label) in AGENT_LABELS:
                     assert value in AGENT_LABELS[sample.name, label], (sample.name, label, value)
+
+
+def test_docs_explain_every_alert() -> None:
+    """Each alert has its entry in the operations page and in contrib's README."""
+    operations = (CONTRIB.parent / "docs" / "operations.rst").read_text()
+    section = operations[operations.index("\nDashboards and alerts\n") :]
+    readme = (CONTRIB / "README.rst").read_text()
+    for rule in load_alerts():
+        assert f"\n``{rule['alert']}`` ({rule['labels']['severity']})\n" in section
+        assert f"``{rule['alert']}``" in readme
+    assert ".. literalinclude:: ../contrib/prometheus/prometheus.yml" in section
