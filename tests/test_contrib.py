@@ -8,7 +8,6 @@ names the issue fixes for it).
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -20,6 +19,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 from twisted.internet.testing import MemoryReactorClock
 
+from netbore.agent.tap import Options as AgentOptions
+from netbore.agent.tap import makeService as make_agent
 from netbore.edge.config import EdgeConfig
 from netbore.edge.metrics import HANDSHAKE_FAILURES, REFUSALS, RESETS
 from netbore.edge.registry import TunnelState
@@ -165,11 +166,15 @@ def edge_registry(tmp_path_factory: pytest.TempPathFactory) -> CollectorRegistry
 
 
 def agent_registry() -> CollectorRegistry:
-    """The registry of the agent's metrics (skips until the module exists)."""
-    module = pytest.importorskip("netbore.agent.metrics")
-    wanted = inspect.signature(module.AgentMetrics).parameters
-    arguments = {name: MemoryReactorClock() for name in wanted if name in ("reactor", "clock")}
-    registry: CollectorRegistry = module.AgentMetrics(**arguments).registry
+    """
+    The registry of a real agent, as its C{--metrics} serves it (skips
+    until C{netbore.agent.metrics} exists).
+    """
+    pytest.importorskip("netbore.agent.metrics")
+    options = AgentOptions()
+    options.parseOptions(["--origin", "http://127.0.0.1:3000"])
+    agent: Any = make_agent(options, reactor=MemoryReactorClock())
+    registry: CollectorRegistry = agent.metrics.registry
     return registry
 
 
