@@ -47,6 +47,7 @@ AGENT_FAMILIES = {
 AGENT_LABELS = {
     ("netbore_agent_origin_requests_total", "status"): {"1xx", "2xx", "3xx", "4xx", "5xx", "error"},
     ("netbore_agent_origin_errors_total", "reason"): {"refused", "timeout", "reset", "tls", "other"},
+    ("netbore_agent_session_state", "state"): {"ready", "offline", "deleted"},
 }
 #: Series Prometheus makes itself for every target.
 SYNTHETIC = {"up"}
@@ -288,6 +289,7 @@ def test_alert_rules_have_the_prometheus_shape() -> None:
         "NetboreEdgeHandshakeFailures": {"netbore_edge_agent_handshake_failures_total"},
         "NetboreEdgeRefusing": {"netbore_edge_refused_total"},
         "NetboreAgentFlapping": {"netbore_agent_reconnects_total"},
+        "NetboreAgentOffline": {"netbore_agent_session_state"},
         "NetboreOriginErrors": {"netbore_agent_origin_requests_total"},
         "NetboreOriginSlow": {"netbore_agent_origin_response_seconds_bucket"},
     }

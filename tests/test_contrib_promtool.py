@@ -106,6 +106,19 @@ SCENARIOS: dict[str, tuple[list[Series], list[dict[str, str]]]] = {
         ],
         [{**AGENT, "instance": "flaps"}],
     ),
+    "NetboreAgentOffline": (
+        [
+            *[
+                ("netbore_agent_session_state", {**AGENT, "instance": "out", "state": state}, f"{v}x12")
+                for state, v in (("ready", 0), ("offline", 1), ("deleted", 0))
+            ],
+            *[
+                ("netbore_agent_session_state", {**AGENT, "instance": "in", "state": state}, f"{v}x12")
+                for state, v in (("ready", 1), ("offline", 0), ("deleted", 0))
+            ],
+        ],
+        [{**AGENT, "instance": "out", "state": "offline"}],
+    ),
     "NetboreOriginErrors": (
         [*_origin("down", 1, 1), *_origin("fine", 10, 0.1), *_origin("idle", 0, 0)],
         [{**AGENT, "instance": "down"}],
@@ -133,7 +146,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_promtool_checks_config_and_rules() -> None:
     assert "SUCCESS" in promtool("check", "config", str(SCRAPE)).stdout
-    assert "SUCCESS: 9 rules found" in promtool("check", "rules", str(ALERTS)).stdout
+    assert "SUCCESS: 10 rules found" in promtool("check", "rules", str(ALERTS)).stdout
 
 
 def test_dashboard_queries_parse(tmp_path: Path) -> None:
