@@ -188,7 +188,7 @@ def edge_label_values(registry: CollectorRegistry) -> dict[tuple[str, str], set[
         ("netbore_edge_agent_handshake_failures_total", "reason"): set(HANDSHAKE_FAILURES),
         ("netbore_edge_tunnels", "state"): {state.value for state in TunnelState},
     }
-    # What the registry exports wins over the tuples, where it exports a value.
+    # Every value the real registry exports is one of these.
     for family in registry.collect():
         for sample in family.samples:
             for label, value in sample.labels.items():
