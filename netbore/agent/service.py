@@ -27,6 +27,7 @@ from .backoff import Backoff
 from .config import AgentConfig
 from .control_client import ControlClient, ControlError, Created, TunnelControl, iso8601, parse_time, token_expiry
 from .forwarder import OriginForwarder
+from .metrics import AgentMetrics, OriginCounts
 from .refresh import TUNNEL_DELETED, TokenRefresh
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
@@ -95,14 +96,20 @@ class AgentService(TokenRefresh, service.Service):
         #: input event is handled, and each sends once at its end.
         self.writes = WriteBatch()
         self.forwarder: OriginForwarder | TcpForwarder
+        counts = OriginCounts()
         if config.tcp:
-            self.forwarder = TcpForwarder(reactor, config.tcp)
+            self.forwarder = TcpForwarder(reactor, config.tcp, counts=counts)
         else:
             assert config.origin is not None
             report = origin_reporter(reactor.seconds, config.origin)
             origin_tls = PeerTLS("origin", config.origin_ca_cert, "--origin-ca-cert", report=report)
             self.forwarder = OriginForwarder(
-                reactor, config.origin, host_header=config.host_header, writes=self.writes, tls=origin_tls
+                reactor,
+                config.origin,
+                host_header=config.host_header,
+                writes=self.writes,
+                tls=origin_tls,
+                counts=counts,
             )
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
@@ -113,6 +120,10 @@ class AgentService(TokenRefresh, service.Service):
         self._refresh: IDelayedCall | None = None  # the next recreate-token refresh
         #: The edge deleted the tunnel: the loop ends, nothing is re-created.
         self.deleted = False
+        #: Sessions that came up (their handshake done), the first included.
+        self.sessions_opened = 0
+        #: What C{--metrics} serves (L{netbore.agent.metrics}).
+        self.metrics = AgentMetrics(self)
 
     # -- state ------------------------------------------------------------------
 
@@ -326,6 +337,7 @@ class AgentService(TokenRefresh, service.Service):
         def on_ready(hello: Hello, protocol: Any) -> None:
             opened_at.append(self.reactor.seconds())
             self.protocol = protocol
+            self.sessions_opened += 1
             if not self.running:
                 # Stopped while the handshake was under way.
                 if protocol is not None:
