@@ -62,9 +62,10 @@ DELETED = "deleted"
 Connect = Callable[[str, str, Callable[[Hello, Any], None], Callable[[SessionClosed], None]], Awaitable[None]]
 
 
-class AgentService(TokenRefresh, service.Service):
+class AgentService(TokenRefresh, service.MultiService):
     """
-    Keeps one tunnel up for one origin.
+    Keeps one tunnel up for one origin.  Its children (the C{--metrics}
+    listener) start and stop with it.
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class AgentService(TokenRefresh, service.Service):
         control: TunnelControl | None = None,
         connect: Connect | None = None,
     ) -> None:
+        service.MultiService.__init__(self)
         self.config = config
         self.reactor = reactor
         self.state = load_state(config.state_file) if config.state_file else AgentState()
@@ -144,7 +146,7 @@ class AgentService(TokenRefresh, service.Service):
         self._loop.addErrback(lambda f: log.failure("agent loop failed", f))
 
     def stopService(self) -> Any:
-        super().stopService()
+        children = super().stopService()
         if self._sleep is not None and self._sleep.active():
             self._sleep.cancel()
             self._sleeping.callback(None)  # let the loop see running is False
@@ -156,7 +158,7 @@ class AgentService(TokenRefresh, service.Service):
             done.addTimeout(self.config.drain_timeout, self.reactor)
             done.addErrback(lambda f: protocol.close("drain timeout"))
         self._save(state="offline")
-        return done
+        return defer.gatherResults([children, done]).addCallback(lambda _: None)
 
     async def _run(self) -> None:
         refused_in_a_row = 0
