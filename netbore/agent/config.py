@@ -111,6 +111,7 @@ OPTION_TYPES: dict[str, Callable[[Any], Any]] = {
     "origin-ca-cert": _text,
     "client-cert": _text,
     "client-key": _text,
+    "metrics": _text,
 }
 
 #: Seed 001 §5 names for some options.
@@ -136,6 +137,7 @@ DEFAULTS: dict[str, Any] = {
     "origin-ca-cert": None,
     "client-cert": None,
     "client-key": None,
+    "metrics": None,
 }
 
 
@@ -199,6 +201,9 @@ class AgentConfig:
     #: edge (control API and wss) for an edge with C{--agent-ca}.
     client_cert: str | None = None
     client_key: str | None = None
+    #: Where to serve Prometheus metrics (a Twisted server endpoint string,
+    #: C{--metrics}); off if L{None}.
+    metrics: str | None = None
 
 
 def merge(command_line: dict[str, Any], config_file: dict[str, Any]) -> AgentConfig:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from twisted.internet.defer import Deferred
 
 from netbore._types import Reactor
+from netbore.agent.metrics import OriginCounts
 from netbore.agent.origin import OriginPool, origin_endpoint
 from netbore.agent.origin_connection import OriginConnection
 from netbore.agent.stream import (
@@ -75,6 +76,8 @@ class OriginForwarder:
         C{origin_url}, writing through C{writes}.
     @param writes: the process's write batch (see L{OriginPool}).
     @param tls: how an C{https} origin is verified (see L{origin_endpoint}).
+    @param counts: the tallies of the origin's answers (for a pool made
+        here; L{netbore.agent.metrics}).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class OriginForwarder:
         connect_timeout: float = 10.0,
         writes: WriteBatch | None = None,
         tls: PeerTLS | None = None,
+        counts: OriginCounts | None = None,
     ) -> None:
         parts = urlsplit(origin_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -105,8 +109,9 @@ class OriginForwarder:
         if pool is None:
             port = parts.port or (443 if parts.scheme == "https" else 80)
             endpoint = origin_endpoint(reactor, parts.scheme, parts.hostname, port, connect_timeout, tls)
-            pool = OriginPool(endpoint, reactor, writes=writes)
+            pool = OriginPool(endpoint, reactor, writes=writes, counts=counts)
         self.pool = pool
+        self.counts = pool.counts
         # The last session streams came from, and its DATA payload limit
         # (fixed by its hello): asked once per session, not per request.
         self._sink: StreamSink | None = None

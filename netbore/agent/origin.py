@@ -26,6 +26,7 @@ from zope.interface import implementer
 from netbore._types import Clock, Reactor
 from netbore.writes import WriteBatch
 
+from .metrics import OriginCounts
 from .origin_connection import Exchange, OriginConnection
 from .tls import PeerTLS
 
@@ -93,6 +94,8 @@ class OriginPool:
     @param clock: gives C{seconds()} for the idle timeout.
     @param max_idle: at most this many idle connections are kept.
     @param writes: the process's write batch (a fresh one if not given).
+    @param counts: where the origin's answers and failures are counted
+        (L{netbore.agent.metrics}; a fresh tally if not given).
     """
 
     def __init__(
@@ -102,10 +105,13 @@ class OriginPool:
         max_idle: int = DEFAULT_MAX_IDLE,
         idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
         writes: WriteBatch | None = None,
+        counts: OriginCounts | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.writes = writes if writes is not None else WriteBatch()
-        self._seconds: Callable[[], float] = clock.seconds
+        self.counts = counts if counts is not None else OriginCounts()
+        #: The clock's C{seconds}, read by the pool and its connections.
+        self.seconds: Callable[[], float] = clock.seconds
         self.max_idle = max_idle
         self.idle_timeout = idle_timeout
         self._idle: deque[OriginConnection] = deque()
@@ -157,19 +163,23 @@ class OriginPool:
         idle = self._idle
         if not idle:
             return None
-        now = self._seconds()
+        now = self.seconds()
         while idle:
             conn = idle.pop()
             if conn.usable and now - conn.idle_since <= self.idle_timeout:
+                conn.sent_at = now  # (its head goes out now: the latency's start)
                 return conn
             conn.close(abort=False)
         return None
 
-    def put(self, conn: OriginConnection) -> None:
+    def put(self, conn: OriginConnection, now: float | None = None) -> None:
+        """
+        C{conn} is idle since C{now} (read from the clock if not given).
+        """
         if len(self._idle) >= self.max_idle:
             conn.close(abort=False)
             return
-        conn.idle_since = self._seconds()
+        conn.idle_since = self.seconds() if now is None else now
         self._idle.append(conn)
 
     def forget(self, conn: OriginConnection) -> None:

@@ -9,10 +9,15 @@ bytes to an L{Exchange} as they arrive.  There are no Deferreds, no header
 objects and no body producers per request: the exchange (the forwarder's
 stream) is called back directly and drives backpressure with
 L{OriginConnection.pause_reading} / L{OriginConnection.resume_reading}.
+
+It counts what the origin does (L{netbore.agent.metrics.OriginCounts}):
+each response head by its status and the time it took, inline, and each
+failure by its reason.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
@@ -24,6 +29,8 @@ from zope.interface import implementer
 
 from netbore.http1 import CHUNK_END, END_OF_MESSAGE, LAST_CHUNK, ParseError, ResponseHead, chunk_head
 from netbore.http1.client import ClientState, Phase, Receiving, Sending
+
+from .metrics import origin_error
 
 if TYPE_CHECKING:
     from .origin import OriginPool
@@ -101,9 +108,15 @@ class OriginConnection(Protocol):
     exchange's request body.
     """
 
+    #: When the current request's head was written (the pool sets it for
+    #: a reused connection); C{-1.0} once its response head came.
+    sent_at = -1.0
+
     def __init__(self, pool: OriginPool) -> None:
         self._pool = pool
         self._writes = pool.writes
+        self._counts = pool.counts
+        self._seconds = pool.seconds
         self.exchange: Exchange | None = None
         self.state = ClientState()
         self.idle_since = 0.0
@@ -160,6 +173,7 @@ class OriginConnection(Protocol):
         self.state.phase = Phase.CLOSED
         exchange, self.exchange = self.exchange, None
         if exchange is not None and not failure.check(CancelledError):
+            self._counts.failed(origin_error(failure))
             exchange.unreachable(failure)
 
     def _start(self) -> None:
@@ -167,6 +181,7 @@ class OriginConnection(Protocol):
         assert exchange is not None and self.transport is not None
         state = self.state
         state.head_written()
+        self.sent_at = self._seconds()
         self._writes.write(self.transport, state.request)
         exchange.request_sent()
 
@@ -256,23 +271,36 @@ class OriginConnection(Protocol):
         events = state.receive(data)
         n = len(events)
         i = 0
+        answered: float | None = None  # when a response head came in this read
         while i < n:
             event = events[i]
             i += 1
             if event.__class__ is bytes:
                 if i < n and events[i] is END_OF_MESSAGE:
-                    self._response_done()
+                    self._response_done(answered)
                     exchange.response_data(event, True)
                     return
                 exchange.response_data(event, False)
             elif event is END_OF_MESSAGE:
-                self._response_done()
+                self._response_done(answered)
                 exchange.response_data(b"", True)
                 return
             elif event.__class__ is ParseError:
                 self._failed(exchange, f"bad response from the origin: {event}")
                 return
             else:
+                # The origin's answer, counted here inline (a call per
+                # request costs, see bench/trace.py); this clock read is
+                # also the time the connection goes idle if the response
+                # ends in this read (the pool's put reads none then).
+                answered = self._seconds()
+                counts = self._counts
+                counts.statuses[event.status // 100] += 1  # type: ignore[union-attr]
+                seconds = answered - self.sent_at
+                self.sent_at = -1.0
+                latencies = counts.head_seconds
+                latencies.counts[bisect_left(latencies.bounds, seconds)] += 1
+                latencies.sum += seconds
                 exchange.response_head(event)  # type: ignore[arg-type]
             if self.exchange is not exchange:
                 return
@@ -291,6 +319,7 @@ class OriginConnection(Protocol):
             if state.may_retry():
                 self._pool.retry(exchange, state.request, state.head_request)
                 return
+            self._counts.failed(origin_error(reason), answered=self.sent_at < 0)
             exchange.response_failed(f"origin closed the connection: {reason.getErrorMessage()}")
             return
         if ended:
@@ -313,20 +342,22 @@ class OriginConnection(Protocol):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _response_done(self) -> None:
+    def _response_done(self, now: float | None) -> None:
         """
-        The response is complete: back to the pool, or closed.
+        The response is complete (at C{now}, if the clock was read in
+        this read): back to the pool, or closed.
         """
         self.exchange = None
         reusable, body_done = self.state.response_done()
         if reusable and not self._write_paused and self.state.phase is Phase.OPEN:
             self.resume_reading()
-            self._pool.put(self)
+            self._pool.put(self, now)
         else:
             self.close(abort=not body_done)
 
     def _failed(self, exchange: Exchange, why: str) -> None:
         self.exchange = None
+        self._counts.failed("other", answered=self.sent_at < 0)
         self.close(abort=True)
         exchange.response_failed(why)
 

@@ -27,6 +27,7 @@ from .backoff import Backoff
 from .config import AgentConfig
 from .control_client import ControlClient, ControlError, Created, TunnelControl, iso8601, parse_time, token_expiry
 from .forwarder import OriginForwarder
+from .metrics import AgentMetrics, OriginCounts
 from .refresh import TUNNEL_DELETED, TokenRefresh
 from .session import AgentSessionFactory, SessionClosed
 from .state import AgentState, load_state, save_state
@@ -61,9 +62,10 @@ DELETED = "deleted"
 Connect = Callable[[str, str, Callable[[Hello, Any], None], Callable[[SessionClosed], None]], Awaitable[None]]
 
 
-class AgentService(TokenRefresh, service.Service):
+class AgentService(TokenRefresh, service.MultiService):
     """
-    Keeps one tunnel up for one origin.
+    Keeps one tunnel up for one origin.  Its children (the C{--metrics}
+    listener) start and stop with it.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class AgentService(TokenRefresh, service.Service):
         control: TunnelControl | None = None,
         connect: Connect | None = None,
     ) -> None:
+        service.MultiService.__init__(self)
         self.config = config
         self.reactor = reactor
         self.state = load_state(config.state_file) if config.state_file else AgentState()
@@ -95,14 +98,20 @@ class AgentService(TokenRefresh, service.Service):
         #: input event is handled, and each sends once at its end.
         self.writes = WriteBatch()
         self.forwarder: OriginForwarder | TcpForwarder
+        counts = OriginCounts()
         if config.tcp:
-            self.forwarder = TcpForwarder(reactor, config.tcp)
+            self.forwarder = TcpForwarder(reactor, config.tcp, counts=counts)
         else:
             assert config.origin is not None
             report = origin_reporter(reactor.seconds, config.origin)
             origin_tls = PeerTLS("origin", config.origin_ca_cert, "--origin-ca-cert", report=report)
             self.forwarder = OriginForwarder(
-                reactor, config.origin, host_header=config.host_header, writes=self.writes, tls=origin_tls
+                reactor,
+                config.origin,
+                host_header=config.host_header,
+                writes=self.writes,
+                tls=origin_tls,
+                counts=counts,
             )
         self.backoff = Backoff(config.backoff_base, config.backoff_cap)
         self.created: Created | None = None
@@ -113,6 +122,10 @@ class AgentService(TokenRefresh, service.Service):
         self._refresh: IDelayedCall | None = None  # the next recreate-token refresh
         #: The edge deleted the tunnel: the loop ends, nothing is re-created.
         self.deleted = False
+        #: Sessions that came up (their handshake done), the first included.
+        self.sessions_opened = 0
+        #: What C{--metrics} serves (L{netbore.agent.metrics}).
+        self.metrics = AgentMetrics(self)
 
     # -- state ------------------------------------------------------------------
 
@@ -133,7 +146,7 @@ class AgentService(TokenRefresh, service.Service):
         self._loop.addErrback(lambda f: log.failure("agent loop failed", f))
 
     def stopService(self) -> Any:
-        super().stopService()
+        children = super().stopService()
         if self._sleep is not None and self._sleep.active():
             self._sleep.cancel()
             self._sleeping.callback(None)  # let the loop see running is False
@@ -145,7 +158,7 @@ class AgentService(TokenRefresh, service.Service):
             done.addTimeout(self.config.drain_timeout, self.reactor)
             done.addErrback(lambda f: protocol.close("drain timeout"))
         self._save(state="offline")
-        return done
+        return defer.gatherResults([children, done]).addCallback(lambda _: None)
 
     async def _run(self) -> None:
         refused_in_a_row = 0
@@ -326,6 +339,7 @@ class AgentService(TokenRefresh, service.Service):
         def on_ready(hello: Hello, protocol: Any) -> None:
             opened_at.append(self.reactor.seconds())
             self.protocol = protocol
+            self.sessions_opened += 1
             if not self.running:
                 # Stopped while the handshake was under way.
                 if protocol is not None:

@@ -120,6 +120,12 @@ class Options(usage.Options):
         ["origin-ca-cert", None, None, "Trust this CA (PEM) for an https:// origin (default: the system's CAs)."],
         ["client-cert", None, None, "Client certificate (PEM) to present to an edge with --agent-ca."],
         ["client-key", None, None, "The private key (PEM) of --client-cert."],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics on this endpoint, e.g. tcp:9109:interface=127.0.0.1 (default: off).",
+        ],
     ]
 
     def postOptions(self) -> None:
@@ -140,7 +146,8 @@ class Options(usage.Options):
 def makeService(options: Options, reactor: Reactor | None = None) -> service.IService:
     """
     The agent's service tree: one L{AgentService} (named C{"agent"}) for the
-    one tunnel.  Installs autobahn's fast paths
+    one tunnel, with the C{--metrics} listener (named C{"metrics"}) as its
+    child if asked for.  Installs autobahn's fast paths
     (L{netbore.websocket.install_fast_paths}) for the process.
 
     @param reactor: the reactor to build on; twistd passes none and gets
@@ -150,6 +157,7 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
+    from ..metrics import metrics_service
     from ..websocket import install_fast_paths
     from .service import AgentService
 
@@ -162,6 +170,17 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
         sys.stderr.write(f"netbore-agent: cannot start: {e}\n")
         raise SystemExit(1) from None
     agent.setName("agent")
+    description = options.agent_config.metrics
+    if description is not None:
+        try:
+            listener = metrics_service(description, agent.metrics.registry, reactor)
+        except (ValueError, KeyError, TypeError, IndexError) as e:
+            # IndexError: a systemd: index with no socket passed for it.
+            why = "no socket was passed at that index" if isinstance(e, IndexError) else str(e) or repr(e)
+            sys.stderr.write(f"netbore-agent: bad --metrics {description!r}: {why}\n")
+            raise SystemExit(1) from None
+        listener.setName("metrics")
+        listener.setServiceParent(agent)
     return agent
 
 

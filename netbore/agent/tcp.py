@@ -41,6 +41,7 @@ from twisted.python.failure import Failure
 from netbore._types import Reactor
 from netbore.agent.config import tcp_address
 from netbore.agent.forwarder import OriginForwarder, OriginStream, StreamSink
+from netbore.agent.metrics import OriginCounts, origin_error
 from netbore.agent.origin import origin_endpoint
 from netbore.agent.upgrade import _BYTES, UpgradeStream
 from netbore.http1 import Header
@@ -64,8 +65,10 @@ class TcpStream(UpgradeStream):
     the local address dialled for it (see the module's docstring).
     """
 
-    def __init__(self, sink: AgentSessionProtocol, stream_id: int, address: str) -> None:
-        super().__init__(sink, stream_id, b"")
+    def __init__(
+        self, sink: AgentSessionProtocol, stream_id: int, address: str, counts: OriginCounts | None = None
+    ) -> None:
+        super().__init__(sink, stream_id, b"", counts)
         self.state = _BYTES
         self.address = address
         #: The edge's bytes that came before the connection was made.
@@ -73,6 +76,7 @@ class TcpStream(UpgradeStream):
 
     def _unreachable(self, failure: Failure) -> None:
         if not self.finished:
+            self.counts.errors[origin_error(failure)] += 1  # (no request: not an unanswered one)
             log.warn(
                 "cannot reach the TCP service at {address}: {why}", address=self.address, why=failure.getErrorMessage()
             )
@@ -100,6 +104,7 @@ class TcpStream(UpgradeStream):
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         if not (self.finished or self.eof_in or reason.check(ConnectionDone)):
             self.transport = None
+            self.counts.errors[origin_error(reason)] += 1
             log.info("the connection to {address} broke: {why}", address=self.address, why=reason.getErrorMessage())
             self._fail(ErrorCode.ORIGIN_RESET, b"TCP connection broke")
             return
@@ -115,10 +120,15 @@ class TcpForwarder:
     @param address: C{HOST:PORT} (L{netbore.agent.config.tcp_address}).
     """
 
-    def __init__(self, reactor: Reactor, address: str, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self, reactor: Reactor, address: str, connect_timeout: float = 10.0, counts: OriginCounts | None = None
+    ) -> None:
         host, port = tcp_address(address)
         self.address = address
         self.endpoint = origin_endpoint(reactor, "tcp", host, port, connect_timeout)
+        #: Failed connections to the TCP service (L{netbore.agent.metrics});
+        #: a TCP tunnel has no requests to count.
+        self.counts = counts if counts is not None else OriginCounts()
 
     def forward(
         self,
@@ -138,7 +148,7 @@ class TcpForwarder:
         if event.upgrade:
             session.reset_stream(stream_id, ErrorCode.ORIGIN_UNREACHABLE, NOT_HTTP)
             return
-        stream = TcpStream(session, stream_id, self.address)
+        stream = TcpStream(session, stream_id, self.address, self.counts)
         session.streams[stream_id] = stream
         if session.paused:
             stream.pause_sending()

@@ -23,11 +23,15 @@ answer resets the stream (C{ORIGIN_UNREACHABLE}, C{ORIGIN_RESET}).
 
 Any other final status is an ordinary response, read with the http1
 client codec and relayed with its body; the connection then closes.
+
+Each answer is counted by its status (C{101}: C{1xx}) and the time it
+took, each failure by its reason (L{netbore.agent.metrics.OriginCounts}).
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer
@@ -36,6 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from netbore.agent.metrics import OriginCounts, origin_error
 from netbore.agent.origin_connection import _OneConnection
 from netbore.http1 import END_OF_MESSAGE, ParseError, ResponseHead, ResponseParser
 from netbore.http1.grammar import HOP_BY_HOP, TOKEN
@@ -89,7 +94,9 @@ class UpgradeRequests:
         if TOKEN.fullmatch(event.method) is None or not event.target.startswith(b"/"):
             session.reset_stream(stream_id, ErrorCode.REFUSED_STREAM, b"upgrade request not sendable")
             return
-        stream = UpgradeStream(session, stream_id, upgrade_head(forwarder, event))
+        stream = UpgradeStream(
+            session, stream_id, upgrade_head(forwarder, event), forwarder.counts, forwarder.pool.seconds
+        )
         self.streams[stream_id] = stream
         stream.connect(forwarder.pool.endpoint)
 
@@ -123,11 +130,23 @@ class UpgradeStream(Protocol):
     """
 
     finished = False
+    #: The origin answered (a head came); when the request's head was written.
+    answered = False
+    sent_at = 0.0
 
-    def __init__(self, sink: AgentSessionProtocol, stream_id: int, head: bytes) -> None:
+    def __init__(
+        self,
+        sink: AgentSessionProtocol,
+        stream_id: int,
+        head: bytes,
+        counts: OriginCounts | None = None,
+        seconds: Callable[[], float] | None = None,
+    ) -> None:
         self.sink = sink
         self.stream_id = stream_id
         self.head = head
+        self.counts = counts if counts is not None else OriginCounts()
+        self.seconds = seconds
         self.state = _HEAD
         self.buf = b""
         self.out = SendQueue()  # origin bytes not sent to the edge yet
@@ -148,6 +167,7 @@ class UpgradeStream(Protocol):
 
     def _unreachable(self, failure: Failure) -> None:
         if not self.finished:
+            self.counts.failed(origin_error(failure))
             log.info("origin unreachable for an upgrade: {why}", why=failure.getErrorMessage())
             self._fail(ErrorCode.ORIGIN_UNREACHABLE, b"origin unreachable")
 
@@ -159,6 +179,8 @@ class UpgradeStream(Protocol):
         with contextlib.suppress(AttributeError, OSError):
             transport.setTcpNoDelay(True)
         transport.registerProducer(self, True)
+        if self.seconds is not None:
+            self.sent_at = self.seconds()
         transport.write(self.head)
         if self.tunnel_paused:
             self._pause_reading()
@@ -178,14 +200,14 @@ class UpgradeStream(Protocol):
             end = buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(buf) > MAX_HEAD:
-                    self._fail(ErrorCode.ORIGIN_RESET, b"response head too long")
+                    self._failed("other", b"response head too long")
                 else:
                     self.buf = buf
                 return
             line = buf[: buf.find(b"\r\n")]
             parts = line.split(b" ", 2)
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-                self._fail(ErrorCode.ORIGIN_RESET, b"not an HTTP/1.1 response")
+                self._failed("other", b"not an HTTP/1.1 response")
                 return
             status = int(parts[1])
             if status == 101:
@@ -202,11 +224,12 @@ class UpgradeStream(Protocol):
         for field in buf[buf.find(b"\r\n") + 2 : end].split(b"\r\n"):
             name, colon, value = field.partition(b":")
             if not colon or TOKEN.fullmatch(name) is None:
-                self._fail(ErrorCode.ORIGIN_RESET, b"bad response head")
+                self._failed("other", b"bad response head")
                 return
             headers.append((name, value.strip(b" \t")))
         self.buf = b""
         self.state = _BYTES
+        self._answered(101)
         reason = parts[2] if len(parts) > 2 else b""
         self.sink.send_response_head(self.stream_id, 101, reason, headers)
         rest = buf[end + 4 :]
@@ -223,9 +246,10 @@ class UpgradeStream(Protocol):
             elif event is END_OF_MESSAGE:
                 self.eof_in = True
             elif isinstance(event, ParseError):
-                self._fail(ErrorCode.ORIGIN_RESET, b"bad response")
+                self._failed("other", b"bad response")
                 return
             elif isinstance(event, ResponseHead):
+                self._answered(event.status)
                 drop = HOP_BY_HOP | event.connection
                 headers = [field for field in event.headers if field[0].lower() not in drop]
                 if event.length == 0:
@@ -244,21 +268,22 @@ class UpgradeStream(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self.transport = None
-        self._origin_eof()
+        self._origin_eof(reason)
 
-    def _origin_eof(self) -> None:
+    def _origin_eof(self, reason: Failure | None = None) -> None:
         if self.finished or self.eof_in:
             return
         state = self.state
+        why = "reset" if reason is None else origin_error(reason)
         if state is _HEAD:
-            self._fail(ErrorCode.ORIGIN_RESET, b"origin closed before answering the upgrade")
+            self._failed(why, b"origin closed before answering the upgrade")
             return
         if state is _RESPONSE:
             try:
                 assert self.parser is not None
                 self.parser.feed_eof()
             except ParseError:
-                self._fail(ErrorCode.ORIGIN_RESET, b"origin closed before the response was complete")
+                self._failed(why, b"origin closed before the response was complete")
                 return
         self.eof_in = True
         self._pump()
@@ -370,6 +395,19 @@ class UpgradeStream(Protocol):
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
+
+    def _answered(self, status: int) -> None:
+        """The origin's answer: counted (as an origin connection counts it)."""
+        counts = self.counts
+        counts.statuses[status // 100] += 1
+        if self.seconds is not None:
+            counts.head_seconds.observe(self.seconds() - self.sent_at)
+        self.answered = True
+
+    def _failed(self, reason: str, message: bytes) -> None:
+        """The origin failed the request (C{reason}: L{netbore.agent.metrics.ORIGIN_ERRORS})."""
+        self.counts.failed(reason, self.answered)
+        self._fail(ErrorCode.ORIGIN_RESET, message)
 
     def _fail(self, code: ErrorCode, message: bytes) -> None:
         self.finished = True
