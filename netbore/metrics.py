@@ -27,11 +27,12 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from twisted.application.service import IService
-from twisted.application.strports import service as strports_service
+from twisted.internet.endpoints import serverFromString
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from ._types import Reactor
+from .edge.listener import Listener
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -158,13 +159,18 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_service(description: str, registry: CollectorRegistry, reactor: Reactor) -> IService:
+def metrics_service(
+    description: str, registry: CollectorRegistry, reactor: Reactor, program: str = "netbore-edge"
+) -> IService:
     """
     The service that listens on the Twisted endpoint C{description} (as
     C{--metrics} gives it, e.g. C{tcp:9108:interface=127.0.0.1}) and
-    serves C{registry} at C{/metrics}.
+    serves C{registry} at C{/metrics}; a port that cannot be bound stops
+    C{program} at start-up with one clear line (L{Listener}).  A bad
+    C{description} raises L{ValueError}.
     """
     root = _Index()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"", root)
-    return strports_service(description, _QuietSite(root), reactor=cast(Any, reactor))
+    endpoint = serverFromString(cast(Any, reactor), description)
+    return Listener(description, endpoint, _QuietSite(root), program)

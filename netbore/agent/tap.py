@@ -173,7 +173,7 @@ def makeService(options: Options, reactor: Reactor | None = None) -> service.ISe
     description = options.agent_config.metrics
     if description is not None:
         try:
-            listener = metrics_service(description, agent.metrics.registry, reactor)
+            listener = metrics_service(description, agent.metrics.registry, reactor, "netbore-agent")
         except (ValueError, KeyError, TypeError, IndexError) as e:
             # IndexError: a systemd: index with no socket passed for it.
             why = "no socket was passed at that index" if isinstance(e, IndexError) else str(e) or repr(e)
